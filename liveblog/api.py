@@ -1,0 +1,375 @@
+"""The HTTP API (DESIGN §3): the reporter endpoints, the reader endpoints, health checks.
+
+Each handler authenticates, reads a bounded body, decodes it once into a Struct, applies the
+domain rule (:mod:`liveblog.entries`, :mod:`liveblog.blogs`, :mod:`liveblog.auth`) and hands the
+result to the store. A request that fails changes nothing: every write is one atomic script
+that runs only after all checks passed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, WebSocketRoute
+
+from . import auth, blogs, entries
+from .cursor import BadCursor, Cursor
+from .errors import ApiError, validation_error
+from .live import live
+from .models import (
+    Blog,
+    BlogCreate,
+    BlogPatch,
+    Entry,
+    EntryCreate,
+    EntryPage,
+    EntryPatch,
+    EventPage,
+    Raw,
+    TokenCreate,
+    decoders,
+    encoder,
+)
+from .store import BlogEnded, Conflict, CursorGone, NotFound, Store, fingerprint, key_digest
+
+T = TypeVar("T")
+
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+_ENTRY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_IF_MATCH = re.compile(r'^(?:W/)?"?([0-9]{1,9})"?$')
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+MAX_PAGE = 100
+MAX_EVENTS = 1000
+#: Reader responses may be cached briefly by browsers and CDNs; ETag makes revalidation cheap.
+READER_CACHE = "public, max-age=2, stale-while-revalidate=10"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _store(request: Request) -> Store:
+    return request.app.state.store
+
+
+def _json(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(body, status, headers=headers, media_type="application/json")
+
+
+def _reader_json(request: Request, body: bytes) -> Response:
+    """A public, CORS-enabled, revalidatable response (304 when the client's ETag matches)."""
+    etag = '"%s"' % hashlib.blake2b(body, digest_size=12).hexdigest()
+    headers = {"ETag": etag, "Cache-Control": READER_CACHE, "Access-Control-Allow-Origin": "*"}
+    if etag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    return _json(body, headers=headers)
+
+
+def _blog_id(request: Request) -> str:
+    blog_id = request.path_params["blog"]
+    if not _SLUG.match(blog_id):
+        raise ApiError(404, "not_found", "no such blog")
+    return blog_id
+
+
+def _entry_id(request: Request) -> str:
+    entry_id = request.path_params["entry"]
+    if not _ENTRY_ID.match(entry_id):
+        raise ApiError(404, "not_found", "no such entry")
+    return entry_id
+
+
+async def _body(request: Request) -> bytes:
+    """The request body, refusing (413) anything over the configured limit before reading it all."""
+    limit = request.app.state.settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise ApiError(413, "too_large", f"request body is over the {limit}-byte limit")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "too_large", f"request body is over the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _decode(kind: type[T], body: bytes) -> T:
+    try:
+        return decoders[kind].decode(body)
+    except msgspec.ValidationError as exc:
+        raise validation_error(exc) from None
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, "malformed_json", f"request body is not valid JSON: {exc}") from None
+
+
+async def _principal(request: Request) -> auth.Principal:
+    unauthorized = {"WWW-Authenticate": "Bearer"}
+    try:
+        text = auth.bearer(request.headers.get("authorization"))
+        if auth.is_admin_token(text, request.app.state.settings.admin_token):
+            return auth.admin()
+        token_id, secret = auth.split(text)
+        record = await _store(request).get_token(token_id)
+        if record is None:
+            raise auth.BadToken("unknown or revoked token")
+        return auth.verify(record, secret)
+    except auth.BadToken as exc:
+        raise ApiError(401, "unauthorized", str(exc), headers=unauthorized) from None
+
+
+def _forbid(message: str) -> ApiError:
+    return ApiError(403, "forbidden", message)
+
+
+def _if_match(request: Request) -> int:
+    header = request.headers.get("if-match")
+    if header is None:
+        raise ApiError(428, "precondition_required", 'send If-Match: "<version>" with the version you edited')
+    match = _IF_MATCH.match(header.strip())
+    if not match:
+        raise ApiError(400, "bad_if_match", 'If-Match must be the entry version, like "3"')
+    return int(match.group(1))
+
+
+def _entry_response(body: bytes, status: int, **headers: str) -> Response:
+    version = msgspec.json.decode(body, type=dict)["version"]
+    return _json(body, status, headers={"ETag": f'"{version}"', **headers})
+
+
+# --- health ---------------------------------------------------------------------------------------
+
+
+async def healthz(request: Request) -> Response:
+    return _json(b'{"status":"ok"}')
+
+
+async def readyz(request: Request) -> Response:
+    try:
+        await _store(request).redis.ping()
+    except Exception as exc:  # any failure to reach Redis means "not ready", which is the answer
+        return _json(b'{"status":"unavailable","reason":%s}' % encoder.encode(str(exc)), 503)
+    return _json(b'{"status":"ready"}')
+
+
+# --- blogs ----------------------------------------------------------------------------------------
+
+
+async def list_blogs(request: Request) -> Response:
+    principal = await _principal(request)
+    bodies = await _store(request).list_blogs()
+    visible = [
+        Raw(body) for body in bodies
+        if principal.is_admin or msgspec.json.decode(body, type=dict)["id"] in principal.blogs
+    ]
+    return _json(encoder.encode({"blogs": visible}))
+
+
+async def create_blog(request: Request) -> Response:
+    principal = await _principal(request)
+    create = _decode(BlogCreate, await _body(request))
+    if not principal.can_manage(create.id):
+        raise _forbid("only admins (or an editor scoped to this blog id) create blogs")
+    try:
+        body = await _store(request).create_blog(blogs.create(create, now()), epoch=secrets.token_hex(4))
+    except Conflict as exc:
+        raise ApiError(409, "exists", str(exc), "$.id") from None
+    return _json(body, 201, headers={"Location": f"/api/v1/blogs/{create.id}"})
+
+
+async def get_blog(request: Request) -> Response:
+    try:
+        return _reader_json(request, await _store(request).get_blog_json(_blog_id(request)))
+    except NotFound as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+
+
+async def patch_blog(request: Request) -> Response:
+    principal = await _principal(request)
+    blog_id = _blog_id(request)
+    if not principal.can_manage(blog_id):
+        raise _forbid("only editors of this blog and admins change it")
+    patch = _decode(BlogPatch, await _body(request))
+    store = _store(request)
+    for _ in range(5):  # compare-and-set: re-apply the patch if another editor wrote in between
+        try:
+            read = await store.get_blog_json(blog_id)
+            written = await store.replace_blog(read, blogs.edit(decoders[Blog].decode(read), patch, now()))
+            return _json(written.json)
+        except NotFound as exc:
+            raise ApiError(404, "not_found", str(exc)) from None
+        except Conflict:
+            continue
+    raise ApiError(409, "conflict", "the blog is being edited by others; retry")
+
+
+# --- entries --------------------------------------------------------------------------------------
+
+
+async def list_entries(request: Request) -> Response:
+    blog_id = _blog_id(request)
+    params = request.query_params
+    store = _store(request)
+    try:
+        if "since" in params:
+            return _reader_json(request, await _events_since(store, blog_id, params["since"], _int(params, "limit", 500, MAX_EVENTS)))
+        limit = _int(params, "limit", 20, MAX_PAGE)
+        before = params.get("before")
+        if before is not None and not _ENTRY_ID.match(before):
+            raise ApiError(400, "bad_before", "before must be an entry id", "before")
+        page = await store.page(blog_id, limit, before)
+    except NotFound as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    return _reader_json(request, encoder.encode(EntryPage(str(page.cursor), [Raw(e) for e in page.entries], page.next)))
+
+
+async def _events_since(store: Store, blog_id: str, text: str, limit: int) -> bytes:
+    try:
+        cursor = Cursor.parse(text)
+    except BadCursor as exc:
+        raise ApiError(400, "bad_cursor", str(exc), "since") from None
+    try:
+        events = await store.since(blog_id, cursor, limit)
+    except CursorGone as exc:
+        raise ApiError(410, "cursor_gone", f"{exc}; load the entries again for a fresh cursor", "since") from None
+    last = str(Cursor(cursor.epoch, events[-1].stream_id)) if events else text
+    items = [
+        Raw(b'{"cursor":"%s",%s' % (str(Cursor(cursor.epoch, event.stream_id)).encode(), event.payload[1:]))
+        for event in events
+    ]
+    return encoder.encode(EventPage(last, items))
+
+
+def _int(params, name: str, default: int, maximum: int) -> int:  # noqa: ANN001
+    raw = params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        raise ApiError(400, f"bad_{name}", f"{name} must be an integer from 1 to {maximum}", name)
+    return int(raw)
+
+
+async def get_entry(request: Request) -> Response:
+    try:
+        entry, _ = await _store(request).get_entry(_blog_id(request), _entry_id(request))
+    except NotFound as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    return _reader_json(request, encoder.encode(entry))
+
+
+async def create_entry(request: Request) -> Response:
+    principal = await _principal(request)
+    blog_id = _blog_id(request)
+    if not principal.can_post(blog_id):
+        raise _forbid(f"this token may not post to {blog_id!r}")
+    raw = await _body(request)
+    create = _decode(EntryCreate, raw)
+    idempotency = None
+    if (key := request.headers.get("idempotency-key")) is not None:
+        if not _IDEMPOTENCY_KEY.match(key):
+            raise ApiError(400, "bad_idempotency_key", "Idempotency-Key must be 1-200 printable ASCII characters")
+        idempotency = (key_digest(principal.token_id, key), fingerprint(raw))
+    try:
+        entry = entries.create(blog_id, create, principal.name, now())
+        written = await _store(request).create_entry(entry, principal.token_id, idempotency)
+    except entries.EmptyBody as exc:
+        raise ApiError(422, "invalid", str(exc), "$.body") from None
+    except NotFound as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    except BlogEnded as exc:
+        raise ApiError(409, "blog_ended", str(exc)) from None
+    except Conflict as exc:
+        raise ApiError(409, "idempotency_key_reused", str(exc)) from None
+    replayed = {"Idempotent-Replayed": "true"} if written.stream_id is None else {}
+    return _entry_response(written.json, 201, **replayed)
+
+
+async def _editable(request: Request, principal: auth.Principal) -> tuple[Entry, int]:
+    blog_id, entry_id = _blog_id(request), _entry_id(request)
+    try:
+        entry, owner = await _store(request).get_entry(blog_id, entry_id)
+    except NotFound as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    if not principal.can_change_entry(blog_id, owner):
+        raise _forbid("reporters change only their own entries; editors any in their blogs")
+    expected = _if_match(request)
+    if entry.version != expected:
+        raise _stale(entry.version)
+    return entry, expected
+
+
+def _stale(current: int) -> ApiError:
+    return ApiError(412, "version_conflict", f"someone edited this entry first; it is now at version {current}")
+
+
+async def patch_entry(request: Request) -> Response:
+    principal = await _principal(request)
+    patch = _decode(EntryPatch, await _body(request))
+    entry, expected = await _editable(request, principal)
+    try:
+        written = await _store(request).replace_entry(expected, entries.edit(entry, patch, now()))
+    except entries.EmptyBody as exc:
+        raise ApiError(422, "invalid", str(exc), "$.body") from None
+    except NotFound as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    except Conflict as exc:
+        raise _stale(msgspec.json.decode(exc.current, type=dict)["version"]) from None
+    return _entry_response(written.json, 200)
+
+
+async def delete_entry(request: Request) -> Response:
+    principal = await _principal(request)
+    entry, expected = await _editable(request, principal)
+    try:
+        await _store(request).delete_entry(expected, entries.tombstone(entry, now()))
+    except NotFound as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    except Conflict as exc:
+        raise _stale(msgspec.json.decode(exc.current, type=dict)["version"]) from None
+    return Response(status_code=204)
+
+
+# --- tokens ---------------------------------------------------------------------------------------
+
+
+async def create_token(request: Request) -> Response:
+    principal = await _principal(request)
+    if not principal.is_admin:
+        raise _forbid("only admins mint tokens")
+    record, shown = auth.mint(_decode(TokenCreate, await _body(request)), now())
+    await _store(request).add_token(record)
+    return _json(encoder.encode(shown), 201, headers={"Cache-Control": "no-store"})
+
+
+async def revoke_token(request: Request) -> Response:
+    principal = await _principal(request)
+    if not principal.is_admin:
+        raise _forbid("only admins revoke tokens")
+    if not await _store(request).revoke_token(request.path_params["token"][:64]):
+        raise ApiError(404, "not_found", "no such token")
+    return Response(status_code=204)
+
+
+routes = [
+    Route("/healthz", healthz),
+    Route("/readyz", readyz),
+    Route("/api/v1/blogs", list_blogs, methods=["GET"]),
+    Route("/api/v1/blogs", create_blog, methods=["POST"]),
+    Route("/api/v1/blogs/{blog}", get_blog, methods=["GET"]),
+    Route("/api/v1/blogs/{blog}", patch_blog, methods=["PATCH"]),
+    Route("/api/v1/blogs/{blog}/entries", list_entries, methods=["GET"]),
+    Route("/api/v1/blogs/{blog}/entries", create_entry, methods=["POST"]),
+    Route("/api/v1/blogs/{blog}/entries/{entry}", get_entry, methods=["GET"]),
+    Route("/api/v1/blogs/{blog}/entries/{entry}", patch_entry, methods=["PATCH"]),
+    Route("/api/v1/blogs/{blog}/entries/{entry}", delete_entry, methods=["DELETE"]),
+    Route("/api/v1/tokens", create_token, methods=["POST"]),
+    Route("/api/v1/tokens/{token}", revoke_token, methods=["DELETE"]),
+    WebSocketRoute("/api/v1/blogs/{blog}/live", live),
+]

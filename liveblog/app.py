@@ -1,0 +1,57 @@
+"""The ASGI application: routes, error handlers, and the lifespan that owns Redis and the hub."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+
+from . import api, errors
+from .config import Settings
+from .hub import Hub
+from .store import Store, connect
+
+log = logging.getLogger(__name__)
+
+
+def _stop_process() -> None:
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def create_app(settings: Settings, redis_url: str, on_fatal: Callable[[], None] = _stop_process) -> Starlette:
+    """The service, talking to Redis at ``redis_url``.
+
+    The hub's tailer runs for the app's lifetime. If it ever dies of something other than a
+    Redis outage (which it rides out), that is logged and ``on_fatal`` is called, by default
+    a graceful SIGTERM, so that a supervisor restarts the process instead of readers silently
+    receiving nothing.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        client = connect(redis_url)
+        store = Store(client, log_maxlen=settings.log_maxlen, idempotency_ttl=settings.idempotency_ttl)
+        hub = Hub(store, reader_limit=settings.reader_buffer_bytes)
+        app.state.settings, app.state.store, app.state.hub = settings, store, hub
+        tailer = asyncio.create_task(hub.run(), name="liveblog-tailer")
+        tailer.add_done_callback(lambda task: _tailer_done(task, on_fatal))
+        try:
+            yield
+        finally:
+            tailer.cancel()
+            await asyncio.gather(tailer, return_exceptions=True)
+            await client.aclose()
+
+    return Starlette(routes=api.routes, exception_handlers=errors.handlers, lifespan=lifespan)
+
+
+def _tailer_done(task: asyncio.Task[None], on_fatal: Callable[[], None]) -> None:
+    if task.cancelled():
+        return
+    log.critical("the tailer stopped; live readers get nothing until restart", exc_info=task.exception())
+    on_fatal()

@@ -1,0 +1,34 @@
+"""Blog rules, free of I/O: creating a blog and applying an editor's patch."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+from .models import fields_set, Blog, BlogCreate, BlogPatch
+
+
+def create(request: BlogCreate, now: datetime) -> Blog:
+    return Blog(
+        id=request.id,
+        title=request.title,
+        description=request.description,
+        status="live",
+        created_at=now,
+        updated_at=now,
+        coverage_start=now,
+        language=request.language,
+        embed_origins=request.embed_origins,
+    )
+
+
+def edit(blog: Blog, patch: BlogPatch, now: datetime) -> Blog:
+    """``blog`` with the patch applied; ending coverage stamps ``coverage_end``, reopening clears it."""
+    changes = fields_set(patch)
+    status = changes.get("status", blog.status)
+    if status == "ended" and blog.status != "ended":
+        changes["coverage_end"] = now
+    elif status == "live":
+        changes["coverage_end"] = None
+    return msgspec.structs.replace(blog, **changes, updated_at=now)

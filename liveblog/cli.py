@@ -1,0 +1,90 @@
+"""``liveblog serve``: run the service, with an embedded Redis unless ``LIVEBLOG_REDIS_URL`` is set."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import secrets
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import uvicorn
+
+from .app import create_app
+from .config import Settings
+from .embedded import EmbeddedRedis
+from .server import bound_port, uvicorn_config
+
+log = logging.getLogger("liveblog")
+
+
+def _admin_token(settings: Settings) -> str:
+    """The configured admin token, or the one kept in the data dir (made and printed once)."""
+    if settings.admin_token:
+        return settings.admin_token
+    path = settings.data_dir / "admin-token"
+    if path.exists():
+        print(f"Admin token: in {path}", flush=True)
+        return path.read_text().strip()
+    token = secrets.token_urlsafe(32)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(token + "\n")
+    print(f"Admin token (shown once; kept in {path}):\n    {token}", flush=True)
+    return token
+
+
+async def _serve(settings: Settings, redis_url: str) -> None:
+    server = uvicorn.Server(uvicorn_config(create_app(settings, redis_url), settings))
+    serving = asyncio.create_task(server.serve())
+    while not server.started and not serving.done():
+        await asyncio.sleep(0.02)
+    if server.started:
+        print(f"liveblog is serving on http://{settings.host}:{bound_port(server)}", flush=True)
+    await serving
+    if not server.started:
+        raise SystemExit(1)
+
+
+def serve(settings: Settings) -> None:
+    settings = replace(settings, admin_token=_admin_token(settings))
+    embedded = None
+    if settings.redis_url:
+        redis_url = settings.redis_url
+    else:
+        embedded = EmbeddedRedis(settings.data_dir / "redis").start()
+        redis_url = embedded.url
+        print(f"Embedded redis-server: {redis_url} (AOF on, data in {embedded.data_dir})", flush=True)
+    try:
+        try:
+            import uvloop
+        except ImportError:
+            asyncio.run(_serve(settings, redis_url))
+        else:
+            uvloop.run(_serve(settings, redis_url))
+    finally:
+        if embedded is not None:
+            embedded.stop()
+            print("Embedded redis-server stopped.", flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="liveblog", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("serve", help="run the service")
+    run.add_argument("--host", help="listen address (LIVEBLOG_HOST, default 127.0.0.1)")
+    run.add_argument("--port", type=int, help="listen port, 0 for any free one (LIVEBLOG_PORT, default 8000)")
+    run.add_argument("--data-dir", type=Path, help="embedded Redis data and admin token (LIVEBLOG_DATA_DIR)")
+    run.add_argument("--redis-url", help="use this Redis instead of an embedded one (LIVEBLOG_REDIS_URL)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    settings = Settings.from_env(host=args.host, port=args.port, data_dir=args.data_dir, redis_url=args.redis_url)
+    serve(settings)
+
+
+if __name__ == "__main__":
+    main()

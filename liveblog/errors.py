@@ -1,0 +1,83 @@
+"""The contract's error shape, ``{"error": {"code", "message", "field"?}}``, and its mapping.
+
+Handlers turn user errors (bad JSON, failed validation, missing things, conflicts, Redis being
+away) into that shape with a fitting status. Anything else is a bug: it is logged with the request
+and answered with a plain 500 in the same shape.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import msgspec
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .models import ErrorBody, ErrorResponse, encoder
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, field: str | None = None, headers: dict | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        self.headers = headers
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None, headers: dict | None = None) -> Response:
+    body = encoder.encode(ErrorResponse(ErrorBody(code=code, message=message, field=field)))
+    return Response(body, status, headers=headers, media_type="application/json")
+
+
+_AT_PATH = re.compile(r" - at `(\$[^`]*)`$")
+_UNKNOWN_FIELD = re.compile(r"^Object contains unknown field `([^`]*)`")
+
+
+def validation_error(exc: msgspec.ValidationError) -> ApiError:
+    """422 naming the JSON path msgspec reports (for an unknown field, the field's own path)."""
+    message = str(exc)
+    at = _AT_PATH.search(message)
+    path = at.group(1) if at else "$"
+    unknown = _UNKNOWN_FIELD.match(message)
+    if unknown:
+        path = f"{path}.{unknown.group(1)}"
+        return ApiError(422, "unknown_field", message, path)
+    return ApiError(422, "invalid", message, path)
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.code, exc.message, exc.field, exc.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed"}
+    return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail), headers=exc.headers)
+
+
+async def _redis_down(request: Request, exc: Exception) -> Response:
+    log.warning("Redis unavailable during %s %s: %s", request.method, request.url.path, exc)
+    return error_response(503, "unavailable", "storage is unreachable; retry shortly", headers={"Retry-After": "1"})
+
+
+async def _bug(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error in %s %s", request.method, request.url.path)
+    return error_response(500, "internal", "internal error; it has been logged")
+
+
+handlers = {
+    ApiError: _api_error,
+    HTTPException: _http_error,
+    RedisConnectionError: _redis_down,
+    RedisTimeoutError: _redis_down,
+    Exception: _bug,
+}

@@ -1,0 +1,227 @@
+"""Fan-out inside one process: one tailer reads every active blog's log; readers never touch Redis.
+
+The hub keeps, per blog with local readers, the set of their subscriptions. One task (``run``)
+reads all active logs with a blocking XREAD from the last id it delivered, encodes each event once
+into a :class:`Message`, and hands that same object to every reader of the blog. Each reader's
+:class:`Sink` writes it at once, without awaiting, and reports how much it has not sent yet; a
+reader whose backlog passes the limit is closed with 4408 and never delays the others.
+
+Joining is gap-free: a subscription is registered first and holds what arrives while the reader
+loads its snapshot (or catches up from its cursor); it then goes live, skipping everything at or
+before the position it loaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Protocol
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from websockets.frames import Frame, Opcode
+
+from .cursor import Cursor, stream_id_key
+from .store import LogEvent, Store
+
+log = logging.getLogger(__name__)
+
+#: Close code for a reader whose unsent data passed the limit: reconnect with your cursor.
+TOO_SLOW = 4408
+#: A position before every event.
+START = (-1, -1)
+
+
+class Message:
+    """One message to readers, encoded once; every reader of a blog gets the same object."""
+
+    __slots__ = ("position", "json", "_ws_frame")
+
+    def __init__(self, position: tuple[int, int], json: bytes):
+        self.position = position
+        self.json = json
+        self._ws_frame: bytes | None = None
+
+    @classmethod
+    def event(cls, epoch: str, event: LogEvent) -> Message:
+        cursor = str(Cursor(epoch, event.stream_id)).encode()
+        return cls(stream_id_key(event.stream_id), b'{"type":"event","cursor":"%s",%s' % (cursor, event.payload[1:]))
+
+    @property
+    def ws_frame(self) -> bytes:
+        """The whole WebSocket frame (unmasked text, no extensions): the same bytes for everyone."""
+        if self._ws_frame is None:
+            self._ws_frame = Frame(Opcode.TEXT, self.json).serialize(mask=False)
+        return self._ws_frame
+
+
+class Sink(Protocol):
+    """Where a subscription writes: one reader's connection."""
+
+    def send(self, message: Message) -> int:
+        """Queue ``message`` for the reader without waiting; return the bytes not yet sent."""
+
+    def close(self, code: int, reason: str) -> None:
+        """Close the connection now, whatever is still queued."""
+
+
+class Subscription:
+    """One reader's place in the hub: joining (holding messages) until :meth:`go_live`."""
+
+    def __init__(self, sink: Sink, limit: int):
+        self._sink = sink
+        self._limit = limit
+        self._held: list[Message] | None = []
+        self._held_bytes = 0
+        self._position = START
+        self.closed = False
+
+    def seek(self, position: tuple[int, int]) -> None:
+        """From now on deliver only messages after ``position`` (the reader has the rest)."""
+        self._position = position
+
+    def send(self, message: Message) -> None:
+        """Deliver ``message`` unless the reader already has it (it is at or before our position)."""
+        if self.closed or message.position <= self._position:
+            return
+        self._position = message.position
+        if self._sink.send(message) > self._limit:
+            self._overflow()
+
+    def go_live(self) -> None:
+        """Deliver what arrived while joining, then everything as it comes."""
+        held, self._held = self._held or [], None
+        for message in held:
+            self.send(message)
+
+    def push(self, message: Message) -> None:
+        """Called by the hub for every new event of the blog."""
+        if self._held is None:
+            self.send(message)
+            return
+        self._held.append(message)
+        self._held_bytes += len(message.json)
+        if self._held_bytes > self._limit:
+            self._overflow()
+
+    def _overflow(self) -> None:
+        self.closed = True
+        self._held = None
+        self._sink.close(TOO_SLOW, "too slow: reconnect with your last cursor")
+
+
+class _Feed:
+    """The local readers of one blog and how far its log was read."""
+
+    def __init__(self) -> None:
+        self.subscriptions: set[Subscription] = set()
+        self.started: asyncio.Future[Cursor] = asyncio.get_running_loop().create_future()
+
+
+class Hub:
+    """Fan-out of every active blog's log to this process's readers; run :meth:`run` as a task."""
+
+    def __init__(self, store: Store, *, reader_limit: int = 1 << 20, block_ms: int = 250):
+        self._store = store
+        self._limit = reader_limit
+        self._block_ms = block_ms
+        self._feeds: dict[str, _Feed] = {}
+        self._positions: dict[str, Cursor] = {}
+        self._changed = asyncio.Event()
+        self._tailer_client_id: int | None = None
+
+    def readers(self, blog_id: str) -> int:
+        feed = self._feeds.get(blog_id)
+        return len(feed.subscriptions) if feed else 0
+
+    @asynccontextmanager
+    async def subscribe(self, blog_id: str, sink: Sink) -> AsyncIterator[Subscription]:
+        """Register a reader of ``blog_id``; messages are held until ``go_live()``.
+
+        Raises :class:`~liveblog.store.NotFound` if the blog does not exist.
+        """
+        subscription = Subscription(sink, self._limit)
+        feed = self._feeds.get(blog_id)
+        first = feed is None
+        if feed is None:
+            feed = self._feeds[blog_id] = _Feed()
+        feed.subscriptions.add(subscription)
+        try:
+            if first:
+                await self._start(blog_id, feed)
+            else:
+                await asyncio.shield(feed.started)
+            yield subscription
+        finally:
+            feed.subscriptions.discard(subscription)
+            if not feed.subscriptions and self._feeds.get(blog_id) is feed:
+                del self._feeds[blog_id]
+                self._positions.pop(blog_id, None)
+
+    async def _start(self, blog_id: str, feed: _Feed) -> None:
+        try:
+            cursor = await self._store.position(blog_id)
+        except BaseException as exc:
+            feed.started.set_exception(exc)
+            feed.started.exception()  # retrieved here; later joiners re-raise it themselves
+            raise
+        feed.started.set_result(cursor)
+        self._positions[blog_id] = cursor
+        await self._wake()
+
+    async def _wake(self) -> None:
+        """Make the tailer include a new blog now rather than after its current block times out."""
+        self._changed.set()
+        if self._tailer_client_id is not None:
+            try:
+                await self._store.redis.client_unblock(self._tailer_client_id)
+            except (RedisConnectionError, RedisTimeoutError):
+                pass  # the tailer is reconnecting; it re-reads the positions when it is back
+
+    async def run(self) -> None:
+        """Tail every active log until cancelled; survives Redis outages by retrying with backoff."""
+        backoff = 0.05
+        async with self._store.log_reader() as reader:
+            while True:
+                if not self._positions:
+                    self._changed.clear()
+                    await self._changed.wait()
+                    continue
+                self._changed.clear()
+                try:
+                    if self._tailer_client_id is None:
+                        self._tailer_client_id = await reader.client_id()
+                    batch = await reader.read(
+                        {blog: cursor.stream_id for blog, cursor in self._positions.items()}, self._block_ms
+                    )
+                except (RedisConnectionError, RedisTimeoutError) as exc:
+                    self._tailer_client_id = None
+                    log.warning("tailer lost Redis (%s); retrying in %.2fs", exc, backoff)
+                    await asyncio.sleep(backoff * (0.5 + random.random()))
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                backoff = 0.05
+                for blog_id, events in batch:
+                    self._dispatch(blog_id, events)
+
+    def _dispatch(self, blog_id: str, events: Iterable[LogEvent]) -> None:
+        cursor = self._positions.get(blog_id)
+        feed = self._feeds.get(blog_id)
+        if cursor is None or feed is None:
+            return  # the last reader left while we were reading
+        last = stream_id_key(cursor.stream_id)
+        for event in events:
+            if stream_id_key(event.stream_id) <= last:
+                continue  # read under an older position of a feed that was re-created
+            message = Message.event(cursor.epoch, event)
+            dropped = []
+            for subscription in feed.subscriptions:
+                subscription.push(message)
+                if subscription.closed:
+                    dropped.append(subscription)
+            feed.subscriptions.difference_update(dropped)
+            cursor = Cursor(cursor.epoch, event.stream_id)
+        self._positions[blog_id] = cursor

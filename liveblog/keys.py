@@ -1,0 +1,70 @@
+"""Every Redis key liveblog uses, in one place.
+
+All keys of one blog share the hash tag ``{blog_id}`` so that a blog lives in one Redis Cluster
+slot and one Lua script may touch all of them. Global indexes are not slot-bound.
+"""
+
+from __future__ import annotations
+
+PREFIX = "liveblog"
+
+#: Sorted set: blog id scored by creation time (ms).
+BLOGS = f"{PREFIX}:blogs"
+#: Hash: token id -> token record (msgspec JSON, secret stored hashed).
+TOKENS = f"{PREFIX}:tokens"
+
+
+def _blog(blog_id: str, name: str) -> str:
+    return f"{PREFIX}:{{{blog_id}}}:{name}"
+
+
+def log(blog_id: str) -> str:
+    """Stream: the blog's change log; its ids are the cursors readers resume from."""
+    return _blog(blog_id, "log")
+
+
+def blog_of(log_key: str) -> str:
+    """The blog id of a ``log(blog_id)`` key."""
+    return log_key[len(PREFIX) + 2 : -len("}:log")]
+
+
+def entries(blog_id: str) -> str:
+    """Hash: entry id -> current entry JSON."""
+    return _blog(blog_id, "entries")
+
+
+def timeline(blog_id: str) -> str:
+    """Sorted set: entry id scored by display time (ms)."""
+    return _blog(blog_id, "timeline")
+
+
+def pinned(blog_id: str) -> str:
+    """Sorted set: pinned entry ids scored by display time (ms)."""
+    return _blog(blog_id, "pinned")
+
+
+def owners(blog_id: str) -> str:
+    """Hash: entry id -> id of the token that created it (kept out of the public entry)."""
+    return _blog(blog_id, "owners")
+
+
+def meta(blog_id: str) -> str:
+    """Hash: ``blog`` (blog JSON), ``epoch`` (log epoch token), ``trimmed`` (last trimmed log id)."""
+    return _blog(blog_id, "meta")
+
+
+def idempotency(blog_id: str, key_digest: str) -> str:
+    """String with TTL: a POST's first result, so a retry makes no second entry."""
+    return _blog(blog_id, f"idem:{key_digest}")
+
+
+def blog_keys(blog_id: str) -> list[str]:
+    """The keys every blog script receives, in the order the scripts read them as KEYS[1..6]."""
+    return [
+        meta(blog_id),
+        log(blog_id),
+        entries(blog_id),
+        timeline(blog_id),
+        pinned(blog_id),
+        owners(blog_id),
+    ]

@@ -1,0 +1,91 @@
+"""The live channel: ``GET /api/v1/blogs/{blog}/live`` over WebSocket.
+
+A reader without a usable cursor gets a snapshot and then every event; a reader with one gets the
+events it missed and then every event. Either way each event arrives once, in log order, because
+the reader registers with the hub before it reads anything (see :mod:`liveblog.hub`). The server
+sends; messages from the reader are not part of the protocol and are ignored (binary ones close
+the connection with 1003).
+"""
+
+from __future__ import annotations
+
+from starlette.websockets import WebSocket
+
+from .cursor import BadCursor, Cursor, stream_id_key
+from . import models
+from .hub import START, Hub, Message, Subscription
+from .models import Blog, Snapshot
+from .server import SINK_EXTENSION
+from .store import CursorGone, NotFound, Store
+
+NO_SUCH_BLOG = 4404
+ORIGIN_NOT_ALLOWED = 4403
+UNSUPPORTED_DATA = 1003
+CATCH_UP_BATCH = 500
+
+
+def origin_allowed(blog: Blog, origin: str | None) -> bool:
+    """Browsers send Origin; an empty ``embed_origins`` allows any page to embed the blog."""
+    return not blog.embed_origins or origin is None or origin in blog.embed_origins
+
+
+async def live(websocket: WebSocket) -> None:
+    store: Store = websocket.app.state.store
+    hub: Hub = websocket.app.state.hub
+    sink = websocket.scope.get("extensions", {}).get(SINK_EXTENSION)
+    if sink is None:
+        raise RuntimeError("the live channel needs liveblog's server protocol: run it with `liveblog serve`")
+    blog_id = websocket.path_params["blog"]
+    await websocket.accept()
+    try:
+        blog = await store.get_blog(blog_id)
+    except NotFound:
+        await websocket.close(NO_SUCH_BLOG, "no such blog")
+        return
+    if not origin_allowed(blog, websocket.headers.get("origin")):
+        await websocket.close(ORIGIN_NOT_ALLOWED, "this origin may not embed this blog")
+        return
+    try:
+        cursor = Cursor.parse(websocket.query_params.get("cursor", ""))
+    except BadCursor:
+        cursor = None  # no cursor, or one we cannot use: start from a snapshot
+    try:
+        async with hub.subscribe(blog_id, sink) as subscription:
+            await _join(store, subscription, blog_id, cursor, websocket.app.state.settings.snapshot_size)
+            subscription.go_live()
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                if message.get("bytes") is not None:
+                    await websocket.close(UNSUPPORTED_DATA, "this channel takes no binary messages")
+                    return
+    except NotFound:
+        await websocket.close(NO_SUCH_BLOG, "no such blog")
+
+
+async def _join(store: Store, subscription: Subscription, blog_id: str, cursor: Cursor | None, size: int) -> None:
+    """Bring a registered reader up to date: the missed events after ``cursor``, else a snapshot."""
+    if cursor is not None:
+        try:
+            subscription.seek(stream_id_key(cursor.stream_id))
+            after = cursor
+            while True:
+                events = await store.since(blog_id, after, CATCH_UP_BATCH)
+                for event in events:
+                    subscription.send(Message.event(cursor.epoch, event))
+                if len(events) < CATCH_UP_BATCH:
+                    return
+                after = Cursor(cursor.epoch, events[-1].stream_id)
+        except CursorGone:
+            pass  # another epoch, or trimmed: the reader starts over from a snapshot
+    snapshot = await store.snapshot(blog_id, size)
+    frame = models.encoder.encode(
+        Snapshot(str(snapshot.cursor), models.Raw(snapshot.blog), _raws(snapshot.entries), _raws(snapshot.pinned))
+    )
+    subscription.seek(START)
+    subscription.send(Message(stream_id_key(snapshot.cursor.stream_id), frame))
+
+
+def _raws(bodies: list[bytes]) -> list[models.Raw]:
+    return [models.Raw(body) for body in bodies if body is not None]

@@ -1,0 +1,207 @@
+"""The public contract's shapes, as msgspec Structs.
+
+Request bodies are decoded once, at the edge, with the typed decoders below; msgspec's errors name
+the JSON path (``... - at `$.author.name```) and reach the client as a 422. Limits live here, next
+to the fields they bound, so every input has one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, Raw, Struct, UnsetType
+
+Slug = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$", description="lowercase slug")]
+Title = Annotated[str, Meta(min_length=1, max_length=200)]
+Description = Annotated[str, Meta(max_length=2000)]
+Language = Annotated[str, Meta(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$", max_length=35)]
+Origin = Annotated[str, Meta(pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$", max_length=200)]
+ShortText = Annotated[str, Meta(min_length=1, max_length=120)]
+Headline = Annotated[str, Meta(max_length=300)]
+BodyHtml = Annotated[str, Meta(min_length=1, max_length=20_000)]
+HttpsUrl = Annotated[str, Meta(pattern=r"^https://[^\s]+$", max_length=2048)]
+Caption = Annotated[str, Meta(max_length=1000)]
+Tag = Annotated[str, Meta(min_length=1, max_length=40)]
+Tags = Annotated[list[Tag], Meta(max_length=20)]
+Origins = Annotated[list[Origin], Meta(max_length=50)]
+BlogIds = Annotated[list[Slug], Meta(max_length=200)]
+UtcTime = Annotated[datetime, Meta(tz=True)]
+
+BlogStatus = Literal["live", "ended"]
+Role = Literal["admin", "editor", "reporter"]
+
+
+class _Input(Struct, forbid_unknown_fields=True):
+    """Base of every request body: unknown fields are an error, not silently dropped."""
+
+
+# --- stored and served -------------------------------------------------------------------------
+
+
+class Blog(Struct, kw_only=True):
+    id: str
+    title: str
+    description: str
+    status: BlogStatus
+    created_at: datetime
+    updated_at: datetime
+    coverage_start: datetime
+    coverage_end: datetime | None = None
+    language: str
+    embed_origins: list[str]
+
+
+class Author(_Input, kw_only=True):
+    name: ShortText
+    role: ShortText | None = None
+    location: ShortText | None = None
+
+
+class Media(_Input, kw_only=True):
+    type: Literal["image", "video", "embed"]
+    url: HttpsUrl
+    caption: Caption | None = None
+    alt: Caption | None = None
+
+
+class Entry(Struct, kw_only=True):
+    id: str
+    blog: str
+    version: int
+    time: datetime
+    created_at: datetime
+    updated_at: datetime
+    author: Author
+    headline: str | None = None
+    body: str
+    media: Media | None = None
+    tags: list[str]
+    pinned: bool
+    key_event: bool
+    deleted: bool = False
+
+
+class Tombstone(Struct, kw_only=True):
+    """What ``entry.deleted`` carries in place of the entry."""
+
+    id: str
+    blog: str
+    version: int
+    deleted: bool = True
+    updated_at: datetime
+
+
+class Token(Struct, kw_only=True):
+    """A minted token as stored: the secret only as its SHA-256."""
+
+    id: str
+    name: str
+    role: Role
+    blogs: list[str]
+    secret_sha256: str
+    created_at: datetime
+
+
+class TokenMinted(Struct, kw_only=True):
+    id: str
+    token: str
+    name: str
+    role: Role
+    blogs: list[str]
+
+
+# --- request bodies ----------------------------------------------------------------------------
+
+
+class BlogCreate(_Input, kw_only=True):
+    id: Slug
+    title: Title
+    description: Description = ""
+    language: Language = "en"
+    embed_origins: Origins = []
+
+
+class BlogPatch(_Input, kw_only=True):
+    title: Title | UnsetType = UNSET
+    description: Description | UnsetType = UNSET
+    status: BlogStatus | UnsetType = UNSET
+    language: Language | UnsetType = UNSET
+    embed_origins: Origins | UnsetType = UNSET
+
+
+class EntryCreate(_Input, kw_only=True):
+    body: BodyHtml
+    headline: Headline | None = None
+    author: Author | None = None
+    time: UtcTime | None = None
+    media: Media | None = None
+    tags: Tags = []
+    pinned: bool = False
+    key_event: bool = False
+
+
+class EntryPatch(_Input, kw_only=True):
+    body: BodyHtml | UnsetType = UNSET
+    headline: Headline | None | UnsetType = UNSET
+    author: Author | UnsetType = UNSET
+    time: UtcTime | UnsetType = UNSET
+    media: Media | None | UnsetType = UNSET
+    tags: Tags | UnsetType = UNSET
+    pinned: bool | UnsetType = UNSET
+    key_event: bool | UnsetType = UNSET
+
+
+class TokenCreate(_Input, kw_only=True):
+    name: ShortText
+    role: Literal["editor", "reporter"]
+    blogs: BlogIds
+
+
+# --- reader responses --------------------------------------------------------------------------
+
+
+class EntryPage(Struct):
+    cursor: str
+    entries: list[Raw]
+    next: str | None
+
+
+class EventPage(Struct):
+    cursor: str
+    events: list[Raw]
+
+
+class Snapshot(Struct, tag_field="type", tag="snapshot"):
+    cursor: str
+    blog: Raw
+    entries: list[Raw]
+    pinned: list[Raw]
+
+
+class ErrorBody(Struct, omit_defaults=True):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorResponse(Struct):
+    error: ErrorBody
+
+
+encoder = msgspec.json.Encoder()
+
+decoders = {
+    cls: msgspec.json.Decoder(cls)
+    for cls in (BlogCreate, BlogPatch, EntryCreate, EntryPatch, TokenCreate, Blog, Entry, Token)
+}
+
+
+def fields_set(patch: Struct) -> dict[str, object]:
+    """The fields a PATCH body actually sent (absent ones are ``UNSET``; ``null`` is a value)."""
+    return {
+        name: value
+        for name in patch.__struct_fields__
+        if (value := getattr(patch, name)) is not UNSET
+    }

@@ -1,0 +1,87 @@
+"""Serving: uvicorn with a WebSocket protocol that gives the hub a direct, non-awaiting sink.
+
+ASGI's ``await send(...)`` costs one await per reader per message and, under uvicorn, waits while
+that reader's transport is paused, so one stalled phone would hold up the loop that serves
+everyone. The live channel therefore gets, through an ASGI scope extension, a :class:`DirectSink`
+that writes an already-framed message straight to the transport and reports the backlog, the
+shape ``websockets.broadcast()`` and picows use. Everything else is plain ASGI under uvicorn.
+"""
+
+from __future__ import annotations
+
+import uvicorn
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.http11 import Request
+from websockets.protocol import State
+
+from .config import Settings
+
+SINK_EXTENSION = "liveblog.sink"
+#: After a slow reader is sent its close frame, how long it gets to read its backlog.
+SLOW_CLOSE_GRACE = 5.0
+
+
+class DirectSink:
+    """Writes frames to one WebSocket connection without awaiting (see :class:`liveblog.hub.Sink`)."""
+
+    __slots__ = ("_protocol",)
+
+    def __init__(self, protocol: LiveProtocol):
+        self._protocol = protocol
+
+    def send(self, message) -> int:  # noqa: ANN001 - liveblog.hub.Message; no import cycle
+        protocol = self._protocol
+        if protocol.close_sent or protocol.conn.state is not State.OPEN:
+            return 0
+        transport = protocol.transport
+        transport.write(message.ws_frame)
+        return transport.get_write_buffer_size()
+
+    def close(self, code: int, reason: str) -> None:
+        protocol = self._protocol
+        if protocol.close_sent or protocol.conn.state is not State.OPEN:
+            return
+        protocol.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        protocol.conn.send_close(code, reason)
+        protocol.transport.write(b"".join(protocol.conn.data_to_send()))
+        protocol.close_sent = True
+        if protocol.read_paused:
+            protocol.read_paused = False
+            protocol.transport.resume_reading()
+        # The close frame queues behind the backlog; a reader that never drains it is cut off.
+        protocol.close_timer = protocol.loop.call_later(SLOW_CLOSE_GRACE, protocol.transport.abort)
+
+
+class LiveProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's sans-I/O websockets protocol, plus the :class:`DirectSink` scope extension."""
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        if self.response.status_code == 101:
+            self.scope["extensions"][SINK_EXTENSION] = DirectSink(self)
+
+
+def uvicorn_config(app: object, settings: Settings, **overrides: object) -> uvicorn.Config:
+    options: dict = dict(
+        host=settings.host,
+        port=settings.port,
+        ws=LiveProtocol,
+        http="httptools",
+        loop="uvloop",
+        lifespan="on",
+        ws_max_size=settings.ws_max_message_bytes,
+        ws_per_message_deflate=False,  # frames are encoded once and shared; deflate is per reader
+        ws_ping_interval=settings.ws_ping_interval,
+        ws_ping_timeout=settings.ws_ping_interval,
+        h11_max_incomplete_event_size=16 * 1024,
+        timeout_graceful_shutdown=10,
+        server_header=False,
+        access_log=False,
+    )
+    options.update(overrides)
+    return uvicorn.Config(app, **options)
+
+
+def bound_port(server: uvicorn.Server) -> int:
+    """The TCP port a started server listens on (useful with port 0)."""
+    return server.servers[0].sockets[0].getsockname()[1]
