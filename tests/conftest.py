@@ -1,0 +1,130 @@
+"""Fixtures: a real redis-server per test session, and the real service on port 0 per test.
+
+Nothing is faked: the store talks to an actual ``redis-server`` (the embedded one liveblog ships
+with) over a unix socket, HTTP goes through uvicorn on a real port, and live readers are real
+WebSocket clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import pytest
+import redis as sync_redis
+import uvicorn
+import websockets
+
+from liveblog.app import create_app
+from liveblog.config import Settings
+from liveblog.embedded import EmbeddedRedis
+from liveblog.server import bound_port, uvicorn_config
+
+ADMIN_TOKEN = "test-admin-token"
+RECV_TIMEOUT = 5.0
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    with EmbeddedRedis(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _clean_redis(request: pytest.FixtureRequest) -> None:
+    if "redis_server" in request.fixturenames:
+        server = request.getfixturevalue("redis_server")
+        with sync_redis.Redis.from_url(server.url) as client:
+            client.flushall()
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(port=0, admin_token=ADMIN_TOKEN, ws_ping_interval=5.0)
+
+
+class Service:
+    """A running liveblog, and what a reporter or reader would do with it."""
+
+    def __init__(self, base_url: str, server: uvicorn.Server):
+        self.base_url = base_url
+        self.ws_url = base_url.replace("http://", "ws://")
+        self.server = server
+        self.http = httpx.AsyncClient(base_url=base_url, timeout=10)
+
+    @staticmethod
+    def auth(token: str = ADMIN_TOKEN) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    async def create_blog(self, blog_id: str = "ukraine", **fields: object) -> dict:
+        response = await self.http.post(
+            "/api/v1/blogs", json={"id": blog_id, "title": f"Live: {blog_id}", **fields}, headers=self.auth()
+        )
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    async def mint(self, role: str = "reporter", blogs: tuple[str, ...] = ("ukraine",), name: str = "Olena") -> dict:
+        response = await self.http.post(
+            "/api/v1/tokens", json={"name": name, "role": role, "blogs": list(blogs)}, headers=self.auth()
+        )
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    async def post(self, blog_id: str = "ukraine", token: str = ADMIN_TOKEN, **body: object) -> dict:
+        body.setdefault("body", "<p>update</p>")
+        response = await self.http.post(f"/api/v1/blogs/{blog_id}/entries", json=body, headers=self.auth(token))
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def live(self, blog_id: str = "ukraine", cursor: str | None = None, **kwargs: object):
+        url = f"{self.ws_url}/api/v1/blogs/{blog_id}/live" + (f"?cursor={cursor}" if cursor else "")
+        return websockets.connect(url, open_timeout=RECV_TIMEOUT, **kwargs)
+
+
+async def receive(ws: websockets.ClientConnection, timeout: float = RECV_TIMEOUT) -> dict:
+    """The next live message, decoded; fails the test if none comes within ``timeout``."""
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+@pytest.fixture
+async def service(redis_server: EmbeddedRedis, settings: Settings) -> AsyncIterator[Service]:
+    async with running_service(redis_server.url, settings) as svc:
+        yield svc
+
+
+class running_service:
+    """Start the service in this event loop on a free port; stop it gracefully on exit."""
+
+    def __init__(self, redis_url: str, settings: Settings):
+        self.redis_url = redis_url
+        self.settings = settings
+
+    async def __aenter__(self) -> Service:
+        fatal: list[str] = []
+        app = create_app(self.settings, self.redis_url, on_fatal=lambda: fatal.append("tailer died"))
+        self.server = uvicorn.Server(uvicorn_config(app, replace(self.settings, port=0), log_level="warning"))
+        self.server.config.setup_event_loop = lambda: None  # type: ignore[method-assign]
+        self.task = asyncio.create_task(self.server.serve())
+        while not self.server.started:
+            if self.task.done():
+                self.task.result()
+                raise RuntimeError("server exited during startup")
+            await asyncio.sleep(0.01)
+        self.fatal = fatal
+        self.svc = Service(f"http://127.0.0.1:{bound_port(self.server)}", self.server)
+        return self.svc
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.svc.http.aclose()
+        self.server.should_exit = True
+        await asyncio.wait_for(self.task, 15)
+        assert not self.fatal, self.fatal
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
