@@ -186,17 +186,15 @@ class Hub:
         backoff = 0.05
         async with self._store.log_reader() as reader:
             while True:
-                if not self._positions:
-                    self._changed.clear()
+                self._changed.clear()
+                positions = {blog: cursor.stream_id for blog, cursor in self._positions.items()}
+                if not positions:
                     await self._changed.wait()
                     continue
-                self._changed.clear()
                 try:
                     if self._tailer_client_id is None:
                         self._tailer_client_id = await reader.client_id()
-                    batch = await reader.read(
-                        {blog: cursor.stream_id for blog, cursor in self._positions.items()}, self._block_ms
-                    )
+                    batch = await reader.read(positions, self._block_ms)
                 except (RedisConnectionError, RedisTimeoutError) as exc:
                     self._tailer_client_id = None
                     log.warning("tailer lost Redis (%s); retrying in %.2fs", exc, backoff)

@@ -50,8 +50,9 @@ def settings() -> Settings:
 class Service:
     """A running liveblog, and what a reporter or reader would do with it."""
 
-    def __init__(self, base_url: str, server: uvicorn.Server):
+    def __init__(self, base_url: str, server: uvicorn.Server, app: object):
         self.base_url = base_url
+        self.app = app
         self.ws_url = base_url.replace("http://", "ws://")
         self.server = server
         self.http = httpx.AsyncClient(base_url=base_url, timeout=10)
@@ -79,6 +80,18 @@ class Service:
         response = await self.http.post(f"/api/v1/blogs/{blog_id}/entries", json=body, headers=self.auth(token))
         assert response.status_code == 201, response.text
         return response.json()
+
+    async def stream(self, blog_id: str = "ukraine") -> list[dict]:
+        """Every event in the blog's log, in order (the truth readers are compared against)."""
+        blog = await self.http.get(f"/api/v1/blogs/{blog_id}/entries", params={"limit": 1})
+        epoch = blog.json()["cursor"].split(".")[0]
+        cursor, events = f"{epoch}.0-0", []
+        while True:
+            page = (await self.http.get(f"/api/v1/blogs/{blog_id}/entries", params={"since": cursor})).json()
+            if not page["events"]:
+                return events
+            events += page["events"]
+            cursor = page["cursor"]
 
     def live(self, blog_id: str = "ukraine", cursor: str | None = None, **kwargs: object):
         url = f"{self.ws_url}/api/v1/blogs/{blog_id}/live" + (f"?cursor={cursor}" if cursor else "")
@@ -115,7 +128,7 @@ class running_service:
                 raise RuntimeError("server exited during startup")
             await asyncio.sleep(0.01)
         self.fatal = fatal
-        self.svc = Service(f"http://127.0.0.1:{bound_port(self.server)}", self.server)
+        self.svc = Service(f"http://127.0.0.1:{bound_port(self.server)}", self.server, app)
         return self.svc
 
     async def __aexit__(self, *exc: object) -> None:

@@ -1,0 +1,222 @@
+"""Readers on the live channel: snapshot, events in order, gap-free joins, resumption, slow readers."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import statistics
+import time
+
+import pytest
+import websockets
+from conftest import RECV_TIMEOUT, receive, running_service
+
+from liveblog.config import Settings
+
+
+async def test_snapshot_has_latest_entries_newest_first_and_the_pinned_ones(service):
+    await service.create_blog()
+    pinned = await service.post(body="<p>Key facts so far</p>", pinned=True, time="2026-01-01T08:00:00Z")
+    posted = [await service.post(body=f"<p>update {i}</p>") for i in range(25)]
+
+    async with service.live() as ws:
+        snapshot = await receive(ws)
+
+    assert snapshot["type"] == "snapshot"
+    assert snapshot["blog"]["id"] == "ukraine"
+    assert [e["id"] for e in snapshot["entries"]] == [e["id"] for e in reversed(posted)][:20]
+    assert [e["id"] for e in snapshot["pinned"]] == [pinned["id"]]
+    stream = await service.stream()
+    assert snapshot["cursor"] == stream[-1]["cursor"]
+
+
+async def test_two_readers_see_the_same_events_in_the_same_order(service):
+    await service.create_blog()
+    async with service.live() as alice, service.live() as bob:
+        await receive(alice), await receive(bob)
+        first = await service.post(body="<p>first</p>")
+        await service.post(body="<p>second</p>", key_event=True)
+        response = await service.http.patch(
+            f"/api/v1/blogs/ukraine/entries/{first['id']}",
+            json={"body": "<p>first, corrected</p>"},
+            headers={**service.auth(), "If-Match": '"1"'},
+        )
+        assert response.status_code == 200
+        response = await service.http.delete(
+            f"/api/v1/blogs/ukraine/entries/{first['id']}", headers={**service.auth(), "If-Match": '"2"'}
+        )
+        assert response.status_code == 204
+        response = await service.http.patch("/api/v1/blogs/ukraine", json={"title": "Live: day 2"}, headers=service.auth())
+        assert response.status_code == 200
+
+        seen_by_alice = [await receive(alice) for _ in range(5)]
+        seen_by_bob = [await receive(bob) for _ in range(5)]
+
+    assert seen_by_alice == seen_by_bob
+    assert [m["event"] for m in seen_by_alice] == [
+        "entry.created", "entry.created", "entry.updated", "entry.deleted", "blog.updated",
+    ]
+    assert seen_by_alice[3]["entry"] == {**seen_by_alice[3]["entry"], "id": first["id"], "deleted": True}
+    assert [m["cursor"] for m in seen_by_alice] == [e["cursor"] for e in await service.stream()]
+
+
+async def _read_until(ws, last_cursor: str) -> list[dict]:
+    messages = []
+    while not messages or messages[-1].get("cursor") != last_cursor:
+        messages.append(await receive(ws))
+    return messages
+
+
+@pytest.mark.parametrize("round_", range(3))
+async def test_reader_joining_during_a_burst_misses_nothing_and_gets_nothing_twice(service, round_):
+    await service.create_blog()
+    rng = random.Random(round_)
+    posts = 60
+    done_posting = asyncio.Event()
+
+    async def reporter():
+        for i in range(posts):
+            await service.post(body=f"<p>burst {i}</p>")
+            if i % 7 == 0:
+                await asyncio.sleep(0)
+        done_posting.set()
+
+    async def reader():
+        await asyncio.sleep(rng.random() * 0.3)
+        async with service.live() as ws:
+            snapshot = await receive(ws)
+            await done_posting.wait()
+            stream = await service.stream()
+            return snapshot, await _read_until(ws, stream[-1]["cursor"]) if stream[-1]["cursor"] != snapshot["cursor"] else []
+
+    results = await asyncio.gather(reporter(), *(reader() for _ in range(8)))
+    stream = await service.stream()
+    for snapshot, events in results[1:]:
+        joined_at = [e["cursor"] for e in stream].index(snapshot["cursor"]) if snapshot["cursor"] in [e["cursor"] for e in stream] else -1
+        expected = [e["cursor"] for e in stream[joined_at + 1 :]]
+        received = [m["cursor"] for m in events]
+        lost = set(expected) - set(received)
+        duplicated = len(received) - len(set(received))
+        assert (lost, duplicated) == (set(), 0)
+        assert received == expected
+        in_snapshot = {e["id"] for e in snapshot["entries"]}
+        after = {m["entry"]["id"] for m in events}
+        assert not in_snapshot & after, "an entry arrived both in the snapshot and as an event"
+
+
+async def test_reader_resumes_from_its_cursor_without_a_snapshot(service):
+    await service.create_blog()
+    async with service.live() as ws:
+        await receive(ws)
+        await service.post(body="<p>seen</p>")
+        last_seen = (await receive(ws))["cursor"]
+
+    missed = [await service.post(body=f"<p>missed {i}</p>") for i in range(3)]
+
+    async with service.live(cursor=last_seen) as ws:
+        caught_up = [await receive(ws) for _ in range(3)]
+        live_entry = await service.post(body="<p>live again</p>")
+        live = await receive(ws)
+
+    assert [m["type"] for m in caught_up] == ["event"] * 3
+    assert [m["entry"]["id"] for m in caught_up] == [e["id"] for e in missed]
+    assert live["entry"]["id"] == live_entry["id"]
+
+
+@pytest.mark.parametrize("cursor", ["garbage", "zzzz.1-0", "abc.99999999999999-0"])
+async def test_an_unusable_cursor_gets_a_fresh_snapshot(service, cursor):
+    await service.create_blog()
+    await service.post(body="<p>one</p>")
+    async with service.live(cursor=cursor) as ws:
+        snapshot = await receive(ws)
+    assert snapshot["type"] == "snapshot"
+    assert len(snapshot["entries"]) == 1
+
+
+async def test_unknown_blog_is_closed_with_4404(service):
+    async with service.live("no-such-blog") as ws:
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await receive(ws)
+    assert closed.value.rcvd.code == 4404
+
+
+async def test_origin_not_in_embed_origins_is_closed_with_4403(service):
+    await service.create_blog(embed_origins=["https://partner.example"])
+    async with service.live(origin="https://evil.example") as ws:
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await receive(ws)
+    assert closed.value.rcvd.code == 4403
+    async with service.live(origin="https://partner.example") as ws:
+        assert (await receive(ws))["type"] == "snapshot"
+
+
+async def test_binary_and_oversize_client_messages_close_the_connection(service):
+    await service.create_blog()
+    async with service.live() as ws:
+        await receive(ws)
+        await ws.send(b"\x00\x01")
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await receive(ws)
+    assert closed.value.rcvd.code == 1003
+    async with service.live() as ws:
+        await receive(ws)
+        await ws.send("x" * 100_000)
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await receive(ws)
+    assert closed.value.rcvd.code == 1009
+
+
+def _stalled_socket(port: int) -> socket.socket:
+    """A TCP connection whose owner will stop reading: a tiny receive window, like a phone in a tunnel."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    return sock
+
+
+async def test_reader_that_stops_reading_is_closed_with_4408_and_others_do_not_wait(redis_server):
+    settings = Settings(port=0, admin_token="test-admin-token", reader_buffer_bytes=64 * 1024)
+    async with running_service(redis_server.url, settings) as service:
+        await service.create_blog()
+        hub = service.app.state.hub
+        big_body = "<p>" + "Eyewitness account. " * 900 + "</p>"  # ~18 KB per entry
+
+        async with service.live() as control:
+            await receive(control)
+
+            async def post_and_time() -> float:
+                started = time.perf_counter()
+                entry = await service.post(body=big_body)
+                message = await receive(control)
+                assert message["entry"]["id"] == entry["id"]
+                return time.perf_counter() - started
+
+            baseline = [await post_and_time() for _ in range(10)]
+
+            port = int(service.base_url.rsplit(":", 1)[1])
+            slow = await websockets.connect(
+                f"{service.ws_url}/api/v1/blogs/ukraine/live", sock=_stalled_socket(port), max_queue=1, open_timeout=RECV_TIMEOUT
+            )
+            await receive(slow)  # the snapshot; from here on the slow reader reads nothing
+            assert hub.readers("ukraine") == 2
+
+            with_stalled = []
+            for _ in range(400):
+                with_stalled.append(await post_and_time())
+                if hub.readers("ukraine") == 1:
+                    break
+            assert hub.readers("ukraine") == 1, "the stalled reader was never cut off"
+            after_cutoff = [await post_and_time() for _ in range(10)]
+
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                while True:
+                    await receive(slow)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4408
+
+        print(
+            f"\ncontrol reader post->receive median: alone {statistics.median(baseline) * 1000:.1f} ms, "
+            f"while a reader stalled {statistics.median(with_stalled) * 1000:.1f} ms "
+            f"({len(with_stalled)} posts until cut-off), after cut-off {statistics.median(after_cutoff) * 1000:.1f} ms"
+        )
+        assert max(with_stalled) < 1.0
