@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import secrets
+import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -50,6 +51,10 @@ async def _serve(settings: Settings, redis_url: str) -> None:
         raise SystemExit(1)
 
 
+def _exit_quietly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def serve(settings: Settings) -> None:
     settings = replace(settings, admin_token=_admin_token(settings))
     embedded = None
@@ -59,6 +64,10 @@ def serve(settings: Settings) -> None:
         embedded = EmbeddedRedis(settings.data_dir / "redis").start()
         redis_url = embedded.url
         print(f"Embedded redis-server: {redis_url} (AOF on, data in {embedded.data_dir})", flush=True)
+    # uvicorn handles SIGTERM/SIGINT gracefully, then re-raises the signal once it has stopped;
+    # turning that into SystemExit lets the embedded Redis below be shut down cleanly.
+    signal.signal(signal.SIGTERM, _exit_quietly)
+    signal.signal(signal.SIGINT, _exit_quietly)
     try:
         try:
             import uvloop

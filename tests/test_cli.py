@@ -1,0 +1,120 @@
+"""The operator's view: `liveblog serve` on a data dir, stopped and started again."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from websockets.sync.client import connect
+
+STARTUP_TIMEOUT = 20
+
+
+class Served:
+    """`liveblog serve --port 0` in a child process, as an operator would start it."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None):
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "liveblog.cli", "serve", "--port", "0", "--data-dir", str(data_dir)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        self.output: list[str] = []
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                break
+            self.output.append(line)
+            if match := re.search(r"serving on (http://\S+)", line):
+                self.url = match.group(1)
+                self.http = httpx.Client(base_url=self.url, timeout=10)
+                return
+        self.process.kill()
+        raise AssertionError("liveblog serve did not start:\n" + "".join(self.output))
+
+    def stop(self) -> int:
+        """SIGTERM, as a supervisor would; returns the exit code."""
+        self.http.close()
+        self.process.send_signal(signal.SIGTERM)
+        rest, _ = self.process.communicate(timeout=20)
+        self.output.append(rest)
+        return self.process.returncode
+
+    @property
+    def text(self) -> str:
+        return "".join(self.output)
+
+
+def _admin_token(served: Served) -> str:
+    match = re.search(r"Admin token \(shown once; kept in (\S+)\):\s*(\S+)", served.text)
+    assert match, served.text
+    return match.group(2)
+
+
+def test_service_keeps_every_acknowledged_entry_across_a_restart(data_dir: Path):
+    first = Served(data_dir)
+    admin = {"Authorization": f"Bearer {_admin_token(first)}"}
+    assert first.http.get("/readyz").status_code == 200
+    assert first.http.post("/api/v1/blogs", json={"id": "election", "title": "Live: election night"}, headers=admin).status_code == 201
+    posted = []
+    for i in range(5):
+        response = first.http.post("/api/v1/blogs/election/entries", json={"body": f"<p>result {i}</p>"}, headers=admin)
+        assert response.status_code == 201
+        posted.append(response.json()["id"])
+    with connect(first.url.replace("http", "ws") + "/api/v1/blogs/election/live", open_timeout=5) as ws:
+        cursor = json.loads(ws.recv(timeout=5))["cursor"]
+    after_cursor = first.http.post("/api/v1/blogs/election/entries", json={"body": "<p>late</p>"}, headers=admin).json()
+    assert first.stop() == 0
+    assert "Embedded redis-server stopped." in first.text
+
+    second = Served(data_dir)
+    try:
+        assert "shown once" not in second.text, "the admin token is printed only on first start"
+        listed = second.http.get("/api/v1/blogs/election/entries").json()["entries"]
+        assert [e["id"] for e in listed] == [after_cursor["id"], *reversed(posted)]
+        caught_up = second.http.get("/api/v1/blogs/election/entries", params={"since": cursor}).json()
+        assert [e["entry"]["id"] for e in caught_up["events"]] == [after_cursor["id"]]
+        with connect(second.url.replace("http", "ws") + f"/api/v1/blogs/election/live?cursor={cursor}", open_timeout=5) as ws:
+            resumed = json.loads(ws.recv(timeout=5))
+        assert resumed["type"] == "event" and resumed["entry"]["id"] == after_cursor["id"]
+        assert second.http.post("/api/v1/blogs/election/entries", json={"body": "<p>x</p>"}, headers=admin).status_code == 201
+    finally:
+        assert second.stop() == 0
+
+
+def test_configured_admin_token_and_external_redis_start_nothing_else(data_dir: Path, redis_server):
+    served = Served(data_dir, env={"LIVEBLOG_ADMIN_TOKEN": "ops-secret", "LIVEBLOG_REDIS_URL": redis_server.url})
+    try:
+        assert "Embedded redis-server" not in served.text
+        assert "Admin token" not in served.text
+        response = served.http.post(
+            "/api/v1/blogs", json={"id": "ops", "title": "Ops"}, headers={"Authorization": "Bearer ops-secret"}
+        )
+        assert response.status_code == 201
+    finally:
+        assert served.stop() == 0
+    assert not (data_dir / "redis").exists()
+
+
+@pytest.mark.parametrize("value", ["abc"])
+def test_bad_configuration_is_refused_with_a_message(data_dir: Path, value: str):
+    result = subprocess.run(
+        [sys.executable, "-m", "liveblog.cli", "serve", "--data-dir", str(data_dir)],
+        env={**os.environ, "LIVEBLOG_MAX_BODY_BYTES": value},
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert result.returncode != 0
+    assert "LIVEBLOG_MAX_BODY_BYTES" in result.stderr
