@@ -219,7 +219,8 @@ async def list_entries(request: Request) -> Response:
     store = _store(request)
     try:
         if "since" in params:
-            return _reader_json(request, await _events_since(store, blog_id, params["since"], _int(params, "limit", 500, MAX_EVENTS)))
+            limit = _int(params, "limit", 500, MAX_EVENTS)
+            return _reader_json(request, await _events_since(store, blog_id, params["since"], limit))
         limit = _int(params, "limit", 20, MAX_PAGE)
         before = params.get("before")
         if before is not None and not _ENTRY_ID.match(before):

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import msgspec
 
-from .models import fields_set, Blog, BlogCreate, BlogPatch
+from .models import Blog, BlogCreate, BlogPatch, fields_set
 
 
 def create(request: BlogCreate, now: datetime) -> Blog:

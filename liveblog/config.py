@@ -40,6 +40,6 @@ class Settings:
                 try:
                     values[field.name] = kind(raw)
                 except ValueError:
-                    raise SystemExit(f"LIVEBLOG_{field.name.upper()}={raw!r} is not a valid {kind.__name__}")
+                    raise SystemExit(f"LIVEBLOG_{field.name.upper()}={raw!r} is not a valid {kind.__name__}") from None
         values.update({name: value for name, value in overrides.items() if value is not None})
         return cls(**values)

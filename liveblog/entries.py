@@ -11,7 +11,7 @@ from datetime import datetime
 
 import msgspec
 
-from .models import fields_set, Author, Entry, EntryCreate, EntryPatch, Tombstone
+from .models import Author, Entry, EntryCreate, EntryPatch, Tombstone, fields_set
 from .sanitize import clean_html
 
 

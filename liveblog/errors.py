@@ -23,7 +23,9 @@ log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, field: str | None = None, headers: dict | None = None):
+    def __init__(
+        self, status: int, code: str, message: str, field: str | None = None, headers: dict[str, str] | None = None
+    ):
         super().__init__(message)
         self.status = status
         self.code = code
@@ -32,7 +34,9 @@ class ApiError(Exception):
         self.headers = headers
 
 
-def error_response(status: int, code: str, message: str, field: str | None = None, headers: dict | None = None) -> Response:
+def error_response(
+    status: int, code: str, message: str, field: str | None = None, headers: dict[str, str] | None = None
+) -> Response:
     body = encoder.encode(ErrorResponse(ErrorBody(code=code, message=message, field=field)))
     return Response(body, status, headers=headers, media_type="application/json")
 
@@ -61,7 +65,8 @@ async def _api_error(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     codes = {404: "not_found", 405: "method_not_allowed"}
-    return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail), headers=exc.headers)
+    code = codes.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
 
 async def _redis_down(request: Request, exc: Exception) -> Response:

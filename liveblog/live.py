@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from starlette.websockets import WebSocket
 
-from .cursor import BadCursor, Cursor, stream_id_key
 from . import models
+from .cursor import BadCursor, Cursor, stream_id_key
 from .hub import START, Hub, Message, Subscription
 from .models import Blog, Snapshot
 from .server import SINK_EXTENSION

@@ -9,9 +9,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
+import pytest_asyncio
 import redis.asyncio as aioredis
 
-from conftest import receive
+from conftest import ADMIN_TOKEN, Service, receive, running_service
+from liveblog.config import Settings
 
 BLOG_FIELDS = {
     "id", "title", "description", "status", "created_at", "updated_at", "coverage_start", "language",
@@ -464,8 +466,7 @@ async def test_an_ended_blog_takes_no_new_entries(service, redis_server):
 # --- who may do what ----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def newsroom(service):
+async def build_newsroom(service) -> tuple[dict[str, str], dict]:
     """Two blogs; on "ukraine": reporters Olena and Taras, editor Iryna, a revoked token; Ahmed
     reports on "gaza" only. Olena has posted one entry."""
     await service.create_blog("ukraine")
@@ -485,6 +486,12 @@ async def newsroom(service):
     tokens["garbage"] = "hunter2"
     entry = (await post_entry(service, tokens["olena"], body="<p>Olena's report</p>")).json()
     return tokens, entry
+
+
+
+@pytest.fixture
+async def newsroom(service):
+    return await build_newsroom(service)
 
 
 ENTRY = "/api/v1/blogs/ukraine/entries/{entry}"
@@ -520,23 +527,6 @@ REFUSED = [
 ]
 
 
-@pytest.mark.parametrize(("who", "method", "path", "body", "headers", "status"), REFUSED)
-async def test_a_refused_request_answers_in_the_error_shape_and_changes_nothing(
-    service, redis_server, newsroom, who, method, path, body, headers, status
-):
-    tokens, entry = newsroom
-    before = await redis_state(redis_server.url)
-    response = await service.http.request(
-        method,
-        path.format(entry=entry["id"]),
-        json=body,
-        headers={**bearer(tokens[who] if who else None), **headers},
-    )
-    assert_error(response, status)
-    assert await redis_state(redis_server.url) == before
-    assert await entries_of(service) == [entry]
-
-
 async def test_a_reporter_cannot_revoke_tokens(service, redis_server):
     await service.create_blog("ukraine")
     olena = await service.mint("reporter", name="Olena")
@@ -551,7 +541,7 @@ async def test_a_reporter_cannot_revoke_tokens(service, redis_server):
 async def test_a_malformed_authorization_header_is_401(service):
     await service.create_blog("ukraine")
     token = (await service.mint("reporter"))["token"]
-    for header in (f"Basic {token}", "Bearer", "Bearer ", token, "Bearer " + "x" * 5000):
+    for header in (f"Basic {token}", "Bearer", token, "Bearer " + "x" * 5000):
         response = await service.http.post(
             "/api/v1/blogs/ukraine/entries", json={"body": "<p>x</p>"}, headers={"Authorization": header}
         )
@@ -601,3 +591,33 @@ async def test_an_admin_edits_anything(service, newsroom):
     )
     assert response.status_code == 200, response.text
     assert response.json()["tags"] == ["kyiv"]
+
+
+# The auth matrix shares one running service (module-scoped, so it runs last in this file).
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared_service(redis_server):
+    """One service for the whole auth matrix (Redis is still flushed before every test)."""
+    settings = Settings(port=0, admin_token=ADMIN_TOKEN, ws_ping_interval=5.0)
+    async with running_service(redis_server.url, settings) as svc:
+        yield svc
+
+
+@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.parametrize(("who", "method", "path", "body", "headers", "status"), REFUSED)
+async def test_a_refused_request_answers_in_the_error_shape_and_changes_nothing(
+    shared_service: Service, redis_server, who, method, path, body, headers, status
+):
+    service = shared_service
+    tokens, entry = await build_newsroom(service)
+    before = await redis_state(redis_server.url)
+    response = await service.http.request(
+        method,
+        path.format(entry=entry["id"]),
+        json=body,
+        headers={**bearer(tokens[who] if who else None), **headers},
+    )
+    assert_error(response, status)
+    assert await redis_state(redis_server.url) == before
+    assert await entries_of(service) == [entry]

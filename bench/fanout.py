@@ -1,0 +1,519 @@
+"""Fan-out benchmark: N WebSocket readers of one blog, entries posted at a fixed rate.
+
+Run it by hand from the repository, in the project's virtualenv::
+
+    python bench/fanout.py --readers 1000 --rate 5 --duration 20
+    python bench/fanout.py --readers 5000 --rate 5 --duration 30 --no-pin
+
+What happens:
+
+1. ``liveblog serve --port 0`` starts in a temporary data dir (its own embedded redis-server),
+   pinned to core 0 with ``taskset`` unless ``--no-pin``; a blog ``bench`` is created.
+2. A load generator (this file again, with ``--generator``, pinned to core 1) opens the readers
+   in batches, each a minimal hand-written WebSocket client on uvloop, and waits for every
+   snapshot.
+3. This process posts ``--rate`` entries per second for ``--duration`` seconds. Each entry's
+   headline is ``seq=<n> t=<time.time() at send>``; readers extract both with a bytes search
+   instead of decoding JSON, and record post-to-receive latency, losses and duplicates.
+4. It prints one table: deliveries/s (offered and achieved), latency p50/p99/max, lost and
+   duplicated events, disconnected readers, server RSS and RSS per reader, server CPU% and the
+   generator's CPU% over the posting window, and any warnings or errors in the server's log.
+
+Everything talks to 127.0.0.1 only, every wait has a timeout, and the server, its Redis and the
+generator are stopped (SIGTERM, then SIGKILL) and the temporary directory removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from array import array
+from pathlib import Path
+
+import httpx
+import uvloop
+
+ADMIN_TOKEN = "bench-admin-token"
+BLOG = "bench"
+HOST = "127.0.0.1"
+BATCH = 200
+SERVER_START_TIMEOUT = 30.0
+BATCH_TIMEOUT = 60.0
+POST_TIMEOUT = 10.0
+DRAIN_TIMEOUT = 15.0
+STOP_TIMEOUT = 20.0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# --------------------------------------------------------------------------- shared helpers
+
+
+def raise_nofile() -> None:
+    """Allow as many open sockets as the hard limit permits."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def percentile(ordered: list[float], fraction: float) -> float:
+    return ordered[round(fraction * (len(ordered) - 1))] if ordered else float("nan")
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+# --------------------------------------------------------------------------- load generator
+
+HANDSHAKE = (
+    f"GET /api/v1/blogs/{BLOG}/live HTTP/1.1\r\n"
+    "Host: {host}\r\n"
+    "Upgrade: websocket\r\n"
+    "Connection: Upgrade\r\n"
+    "Sec-WebSocket-Key: ZmFub3V0LWJlbmNobWFyaw==\r\n"
+    "Sec-WebSocket-Version: 13\r\n\r\n"
+)
+OP_TEXT, OP_CLOSE, OP_PING = 0x1, 0x8, 0x9
+SNAPSHOT = b'{"type":"snapshot"'
+SEQ_MARK = b'"headline":"seq='
+NO_MASK = b"\0\0\0\0"  # client frames must be masked; an all-zero key leaves the payload as is
+
+
+class Reader(asyncio.Protocol):
+    """One WebSocket reader: upgrade, then parse unmasked server frames; answer pings."""
+
+    def __init__(self, host: str, max_seq: int, latencies: array):
+        self.host = host
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+        self.upgraded = False
+        self.ready = asyncio.get_running_loop().create_future()
+        self.seen = bytearray(max_seq)
+        self.received = 0
+        self.duplicates = 0
+        self.unexpected = 0
+        self.last_receive = 0.0
+        self.close_code: int | None = None
+        self.lost_connection = False
+        self.stopping = False
+        self.record_latency = latencies.append
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        transport.write(HANDSHAKE.format(host=self.host).encode())
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer + data if self.buffer else data
+        if not self.upgraded:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                self.buffer = buffer
+                return
+            if not buffer.startswith(b"HTTP/1.1 101"):
+                self._fail(buffer[: buffer.find(b"\r\n")].decode(errors="replace"))
+                return
+            self.upgraded = True
+            buffer = buffer[end + 4 :]
+        self.buffer = self._frames(buffer, time.time())
+
+    def _frames(self, buffer: bytes, now: float) -> bytes:
+        """Handle every complete frame in ``buffer``; return the incomplete rest."""
+        pos, size = 0, len(buffer)
+        while size - pos >= 2:
+            length = buffer[pos + 1] & 0x7F
+            start = pos + 2
+            if length == 126:
+                length, start = int.from_bytes(buffer[start : start + 2], "big"), start + 2
+            elif length == 127:
+                length, start = int.from_bytes(buffer[start : start + 8], "big"), start + 8
+            end = start + length
+            if end > size:
+                break
+            opcode = buffer[pos] & 0x0F
+            if opcode == OP_TEXT:
+                self._text(buffer, start, end, now)
+            elif opcode == OP_PING:
+                self._control(0xA, buffer[start:end])
+            elif opcode == OP_CLOSE:
+                self._closed_by_server(buffer[start:end])
+                return b""
+            pos = end
+        return buffer[pos:]
+
+    def _text(self, buffer: bytes, start: int, end: int, now: float) -> None:
+        mark = buffer.find(SEQ_MARK, start, end)
+        if mark < 0:
+            if not self.ready.done() and buffer.startswith(SNAPSHOT, start):
+                self.ready.set_result(None)
+            return
+        mark += len(SEQ_MARK)
+        space = buffer.find(b" ", mark, end)
+        quote = buffer.find(b'"', space, end)
+        seq = int(buffer[mark:space])
+        self.record_latency(now - float(buffer[space + 3 : quote]))
+        self.received += 1
+        self.last_receive = now
+        if seq >= len(self.seen):
+            self.unexpected += 1
+        elif self.seen[seq]:
+            self.duplicates += 1
+        else:
+            self.seen[seq] = 1
+
+    def _control(self, opcode: int, payload: bytes) -> None:
+        self.transport.write(bytes((0x80 | opcode, 0x80 | len(payload))) + NO_MASK + payload)
+
+    def _closed_by_server(self, payload: bytes) -> None:
+        self.close_code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+        self._control(OP_CLOSE, payload[:2])
+        self._fail(f"closed by server with {self.close_code}")
+
+    def _fail(self, reason: str) -> None:
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError(reason))
+        self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost_connection = not self.stopping
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError(f"connection lost: {exc}"))
+
+    @property
+    def disconnected(self) -> bool:
+        return self.close_code is not None or self.lost_connection
+
+
+async def open_readers(port: int, count: int, max_seq: int, latencies: array) -> tuple[list[Reader], dict[str, int]]:
+    """Connect ``count`` readers, ``BATCH`` at a time; return those with a snapshot, and failures."""
+    loop = asyncio.get_running_loop()
+    host = f"{HOST}:{port}"
+    ready: list[Reader] = []
+    failures: dict[str, int] = {}
+    for first in range(0, count, BATCH):
+        readers = [Reader(host, max_seq, latencies) for _ in range(min(BATCH, count - first))]
+        connects = [loop.create_connection(lambda r=r: r, HOST, port) for r in readers]
+        outcomes = await asyncio.gather(*connects, return_exceptions=True)
+        waiting = [r for r, outcome in zip(readers, outcomes) if not isinstance(outcome, BaseException)]
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                failures[repr(outcome)] = failures.get(repr(outcome), 0) + 1
+        if waiting:
+            await asyncio.wait([r.ready for r in waiting], timeout=BATCH_TIMEOUT)
+        for reader in waiting:
+            if reader.ready.done() and reader.ready.exception() is None:
+                ready.append(reader)
+            else:
+                reason = repr(reader.ready.exception()) if reader.ready.done() else "no snapshot in time"
+                failures[reason] = failures.get(reason, 0) + 1
+                reader.transport.abort()
+    return ready, failures
+
+
+async def read_command() -> dict:
+    line = await asyncio.to_thread(sys.stdin.readline)
+    if not line:
+        raise SystemExit("generator: the controller went away")
+    return json.loads(line)
+
+
+def reply(message: dict) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+async def drain(readers: list[Reader], expected: int) -> None:
+    """Wait until every connected reader has ``expected`` events, or ``DRAIN_TIMEOUT``."""
+    deadline = time.monotonic() + DRAIN_TIMEOUT
+    while time.monotonic() < deadline:
+        if all(r.received >= expected or r.disconnected for r in readers):
+            return
+        await asyncio.sleep(0.05)
+
+
+def summarize(readers: list[Reader], posted: list[int], latencies: array) -> dict:
+    lost = [sum(1 for seq in posted if not r.seen[seq]) for r in readers]
+    codes: dict[str, int] = {}
+    for reader in readers:
+        if reader.disconnected:
+            key = str(reader.close_code or "dropped")
+            codes[key] = codes.get(key, 0) + 1
+    ordered = sorted(latencies)
+    return {
+        "deliveries": sum(r.received for r in readers),
+        "last_receive": max((r.last_receive for r in readers), default=0.0),
+        "lost": sum(lost),
+        "readers_with_loss": sum(1 for n in lost if n),
+        "duplicates": sum(r.duplicates for r in readers),
+        "unexpected": sum(r.unexpected for r in readers),
+        "disconnected": codes,
+        "latency_ms": [1000 * percentile(ordered, f) for f in (0.5, 0.99, 1.0)],
+    }
+
+
+async def generate(args: argparse.Namespace) -> None:
+    """The ``--generator`` process: JSON lines in on stdin (commands), out on stdout (results)."""
+    raise_nofile()
+    latencies = array("d")
+    started = time.monotonic()
+    readers, failures = await open_readers(args.port, args.readers, args.max_seq, latencies)
+    reply({"ready": len(readers), "failures": failures, "connect_s": time.monotonic() - started})
+    await read_command()  # "go": the poster starts now
+    cpu_start, wall_start = cpu_seconds(), time.monotonic()
+    posted = (await read_command())["posted"]
+    await drain(readers, len(posted))
+    cpu, wall = cpu_seconds() - cpu_start, time.monotonic() - wall_start
+    reply({"drained": True})
+    result = summarize(readers, posted, latencies)
+    reply({**result, "cpu_s": cpu, "cpu_pct": 100 * cpu / wall})
+    for reader in readers:
+        reader.stopping = True
+        reader.transport.abort()
+
+
+# --------------------------------------------------------------------------- server process
+
+
+class Server:
+    """``liveblog serve --port 0`` in ``data_dir``, stdout and stderr kept in files there."""
+
+    def __init__(self, data_dir: Path, pin: bool):
+        self.data_dir = data_dir
+        self.stdout = data_dir / "server.out"
+        self.stderr = data_dir / "server.err"
+        env = {**os.environ, "LIVEBLOG_ADMIN_TOKEN": ADMIN_TOKEN}
+        command = ["liveblog", "serve", "--port", "0", "--data-dir", str(data_dir / "data")]
+        with open(self.stdout, "wb") as out, open(self.stderr, "wb") as err:
+            self.process = subprocess.Popen(
+                (["taskset", "-c", "0"] if pin else []) + command, env=env, stdout=out, stderr=err,
+                stdin=subprocess.DEVNULL,
+            )
+        self.pid = self.process.pid  # taskset execs the command: same pid
+        self.port = self._wait_for_port()
+
+    def _wait_for_port(self) -> int:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT
+        while time.monotonic() < deadline:
+            for line in self.stdout.read_text().splitlines():
+                if line.startswith("liveblog is serving on http://"):
+                    return int(line.rsplit(":", 1)[1])
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.stderr.read_text()}")
+            time.sleep(0.05)
+        raise RuntimeError("server did not start in time")
+
+    def rss_kib(self) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
+
+    def children(self) -> list[int]:
+        path = Path(f"/proc/{self.pid}/task/{self.pid}/children")
+        return [int(pid) for pid in path.read_text().split()] if path.exists() else []
+
+    def problems(self) -> list[str]:
+        """Log lines above INFO, and tracebacks, from the server's stderr."""
+        marks = ("WARNING", "ERROR", "CRITICAL", "Traceback")
+        return [line for line in self.stderr.read_text(errors="replace").splitlines() if any(m in line for m in marks)]
+
+    def stop(self) -> int | None:
+        """SIGTERM, then SIGKILL (and its redis-server) if it does not exit in time."""
+        if self.process.poll() is None:
+            children = self.children()
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                for pid in children:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+        return self.process.returncode
+
+
+# --------------------------------------------------------------------------- controller
+
+
+def entry_body(seq: int, body_bytes: int) -> bytes:
+    """A POST body of about ``body_bytes``; the headline carries ``seq`` and the send time."""
+    text = {"body": "<p></p>", "headline": f"seq={seq} t={time.time():.6f}"}
+    filler = max(1, body_bytes - len(json.dumps(text)))
+    text["body"] = "<p>" + ("Live from the scene. " * (filler // 21 + 1))[:filler] + "</p>"
+    return json.dumps(text).encode()
+
+
+async def post_entries(client: httpx.AsyncClient, rate: float, duration: float, body_bytes: int) -> tuple[list[int], list[float], dict[str, int]]:
+    """Post at a fixed rate, each post its own task so a slow reply does not delay the next."""
+    loop = asyncio.get_running_loop()
+
+    async def post(seq: int) -> tuple[int, str, float]:
+        started = loop.time()
+        try:
+            response = await client.post(f"/api/v1/blogs/{BLOG}/entries", content=entry_body(seq, body_bytes))
+            outcome = str(response.status_code)
+        except httpx.HTTPError as exc:
+            outcome = type(exc).__name__
+        return seq, outcome, loop.time() - started
+
+    start = loop.time()
+    tasks = []
+    for seq in range(int(rate * duration)):
+        await asyncio.sleep(max(0.0, start + seq / rate - loop.time()))
+        tasks.append(asyncio.create_task(post(seq)))
+    results = await asyncio.gather(*tasks)
+    posted = [seq for seq, outcome, _ in results if outcome == "201"]
+    failed: dict[str, int] = {}
+    for _, outcome, _ in results:
+        if outcome != "201":
+            failed[outcome] = failed.get(outcome, 0) + 1
+    return posted, sorted(elapsed for _, _, elapsed in results), failed
+
+
+class Generator:
+    """The ``--generator`` child process, driven by JSON lines."""
+
+    def __init__(self, process: asyncio.subprocess.Process):
+        self.process = process
+
+    @classmethod
+    async def start(cls, args: argparse.Namespace, port: int) -> Generator:
+        command = [sys.executable, __file__, "--generator", "--port", str(port), "--readers", str(args.readers),
+                   "--max-seq", str(int(args.rate * args.duration) + 1)]
+        if args.pin:
+            command = ["taskset", "-c", "1", *command]
+        process = await asyncio.create_subprocess_exec(*command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        return cls(process)
+
+    def send(self, message: dict) -> None:
+        self.process.stdin.write((json.dumps(message) + "\n").encode())
+
+    async def receive(self, timeout: float) -> dict:
+        line = await asyncio.wait_for(self.process.stdout.readline(), timeout)
+        if not line:
+            raise RuntimeError(f"generator exited with {await self.process.wait()}")
+        return json.loads(line)
+
+    async def stop(self) -> None:
+        if self.process.returncode is None:
+            self.process.stdin.close()
+            try:
+                await asyncio.wait_for(self.process.wait(), STOP_TIMEOUT)
+            except asyncio.TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+
+
+async def measure(args: argparse.Namespace, server: Server) -> dict:
+    """Create the blog, connect the readers, post, and collect every figure."""
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"}
+    async with httpx.AsyncClient(base_url=f"http://{HOST}:{server.port}", headers=headers, timeout=POST_TIMEOUT) as client:
+        (await client.post("/api/v1/blogs", json={"id": BLOG, "title": "Bench"})).raise_for_status()
+        await asyncio.sleep(0.5)
+        figures: dict = {"rss_before_kib": server.rss_kib()}
+        generator = await Generator.start(args, server.port)
+        try:
+            connected = await generator.receive(BATCH_TIMEOUT * (args.readers // BATCH + 2))
+            if not connected["ready"]:
+                raise RuntimeError(f"no reader connected: {connected['failures']}")
+            await asyncio.sleep(1.0)
+            figures.update(connected=connected, rss_readers_kib=server.rss_kib())
+            generator.send({"go": True})
+            wall_start, cpu_start = time.time(), server.cpu_seconds()
+            posted, post_times, failed = await post_entries(client, args.rate, args.duration, args.body_bytes)
+            generator.send({"posted": posted})
+            await generator.receive(DRAIN_TIMEOUT + 10)
+            server_cpu_pct = 100 * (server.cpu_seconds() - cpu_start) / (time.time() - wall_start)
+            figures.update(
+                result=await generator.receive(60), posted=len(posted), post_failures=failed, post_times=post_times,
+                wall_start=wall_start, server_cpu_pct=server_cpu_pct, rss_end_kib=server.rss_kib(),
+            )
+        finally:
+            await generator.stop()
+    return figures
+
+
+def report(args: argparse.Namespace, figures: dict, problems: int) -> None:
+    result, connected = figures["result"], figures["connected"]
+    readers = connected["ready"]
+    window = max(result["last_receive"] - figures["wall_start"], 1e-9)
+    p50, p99, worst = result["latency_ms"]
+    post_times = figures["post_times"]
+    per_reader = (figures["rss_readers_kib"] - figures["rss_before_kib"]) / readers
+    rows = [
+        ("readers connected", f"{readers} / {args.readers} in {connected['connect_s']:.1f} s"
+                              + (f"  failures: {connected['failures']}" if connected["failures"] else "")),
+        ("posts", f"{figures['posted']} ok at {args.rate:g}/s for {args.duration:g} s"
+                  + (f"  failed: {figures['post_failures']}" if figures["post_failures"] else "")
+                  + f"  (POST p50 {1000 * percentile(post_times, 0.5):.1f} ms, max {1000 * post_times[-1]:.1f} ms)"),
+        ("deliveries", f"{result['deliveries']} (expected {figures['posted'] * readers})"),
+        ("deliveries/s", f"{result['deliveries'] / window:,.0f} achieved, {readers * args.rate:,.0f} offered"),
+        ("latency ms", f"p50 {p50:.1f}  p99 {p99:.1f}  max {worst:.1f}"),
+        ("lost events", f"{result['lost']} (readers with loss: {result['readers_with_loss']})"),
+        ("duplicated events", f"{result['duplicates']}  (unexpected seq: {result['unexpected']})"),
+        ("readers disconnected", f"{sum(result['disconnected'].values())} {result['disconnected'] or ''}"),
+        ("server RSS", f"{figures['rss_before_kib'] / 1024:.1f} MiB idle, {figures['rss_readers_kib'] / 1024:.1f} MiB "
+                       f"with readers, {figures['rss_end_kib'] / 1024:.1f} MiB after the run"),
+        ("RSS per reader", f"{per_reader:.1f} KiB"),
+        ("server CPU", f"{figures['server_cpu_pct']:.0f}% of one core over the window"),
+        ("generator CPU", f"{result['cpu_pct']:.0f}% of one core ({result['cpu_s']:.1f} s)"),
+        ("server log problems", f"{problems} lines (first ones printed above)" if problems else "none"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    print(f"\nliveblog fan-out: {readers} readers, {args.rate:g} posts/s, {args.body_bytes}-byte posts, "
+          f"pinned={args.pin}")
+    for name, value in rows:
+        print(f"  {name:<{width}}  {value}")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--readers", type=int, default=1000, help="WebSocket readers (default 1000)")
+    parser.add_argument("--rate", type=float, default=5.0, help="posts per second (default 5)")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds of posting (default 20)")
+    parser.add_argument("--body-bytes", type=int, default=600, help="size of each POST body (default 600)")
+    parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=shutil.which("taskset") is not None,
+                        help="server on core 0, load generator on core 1 (default: on if taskset exists)")
+    parser.add_argument("--generator", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--max-seq", type=int, help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    if args.generator:
+        uvloop.run(generate(args))
+        return
+    raise_nofile()
+    if args.pin:
+        os.sched_setaffinity(0, {1})  # the poster shares the generator's core
+    with tempfile.TemporaryDirectory(prefix="liveblog-fanout-") as tmp:
+        server = Server(Path(tmp), args.pin)
+        try:
+            figures = uvloop.run(asyncio.wait_for(measure(args, server), args.duration + 600))
+        finally:
+            code = server.stop()
+            problems = server.problems()
+            print("\n".join(problems[:20]), file=sys.stderr)
+        report(args, figures, len(problems))
+        print(f"  server exit code: {code}")
+
+
+if __name__ == "__main__":
+    main()
