@@ -46,6 +46,7 @@ ADMIN_TOKEN = "bench-admin-token"
 BLOG = "bench"
 HOST = "127.0.0.1"
 BATCH = 200
+ATTEMPTS = 3  # per batch: readers that fail to join are retried
 SERVER_START_TIMEOUT = 30.0
 BATCH_TIMEOUT = 60.0
 POST_TIMEOUT = 10.0
@@ -192,29 +193,38 @@ class Reader(asyncio.Protocol):
         return self.close_code is not None or self.lost_connection
 
 
-async def open_readers(port: int, count: int, max_seq: int, latencies: array) -> tuple[list[Reader], dict[str, int]]:
-    """Connect ``count`` readers, ``BATCH`` at a time; return those with a snapshot, and failures."""
+async def open_batch(port: int, count: int, max_seq: int, latencies: array, failures: dict[str, int]) -> list[Reader]:
+    """Connect ``count`` readers at once; return those that got their snapshot, count the others."""
     loop = asyncio.get_running_loop()
-    host = f"{HOST}:{port}"
+    readers = [Reader(f"{HOST}:{port}", max_seq, latencies) for _ in range(count)]
+    outcomes = await asyncio.gather(*(loop.create_connection(lambda r=r: r, HOST, port) for r in readers),
+                                    return_exceptions=True)
+    connected = [r for r, outcome in zip(readers, outcomes) if not isinstance(outcome, BaseException)]
+    reasons = [repr(outcome) for outcome in outcomes if isinstance(outcome, BaseException)]
+    if connected:
+        await asyncio.wait([r.ready for r in connected], timeout=BATCH_TIMEOUT)
+    ready = []
+    for reader in connected:
+        if reader.ready.done() and reader.ready.exception() is None:
+            ready.append(reader)
+        else:
+            reasons.append(repr(reader.ready.exception()) if reader.ready.done() else "no snapshot in time")
+            reader.transport.abort()
+    for reason in reasons:
+        failures[reason] = failures.get(reason, 0) + 1
+    return ready
+
+
+async def open_readers(port: int, count: int, max_seq: int, latencies: array) -> tuple[list[Reader], dict[str, int]]:
+    """Connect ``count`` readers, ``BATCH`` at a time, retrying failed ones; return them and the failures."""
     ready: list[Reader] = []
     failures: dict[str, int] = {}
     for first in range(0, count, BATCH):
-        readers = [Reader(host, max_seq, latencies) for _ in range(min(BATCH, count - first))]
-        connects = [loop.create_connection(lambda r=r: r, HOST, port) for r in readers]
-        outcomes = await asyncio.gather(*connects, return_exceptions=True)
-        waiting = [r for r, outcome in zip(readers, outcomes) if not isinstance(outcome, BaseException)]
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                failures[repr(outcome)] = failures.get(repr(outcome), 0) + 1
-        if waiting:
-            await asyncio.wait([r.ready for r in waiting], timeout=BATCH_TIMEOUT)
-        for reader in waiting:
-            if reader.ready.done() and reader.ready.exception() is None:
-                ready.append(reader)
-            else:
-                reason = repr(reader.ready.exception()) if reader.ready.done() else "no snapshot in time"
-                failures[reason] = failures.get(reason, 0) + 1
-                reader.transport.abort()
+        wanted = min(count, first + BATCH)
+        for _ in range(ATTEMPTS):
+            ready += await open_batch(port, wanted - len(ready), max_seq, latencies, failures)
+            if len(ready) == wanted:
+                break
     return ready, failures
 
 
@@ -457,7 +467,7 @@ def report(args: argparse.Namespace, figures: dict, problems: int) -> None:
     per_reader = (figures["rss_readers_kib"] - figures["rss_before_kib"]) / readers
     rows = [
         ("readers connected", f"{readers} / {args.readers} in {connected['connect_s']:.1f} s"
-                              + (f"  failures: {connected['failures']}" if connected["failures"] else "")),
+                              + (f"  failed attempts (retried): {connected['failures']}" if connected["failures"] else "")),
         ("posts", f"{figures['posted']} ok at {args.rate:g}/s for {args.duration:g} s"
                   + (f"  failed: {figures['post_failures']}" if figures["post_failures"] else "")
                   + f"  (POST p50 {1000 * percentile(post_times, 0.5):.1f} ms, max {1000 * post_times[-1]:.1f} ms)"),

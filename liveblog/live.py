@@ -9,15 +9,22 @@ the connection with 1003).
 
 from __future__ import annotations
 
+import logging
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.websockets import WebSocket
 
 from . import models
 from .cursor import BadCursor, Cursor, stream_id_key
-from .hub import START, Hub, Message, Subscription
+from .hub import START, Hub, Message, Sink, Subscription
 from .models import Blog, Snapshot
 from .server import SINK_EXTENSION
 from .store import CursorGone, NotFound, Store
 
+log = logging.getLogger(__name__)
+
+SERVICE_RESTART = 1012
 NO_SUCH_BLOG = 4404
 ORIGIN_NOT_ALLOWED = 4403
 UNSUPPORTED_DATA = 1003
@@ -38,10 +45,16 @@ async def live(websocket: WebSocket) -> None:
     blog_id = websocket.path_params["blog"]
     await websocket.accept()
     try:
-        blog = await store.get_blog(blog_id)
+        await _serve(websocket, store, hub, sink, blog_id)
     except NotFound:
         await websocket.close(NO_SUCH_BLOG, "no such blog")
-        return
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        log.warning("live reader of %r dropped: Redis unavailable (%s)", blog_id, exc)
+        await websocket.close(SERVICE_RESTART, "storage unavailable; reconnect with your cursor")
+
+
+async def _serve(websocket: WebSocket, store: Store, hub: Hub, sink: Sink, blog_id: str) -> None:
+    blog = await store.get_blog(blog_id)
     if not origin_allowed(blog, websocket.headers.get("origin")):
         await websocket.close(ORIGIN_NOT_ALLOWED, "this origin may not embed this blog")
         return
@@ -49,19 +62,16 @@ async def live(websocket: WebSocket) -> None:
         cursor = Cursor.parse(websocket.query_params.get("cursor", ""))
     except BadCursor:
         cursor = None  # no cursor, or one we cannot use: start from a snapshot
-    try:
-        async with hub.subscribe(blog_id, sink) as subscription:
-            await _join(store, subscription, blog_id, cursor, websocket.app.state.settings.snapshot_size)
-            subscription.go_live()
-            while True:
-                message = await websocket.receive()
-                if message["type"] == "websocket.disconnect":
-                    return
-                if message.get("bytes") is not None:
-                    await websocket.close(UNSUPPORTED_DATA, "this channel takes no binary messages")
-                    return
-    except NotFound:
-        await websocket.close(NO_SUCH_BLOG, "no such blog")
+    async with hub.subscribe(blog_id, sink) as subscription:
+        await _join(store, subscription, blog_id, cursor, websocket.app.state.settings.snapshot_size)
+        subscription.go_live()
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if message.get("bytes") is not None:
+                await websocket.close(UNSUPPORTED_DATA, "this channel takes no binary messages")
+                return
 
 
 async def _join(store: Store, subscription: Subscription, blog_id: str, cursor: Cursor | None, size: int) -> None:
@@ -74,7 +84,7 @@ async def _join(store: Store, subscription: Subscription, blog_id: str, cursor: 
                 events = await store.since(blog_id, after, CATCH_UP_BATCH)
                 for event in events:
                     subscription.send(Message.event(cursor.epoch, event))
-                if len(events) < CATCH_UP_BATCH:
+                if len(events) < CATCH_UP_BATCH or subscription.closed:
                     return
                 after = Cursor(cursor.epoch, events[-1].stream_id)
         except CursorGone:

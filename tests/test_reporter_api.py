@@ -15,6 +15,18 @@ import redis.asyncio as aioredis
 from conftest import ADMIN_TOKEN, Service, receive, running_service
 from liveblog.config import Settings
 
+#: One running service for the whole file (starting one per test would dominate the run time);
+#: conftest's autouse fixture still flushes Redis before every test, so each test starts clean.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def service(redis_server) -> Service:
+    settings = Settings(port=0, admin_token=ADMIN_TOKEN, ws_ping_interval=5.0)
+    async with running_service(redis_server.url, settings) as svc:
+        yield svc
+
+
 BLOG_FIELDS = {
     "id", "title", "description", "status", "created_at", "updated_at", "coverage_start", "language",
     "embed_origins",
@@ -593,23 +605,10 @@ async def test_an_admin_edits_anything(service, newsroom):
     assert response.json()["tags"] == ["kyiv"]
 
 
-# The auth matrix shares one running service (module-scoped, so it runs last in this file).
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def shared_service(redis_server):
-    """One service for the whole auth matrix (Redis is still flushed before every test)."""
-    settings = Settings(port=0, admin_token=ADMIN_TOKEN, ws_ping_interval=5.0)
-    async with running_service(redis_server.url, settings) as svc:
-        yield svc
-
-
-@pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.parametrize(("who", "method", "path", "body", "headers", "status"), REFUSED)
 async def test_a_refused_request_answers_in_the_error_shape_and_changes_nothing(
-    shared_service: Service, redis_server, who, method, path, body, headers, status
+    service: Service, redis_server, who, method, path, body, headers, status
 ):
-    service = shared_service
     tokens, entry = await build_newsroom(service)
     before = await redis_state(redis_server.url)
     response = await service.http.request(
