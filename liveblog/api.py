@@ -24,6 +24,7 @@ from .cursor import BadCursor, Cursor
 from .errors import ApiError, validation_error
 from .live import live
 from .models import (
+    SLUG_PATTERN,
     Blog,
     BlogCreate,
     BlogPatch,
@@ -37,11 +38,12 @@ from .models import (
     decoders,
     encoder,
 )
+from .sse import events
 from .store import BlogEnded, Conflict, CursorGone, NotFound, Store, fingerprint, key_digest
 
 T = TypeVar("T")
 
-_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+_SLUG = re.compile(SLUG_PATTERN)
 _ENTRY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _IF_MATCH = re.compile(r'^(?:W/)?"?([0-9]{1,9})"?$')
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
@@ -166,7 +168,8 @@ async def list_blogs(request: Request) -> Response:
     principal = await _principal(request)
     bodies = await _store(request).list_blogs()
     visible = [
-        Raw(body) for body in bodies
+        Raw(body)
+        for body in bodies
         if principal.is_admin or msgspec.json.decode(body, type=dict)["id"] in principal.blogs
     ]
     return _json(encoder.encode({"blogs": visible}))
@@ -373,4 +376,5 @@ routes = [
     Route("/api/v1/tokens", create_token, methods=["POST"]),
     Route("/api/v1/tokens/{token}", revoke_token, methods=["DELETE"]),
     WebSocketRoute("/api/v1/blogs/{blog}/live", live),
+    Route("/api/v1/blogs/{blog}/events", events, methods=["GET"]),
 ]

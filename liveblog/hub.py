@@ -38,17 +38,19 @@ START = (-1, -1)
 class Message:
     """One message to readers, encoded once; every reader of a blog gets the same object."""
 
-    __slots__ = ("position", "json", "_ws_frame")
+    __slots__ = ("position", "cursor", "json", "_ws_frame", "_sse_frame")
 
-    def __init__(self, position: tuple[int, int], json: bytes):
-        self.position = position
+    def __init__(self, cursor: Cursor, json: bytes):
+        self.position = stream_id_key(cursor.stream_id)
+        self.cursor = str(cursor).encode()
         self.json = json
         self._ws_frame: bytes | None = None
+        self._sse_frame: bytes | None = None
 
     @classmethod
     def event(cls, epoch: str, event: LogEvent) -> Message:
-        cursor = str(Cursor(epoch, event.stream_id)).encode()
-        return cls(stream_id_key(event.stream_id), b'{"type":"event","cursor":"%s",%s' % (cursor, event.payload[1:]))
+        cursor = Cursor(epoch, event.stream_id)
+        return cls(cursor, b'{"type":"event","cursor":"%s",%s' % (str(cursor).encode(), event.payload[1:]))
 
     @property
     def ws_frame(self) -> bytes:
@@ -56,6 +58,13 @@ class Message:
         if self._ws_frame is None:
             self._ws_frame = Frame(Opcode.TEXT, self.json).serialize(mask=False)
         return self._ws_frame
+
+    @property
+    def sse_frame(self) -> bytes:
+        """The Server-Sent Events record; its ``id`` is the cursor, so ``Last-Event-ID`` resumes."""
+        if self._sse_frame is None:
+            self._sse_frame = b"id: %s\ndata: %s\n\n" % (self.cursor, self.json)
+        return self._sse_frame
 
 
 class Sink(Protocol):

@@ -10,6 +10,7 @@ the connection with 1003).
 from __future__ import annotations
 
 import logging
+import re
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -18,11 +19,12 @@ from starlette.websockets import WebSocket
 from . import models
 from .cursor import BadCursor, Cursor, stream_id_key
 from .hub import START, Hub, Message, Sink, Subscription
-from .models import Blog, Snapshot
+from .models import SLUG_PATTERN, Blog, Snapshot
 from .server import SINK_EXTENSION
 from .store import CursorGone, NotFound, Store
 
 log = logging.getLogger(__name__)
+_SLUG = re.compile(SLUG_PATTERN)
 
 SERVICE_RESTART = 1012
 NO_SUCH_BLOG = 4404
@@ -54,16 +56,13 @@ async def live(websocket: WebSocket) -> None:
 
 
 async def _serve(websocket: WebSocket, store: Store, hub: Hub, sink: Sink, blog_id: str) -> None:
-    blog = await store.get_blog(blog_id)
+    blog = await get_blog(store, blog_id)
     if not origin_allowed(blog, websocket.headers.get("origin")):
         await websocket.close(ORIGIN_NOT_ALLOWED, "this origin may not embed this blog")
         return
-    try:
-        cursor = Cursor.parse(websocket.query_params.get("cursor", ""))
-    except BadCursor:
-        cursor = None  # no cursor, or one we cannot use: start from a snapshot
+    cursor = parse_cursor(websocket.query_params.get("cursor"))
     async with hub.subscribe(blog_id, sink) as subscription:
-        await _join(store, subscription, blog_id, cursor, websocket.app.state.settings.snapshot_size)
+        await join(store, subscription, blog_id, cursor, websocket.app.state.settings.snapshot_size)
         subscription.go_live()
         while True:
             message = await websocket.receive()
@@ -74,7 +73,22 @@ async def _serve(websocket: WebSocket, store: Store, hub: Hub, sink: Sink, blog_
                 return
 
 
-async def _join(store: Store, subscription: Subscription, blog_id: str, cursor: Cursor | None, size: int) -> None:
+async def get_blog(store: Store, blog_id: str) -> Blog:
+    """The blog a reader asked for; an id that cannot be a blog is simply not found."""
+    if not _SLUG.match(blog_id):
+        raise NotFound(blog_id)
+    return await store.get_blog(blog_id)
+
+
+def parse_cursor(text: str | None) -> Cursor | None:
+    """A reader's cursor, or None (start from a snapshot) when absent or not one of ours."""
+    try:
+        return Cursor.parse(text or "")
+    except BadCursor:
+        return None
+
+
+async def join(store: Store, subscription: Subscription, blog_id: str, cursor: Cursor | None, size: int) -> None:
     """Bring a registered reader up to date: the missed events after ``cursor``, else a snapshot."""
     if cursor is not None:
         try:
@@ -94,7 +108,7 @@ async def _join(store: Store, subscription: Subscription, blog_id: str, cursor: 
         Snapshot(str(snapshot.cursor), models.Raw(snapshot.blog), _raws(snapshot.entries), _raws(snapshot.pinned))
     )
     subscription.seek(START)
-    subscription.send(Message(stream_id_key(snapshot.cursor.stream_id), frame))
+    subscription.send(Message(snapshot.cursor, frame))
 
 
 def _raws(bodies: list[bytes]) -> list[models.Raw]:

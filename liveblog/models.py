@@ -13,7 +13,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import UNSET, Meta, Raw, Struct, UnsetType
 
-Slug = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$", description="lowercase slug")]
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
+Slug = Annotated[str, Meta(pattern=SLUG_PATTERN, description="lowercase slug")]
 Title = Annotated[str, Meta(min_length=1, max_length=200)]
 Description = Annotated[str, Meta(max_length=2000)]
 Language = Annotated[str, Meta(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$", max_length=35)]
@@ -200,8 +201,4 @@ decoders = {
 
 def fields_set(patch: Struct) -> dict[str, object]:
     """The fields a PATCH body actually sent (absent ones are ``UNSET``; ``null`` is a value)."""
-    return {
-        name: value
-        for name in patch.__struct_fields__
-        if (value := getattr(patch, name)) is not UNSET
-    }
+    return {name: value for name in patch.__struct_fields__ if (value := getattr(patch, name)) is not UNSET}

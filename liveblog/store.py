@@ -104,8 +104,15 @@ class Store:
         self._scripts = {
             name: client.register_script(_script(name))
             for name in (
-                "create_blog", "update_blog", "create_entry", "update_entry", "delete_entry",
-                "snapshot", "page", "since", "position",
+                "create_blog",
+                "update_blog",
+                "create_entry",
+                "update_entry",
+                "delete_entry",
+                "snapshot",
+                "page",
+                "since",
+                "position",
             )
         }
 
@@ -156,9 +163,7 @@ class Store:
 
     # --- entries -------------------------------------------------------------------------------
 
-    async def create_entry(
-        self, entry: Entry, owner: str, idempotency: tuple[str, str] | None = None
-    ) -> Written:
+    async def create_entry(self, entry: Entry, owner: str, idempotency: tuple[str, str] | None = None) -> Written:
         """Store a new entry. With ``idempotency=(key digest, request fingerprint)``, a retry gets
         the first result back (``stream_id`` None) and nothing is written; a reused key with a
         different request raises :class:`Conflict`."""
@@ -169,8 +174,15 @@ class Store:
             "create_entry",
             entry.blog,
             [
-                entry.id, body, score(entry), "1" if entry.pinned else "0", owner,
-                _event("entry.created", "entry", body), self.log_maxlen, self.idempotency_ttl, fingerprint,
+                entry.id,
+                body,
+                score(entry),
+                "1" if entry.pinned else "0",
+                owner,
+                _event("entry.created", "entry", body),
+                self.log_maxlen,
+                self.idempotency_ttl,
+                fingerprint,
             ],
             extra,
         )
@@ -199,8 +211,13 @@ class Store:
             "update_entry",
             entry.blog,
             [
-                entry.id, expected_version, body, score(entry), "1" if entry.pinned else "0",
-                _event("entry.updated", "entry", body), self.log_maxlen,
+                entry.id,
+                expected_version,
+                body,
+                score(entry),
+                "1" if entry.pinned else "0",
+                _event("entry.updated", "entry", body),
+                self.log_maxlen,
             ],
         )
         return self._checked(status, rest, entry.id, body)
@@ -277,7 +294,6 @@ def fingerprint(body: bytes) -> str:
 def key_digest(token_id: str, idempotency_key: str) -> str:
     """Idempotency keys are per token: two reporters may pick the same key without colliding."""
     return hashlib.sha256(f"{token_id}\0{idempotency_key}".encode()).hexdigest()[:32]
-
 
 
 class LogReader:

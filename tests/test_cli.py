@@ -66,7 +66,12 @@ def test_service_keeps_every_acknowledged_entry_across_a_restart(data_dir: Path)
     first = Served(data_dir)
     admin = {"Authorization": f"Bearer {_admin_token(first)}"}
     assert first.http.get("/readyz").status_code == 200
-    assert first.http.post("/api/v1/blogs", json={"id": "election", "title": "Live: election night"}, headers=admin).status_code == 201
+    assert (
+        first.http.post(
+            "/api/v1/blogs", json={"id": "election", "title": "Live: election night"}, headers=admin
+        ).status_code
+        == 201
+    )
     posted = []
     for i in range(5):
         response = first.http.post("/api/v1/blogs/election/entries", json={"body": f"<p>result {i}</p>"}, headers=admin)
@@ -85,10 +90,15 @@ def test_service_keeps_every_acknowledged_entry_across_a_restart(data_dir: Path)
         assert [e["id"] for e in listed] == [after_cursor["id"], *reversed(posted)]
         caught_up = second.http.get("/api/v1/blogs/election/entries", params={"since": cursor}).json()
         assert [e["entry"]["id"] for e in caught_up["events"]] == [after_cursor["id"]]
-        with connect(second.url.replace("http", "ws") + f"/api/v1/blogs/election/live?cursor={cursor}", open_timeout=5) as ws:
+        with connect(
+            second.url.replace("http", "ws") + f"/api/v1/blogs/election/live?cursor={cursor}", open_timeout=5
+        ) as ws:
             resumed = json.loads(ws.recv(timeout=5))
         assert resumed["type"] == "event" and resumed["entry"]["id"] == after_cursor["id"]
-        assert second.http.post("/api/v1/blogs/election/entries", json={"body": "<p>x</p>"}, headers=admin).status_code == 201
+        assert (
+            second.http.post("/api/v1/blogs/election/entries", json={"body": "<p>x</p>"}, headers=admin).status_code
+            == 201
+        )
     finally:
         assert second.stop() == 0
 

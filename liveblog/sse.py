@@ -1,0 +1,91 @@
+"""The live channel as Server-Sent Events: ``GET /api/v1/blogs/{blog}/events``.
+
+The same messages as the WebSocket, for networks that block WebSockets. Each record's ``id`` is
+its cursor, so a browser's EventSource resumes by itself with ``Last-Event-ID``; an explicit
+``?cursor=`` works too. A comment line is sent every ``HEARTBEAT`` seconds so proxies keep the
+response open. A reader that falls behind by more than the reader limit gets a final
+``event: close`` record with code 4408 and the response ends; EventSource then reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from .errors import ApiError
+from .hub import Hub, Message
+from .live import get_blog, join, origin_allowed, parse_cursor
+from .store import NotFound, Store
+
+HEARTBEAT = 15.0
+#: How long EventSource waits before reconnecting (ms): soon, but not a reconnect storm.
+RETRY_MS = 2000
+
+
+class BufferedSink:
+    """A sink for a response written by awaiting: a byte-bounded buffer the response drains."""
+
+    def __init__(self) -> None:
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._ready = asyncio.Event()
+        self._closing: bytes | None = None
+
+    def send(self, message: Message) -> int:
+        if self._closing is None:
+            self._chunks.append(message.sse_frame)
+            self._buffered += len(message.sse_frame)
+            self._ready.set()
+        return self._buffered
+
+    def close(self, code: int, reason: str) -> None:
+        self._chunks.clear()
+        self._buffered = 0
+        self._closing = b'event: close\ndata: {"code":%d,"reason":"%s"}\n\n' % (code, reason.encode())
+        self._ready.set()
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """What to write, as it comes; a heartbeat comment when nothing came for a while."""
+        while True:
+            try:
+                await asyncio.wait_for(self._ready.wait(), HEARTBEAT)
+            except TimeoutError:
+                yield b": heartbeat\n\n"
+                continue
+            self._ready.clear()
+            while self._chunks:
+                chunk = self._chunks.popleft()
+                self._buffered -= len(chunk)
+                yield chunk
+            if self._closing is not None:
+                yield self._closing
+                return
+
+
+async def events(request: Request) -> Response:
+    store: Store = request.app.state.store
+    hub: Hub = request.app.state.hub
+    blog_id = request.path_params["blog"]
+    try:
+        blog = await get_blog(store, blog_id)
+    except NotFound:
+        raise ApiError(404, "not_found", "no such blog") from None
+    if not origin_allowed(blog, request.headers.get("origin")):
+        raise ApiError(403, "origin_not_allowed", "this origin may not embed this blog")
+    cursor = parse_cursor(request.headers.get("last-event-id") or request.query_params.get("cursor"))
+    sink = BufferedSink()
+
+    async def body() -> AsyncIterator[bytes]:
+        async with hub.subscribe(blog_id, sink) as subscription:
+            yield b"retry: %d\n\n" % RETRY_MS
+            await join(store, subscription, blog_id, cursor, request.app.state.settings.snapshot_size)
+            subscription.go_live()
+            async for chunk in sink.chunks():
+                yield chunk
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Access-Control-Allow-Origin": "*"}
+    return StreamingResponse(body(), media_type="text/event-stream", headers=headers)

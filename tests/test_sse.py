@@ -1,0 +1,109 @@
+"""Readers whose network blocks WebSockets: the same live channel as Server-Sent Events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+
+import pytest
+from conftest import RECV_TIMEOUT, running_service
+
+from liveblog.config import Settings
+
+
+class EventStream:
+    """An SSE client that parses records as a browser's EventSource would."""
+
+    def __init__(self, response):
+        self.response = response
+        self.lines = response.aiter_lines()
+
+    async def record(self) -> dict[str, str]:
+        """The next record with data (comments and retry lines are skipped)."""
+        fields: dict[str, str] = {}
+        while True:
+            line = await asyncio.wait_for(anext(self.lines), RECV_TIMEOUT)
+            if line == "":
+                if "data" in fields:
+                    return fields
+                fields = {}
+            elif not line.startswith(":"):
+                name, _, value = line.partition(":")
+                fields[name] = value.removeprefix(" ")
+
+    async def message(self) -> tuple[str, dict]:
+        record = await self.record()
+        return record.get("id", ""), json.loads(record["data"])
+
+
+def open_events(service, blog_id="ukraine", **headers):
+    return service.http.stream("GET", f"/api/v1/blogs/{blog_id}/events", headers=headers)
+
+
+async def test_sse_reader_gets_a_snapshot_then_live_events_with_cursors_as_ids(service):
+    await service.create_blog()
+    await service.post(body="<p>before</p>")
+    async with open_events(service) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        stream = EventStream(response)
+        record_id, snapshot = await stream.message()
+        assert snapshot["type"] == "snapshot" and record_id == snapshot["cursor"]
+        entry = await service.post(body="<p>after</p>")
+        record_id, event = await stream.message()
+    assert event["entry"]["id"] == entry["id"]
+    assert record_id == event["cursor"]
+
+
+async def test_last_event_id_resumes_with_the_missed_events(service):
+    await service.create_blog()
+    async with open_events(service) as response:
+        _, snapshot = await EventStream(response).message()
+    missed = [await service.post(body=f"<p>missed {i}</p>") for i in range(3)]
+    async with open_events(service, **{"Last-Event-ID": snapshot["cursor"]}) as response:
+        stream = EventStream(response)
+        received = [(await stream.message())[1] for _ in range(3)]
+    assert [m["entry"]["id"] for m in received] == [e["id"] for e in missed]
+
+
+async def test_sse_for_an_unknown_blog_is_404_in_the_error_shape(service):
+    response = await service.http.get("/api/v1/blogs/nope/events")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+async def test_stalled_sse_reader_is_told_4408_and_the_stream_ends(redis_server):
+    settings = Settings(port=0, admin_token="test-admin-token", reader_buffer_bytes=64 * 1024)
+    async with running_service(redis_server.url, settings) as service:
+        await service.create_blog()
+        hub = service.app.state.hub
+        port = int(service.base_url.rsplit(":", 1)[1])
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", port))
+        reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 24)
+        writer.write(b"GET /api/v1/blogs/ukraine/events HTTP/1.1\r\nHost: x\r\n\r\n")
+        await reader.readuntil(b"\r\n\r\n")
+        transport = writer.transport
+        transport.pause_reading()  # from here on this reader reads nothing, like a stalled phone
+        while hub.readers("ukraine") != 1:
+            await asyncio.sleep(0.01)
+        big_body = "<p>" + "Eyewitness account. " * 900 + "</p>"
+        for _ in range(400):
+            await service.post(body=big_body)
+            if hub.readers("ukraine") == 0:
+                break
+        assert hub.readers("ukraine") == 0, "the stalled SSE reader was never cut off"
+        transport.resume_reading()
+        rest = await asyncio.wait_for(reader.readuntil(b"\r\n0\r\n\r\n"), RECV_TIMEOUT)  # the response's end
+        writer.close()
+    assert b'event: close\ndata: {"code":4408' in rest
+
+
+@pytest.mark.parametrize("header", ["Last-Event-ID"])
+async def test_sse_with_a_bogus_last_event_id_starts_from_a_snapshot(service, header):
+    await service.create_blog()
+    async with open_events(service, **{header: "not-a-cursor"}) as response:
+        _, message = await EventStream(response).message()
+    assert message["type"] == "snapshot"
