@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 
-from . import api, errors
+from . import api, errors, web
 from .config import Settings
 from .hub import Hub
 from .store import Store, connect
@@ -47,7 +47,7 @@ def create_app(settings: Settings, redis_url: str, on_fatal: Callable[[], None] 
             await asyncio.gather(tailer, return_exceptions=True)
             await client.aclose()
 
-    return Starlette(routes=api.routes, exception_handlers=errors.handlers, lifespan=lifespan)
+    return Starlette(routes=[*api.routes, *web.routes], exception_handlers=errors.handlers, lifespan=lifespan)
 
 
 def _tailer_done(task: asyncio.Task[None], on_fatal: Callable[[], None]) -> None:
