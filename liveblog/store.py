@@ -256,12 +256,15 @@ class Store:
     async def since(self, blog_id: str, cursor: Cursor, limit: int) -> list[LogEvent]:
         """Up to ``limit`` events after ``cursor``, in log order.
 
-        Raises :class:`CursorGone` when the cursor's epoch is not the blog's, or when events after
-        it were trimmed from the log: the caller must start over from a snapshot.
+        Raises :class:`CursorGone` when the cursor's epoch is not the blog's, when events after it
+        were trimmed from the log, or when it points past the log's end (Redis lost the newest
+        events): the caller must start over from a snapshot.
         """
-        _, epoch, trimmed, events = await self._run("since", blog_id, [cursor.stream_id, limit])
+        _, epoch, trimmed, last_id, events = await self._run("since", blog_id, [cursor.stream_id, limit])
         if _s(epoch) != cursor.epoch:
             raise CursorGone("the blog's log was recreated since this cursor was issued")
+        if stream_id_key(cursor.stream_id) > stream_id_key(_s(last_id)):
+            raise CursorGone("this cursor is past the end of the log, which lost its latest events")
         if trimmed and stream_id_key(cursor.stream_id) < stream_id_key(_s(trimmed)):
             raise CursorGone("events after this cursor were trimmed from the log")
         return [LogEvent(_s(stream_id), fields[1]) for stream_id, fields in events]
