@@ -246,16 +246,14 @@ class Hub:
             if current is not None and current.epoch == cursor.epoch:
                 if stream_id_key(current.stream_id) >= stream_id_key(cursor.stream_id):
                     continue
-            log.warning(
-                "log of blog %r was reset (read up to %s, now %s); restarting its readers", blog_id, cursor, current
-            )
-            feed = self._feeds.get(blog_id)
-            for subscription in list(feed.subscriptions if feed else ()):
-                subscription.close(RESTART, "the blog's log was reset; reconnect with your cursor")
-            if feed is not None:
-                feed.subscriptions.clear()
-            self._positions.pop(blog_id, None)
-            self._feeds.pop(blog_id, None)
+            self._reset(blog_id, cursor, current)
+
+    def _reset(self, blog_id: str, was: Cursor, now: Cursor | None) -> None:
+        log.warning("log of blog %r was reset (read up to %s, now %s); restarting its readers", blog_id, was, now)
+        feed = self._feeds.pop(blog_id, None)
+        self._positions.pop(blog_id, None)
+        for subscription in list(feed.subscriptions if feed else ()):
+            subscription.close(RESTART, "the blog's log was reset; reconnect with your cursor")
 
     def _dispatch(self, blog_id: str, events: Iterable[LogEvent]) -> None:
         cursor = self._positions.get(blog_id)
@@ -264,6 +262,9 @@ class Hub:
             return  # the last reader left while we were reading
         last = stream_id_key(cursor.stream_id)
         for event in events:
+            if event.epoch != cursor.epoch:
+                self._reset(blog_id, cursor, Cursor(event.epoch, event.stream_id))
+                return
             if stream_id_key(event.stream_id) <= last:
                 continue  # read under an older position of a feed that was re-created
             message = Message.event(cursor.epoch, event)

@@ -57,10 +57,12 @@ class Page(NamedTuple):
 
 
 class LogEvent(NamedTuple):
-    """One change-log entry: its stream id and the event JSON (``{"event": …, …}``)."""
+    """One change-log entry: its stream id, the event JSON (``{"event": …, …}``) and the epoch
+    of the log it was written to."""
 
     stream_id: str
     payload: bytes
+    epoch: str
 
 
 class Written(NamedTuple):
@@ -267,7 +269,7 @@ class Store:
             raise CursorGone("this cursor is past the end of the log, which lost its latest events")
         if trimmed and stream_id_key(cursor.stream_id) < stream_id_key(_s(trimmed)):
             raise CursorGone("events after this cursor were trimmed from the log")
-        return [LogEvent(_s(stream_id), fields[1]) for stream_id, fields in events]
+        return [LogEvent(_s(stream_id), fields[1], _s(fields[3])) for stream_id, fields in events]
 
     async def position(self, blog_id: str) -> Cursor:
         """Where the blog's log is now."""
@@ -320,6 +322,9 @@ class LogReader:
         streams = {keys.log(blog_id): stream_id for blog_id, stream_id in positions.items()}
         reply = await self._client.xread(streams, count=500, block=block_ms)
         return [
-            (keys.blog_of(_s(stream)), [LogEvent(_s(sid), fields[b"e"]) for sid, fields in events])
+            (
+                keys.blog_of(_s(stream)),
+                [LogEvent(_s(sid), fields[b"e"], _s(fields[b"epoch"])) for sid, fields in events],
+            )
             for stream, events in reply or []
         ]

@@ -5,7 +5,8 @@
 -- only the change log: entries stay in their hash. `trimmed` records the newest id dropped, so a
 -- cursor older than that is known to be unresumable.
 local function append_event(event_json, maxlen)
-  local id = redis.call('XADD', KEYS[2], '*', 'e', event_json)
+  -- The epoch rides along so that a tailer notices at once when it reads a recreated log.
+  local id = redis.call('XADD', KEYS[2], '*', 'e', event_json, 'epoch', redis.call('HGET', KEYS[1], 'epoch'))
   local excess = redis.call('XLEN', KEYS[2]) - maxlen
   if excess > 0 then
     local dropped = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', excess)
