@@ -9,6 +9,7 @@ that runs only after all checks passed.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import secrets
 from datetime import UTC, datetime
@@ -268,8 +269,16 @@ async def get_entry(request: Request) -> Response:
     return _reader_json(request, encoder.encode(entry))
 
 
+def _throttle_writes(request: Request, principal: auth.Principal) -> None:
+    wait = request.app.state.writes.wait_time(principal.token_id)
+    if wait:
+        retry = {"Retry-After": str(math.ceil(wait))}
+        raise ApiError(429, "rate_limited", "too many writes with this token; slow down", headers=retry)
+
+
 async def create_entry(request: Request) -> Response:
     principal = await _principal(request)
+    _throttle_writes(request, principal)
     blog_id = _blog_id(request)
     if not principal.can_post(blog_id):
         raise _forbid(f"this token may not post to {blog_id!r}")
@@ -315,6 +324,7 @@ def _stale(current: int) -> ApiError:
 
 async def patch_entry(request: Request) -> Response:
     principal = await _principal(request)
+    _throttle_writes(request, principal)
     patch = _decode(EntryPatch, await _body(request))
     entry, expected = await _editable(request, principal)
     try:
@@ -330,6 +340,7 @@ async def patch_entry(request: Request) -> Response:
 
 async def delete_entry(request: Request) -> Response:
     principal = await _principal(request)
+    _throttle_writes(request, principal)
     entry, expected = await _editable(request, principal)
     try:
         await _store(request).delete_entry(expected, entries.tombstone(entry, now()))

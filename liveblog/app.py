@@ -14,6 +14,7 @@ from starlette.applications import Starlette
 from . import api, errors, web
 from .config import Settings
 from .hub import Hub
+from .limits import ConnectionLimiter, RateLimiter
 from .store import Store, connect
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,11 @@ def create_app(settings: Settings, redis_url: str, on_fatal: Callable[[], None] 
         store = Store(client, log_maxlen=settings.log_maxlen, idempotency_ttl=settings.idempotency_ttl)
         hub = Hub(store, reader_limit=settings.reader_buffer_bytes)
         app.state.settings, app.state.store, app.state.hub = settings, store, hub
+        app.state.readers = ConnectionLimiter(settings.max_readers, settings.max_readers_per_ip)
+        rate = settings.connects_per_ip_per_second
+        app.state.connects = RateLimiter(rate, max(1, int(rate * 10)))
+        rate = settings.writes_per_token_per_second
+        app.state.writes = RateLimiter(rate, max(1, int(rate * 5)))
         tailer = asyncio.create_task(hub.run(), name="liveblog-tailer")
         tailer.add_done_callback(lambda task: _tailer_done(task, on_fatal))
         try:

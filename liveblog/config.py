@@ -26,6 +26,14 @@ class Settings:
     log_maxlen: int = 10_000
     idempotency_ttl: int = 86_400
     ws_max_message_bytes: int = 4096
+    #: Open live connections (WebSocket + SSE) per process; more get 503.
+    max_readers: int = 20_000
+    #: Open live connections per client address; more are closed with 4429 (SSE: 429).
+    max_readers_per_ip: int = 500
+    #: New live connections per client address per second (bursts of 10x); more get 429.
+    connects_per_ip_per_second: float = 10.0
+    #: Entry writes per token per second (bursts of 5x); more get 429.
+    writes_per_token_per_second: float = 10.0
     ws_ping_interval: float = 20.0
 
     @classmethod

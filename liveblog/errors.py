@@ -33,6 +33,9 @@ class ApiError(Exception):
         self.field = field
         self.headers = headers
 
+    def response(self) -> Response:
+        return error_response(self.status, self.code, self.message, self.field, self.headers)
+
 
 def error_response(
     status: int, code: str, message: str, field: str | None = None, headers: dict[str, str] | None = None
@@ -59,7 +62,7 @@ def validation_error(exc: msgspec.ValidationError) -> ApiError:
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.code, exc.message, exc.field, exc.headers)
+    return exc.response()
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -10,15 +10,20 @@ the connection with 1003).
 from __future__ import annotations
 
 import logging
+import math
 import re
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.datastructures import State
+from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket
 
 from . import models
 from .cursor import BadCursor, Cursor, stream_id_key
+from .errors import ApiError
 from .hub import START, Hub, Message, Sink, Subscription
+from .limits import ConnectionLimiter
 from .models import SLUG_PATTERN, Blog, Snapshot
 from .server import SINK_EXTENSION
 from .store import CursorGone, NotFound, Store
@@ -28,6 +33,7 @@ _SLUG = re.compile(SLUG_PATTERN)
 
 SERVICE_RESTART = 1012
 NO_SUCH_BLOG = 4404
+TOO_MANY_FROM_CLIENT = 4429
 ORIGIN_NOT_ALLOWED = 4403
 UNSUPPORTED_DATA = 1003
 CATCH_UP_BATCH = 500
@@ -45,7 +51,17 @@ async def live(websocket: WebSocket) -> None:
     if sink is None:
         raise RuntimeError("the live channel needs liveblog's server protocol: run it with `liveblog serve`")
     blog_id = websocket.path_params["blog"]
+    client = client_address(websocket)
+    refusal = admission(websocket.app.state, client)
+    if refusal is not None and refusal.status != TOO_MANY_FROM_CLIENT:
+        await websocket.send_denial_response(refusal.response())
+        return
     await websocket.accept()
+    if refusal is not None:
+        await websocket.close(TOO_MANY_FROM_CLIENT, refusal.message)
+        return
+    readers: ConnectionLimiter = websocket.app.state.readers
+    readers.opened(client)
     try:
         await _serve(websocket, store, hub, sink, blog_id)
     except NotFound:
@@ -53,6 +69,30 @@ async def live(websocket: WebSocket) -> None:
     except (RedisConnectionError, RedisTimeoutError) as exc:
         log.warning("live reader of %r dropped: Redis unavailable (%s)", blog_id, exc)
         await websocket.close(SERVICE_RESTART, "storage unavailable; reconnect with your cursor")
+    finally:
+        readers.closed(client)
+
+
+def client_address(connection: HTTPConnection) -> str:
+    return connection.client.host if connection.client else "unknown"
+
+
+def admission(state: State, client: str) -> ApiError | None:
+    """Why a new live connection from ``client`` is refused, or None to admit it.
+
+    Checked before anything is allocated for the reader: the connect rate per address (429 with
+    Retry-After), the process's total (503), the address's open connections (4429).
+    """
+    wait = state.connects.wait_time(client)
+    if wait:
+        retry = str(math.ceil(wait))
+        return ApiError(429, "rate_limited", "too many new connections; retry later", headers={"Retry-After": retry})
+    refused = state.readers.refusal(client)
+    if refused == "total":
+        return ApiError(503, "full", "this server has all the readers it can take", headers={"Retry-After": "5"})
+    if refused == "client":
+        return ApiError(TOO_MANY_FROM_CLIENT, "too_many_connections", "too many open connections from your address")
+    return None
 
 
 async def _serve(websocket: WebSocket, store: Store, hub: Hub, sink: Sink, blog_id: str) -> None:

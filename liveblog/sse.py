@@ -18,7 +18,8 @@ from starlette.responses import Response, StreamingResponse
 
 from .errors import ApiError
 from .hub import Hub, Message
-from .live import get_blog, join, origin_allowed, parse_cursor
+from .limits import ConnectionLimiter
+from .live import TOO_MANY_FROM_CLIENT, admission, client_address, get_blog, join, origin_allowed, parse_cursor
 from .store import NotFound, Store
 
 HEARTBEAT = 15.0
@@ -77,15 +78,27 @@ async def events(request: Request) -> Response:
     if not origin_allowed(blog, request.headers.get("origin")):
         raise ApiError(403, "origin_not_allowed", "this origin may not embed this blog")
     cursor = parse_cursor(request.headers.get("last-event-id") or request.query_params.get("cursor"))
+    client = client_address(request)
+    refusal = admission(request.app.state, client)
+    if refusal is not None:
+        if refusal.status == TOO_MANY_FROM_CLIENT:
+            refusal.status = 429
+        raise refusal
     sink = BufferedSink()
+    readers: ConnectionLimiter = request.app.state.readers
 
     async def body() -> AsyncIterator[bytes]:
-        async with hub.subscribe(blog_id, sink) as subscription:
-            yield b"retry: %d\n\n" % RETRY_MS
-            await join(store, subscription, blog_id, cursor, request.app.state.settings.snapshot_size)
-            subscription.go_live()
-            async for chunk in sink.chunks():
-                yield chunk
+        # Counted from inside the body: it is the body's end that releases the count.
+        readers.opened(client)
+        try:
+            async with hub.subscribe(blog_id, sink) as subscription:
+                yield b"retry: %d\n\n" % RETRY_MS
+                await join(store, subscription, blog_id, cursor, request.app.state.settings.snapshot_size)
+                subscription.go_live()
+                async for chunk in sink.chunks():
+                    yield chunk
+        finally:
+            readers.closed(client)
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Access-Control-Allow-Origin": "*"}
     return StreamingResponse(body(), media_type="text/event-stream", headers=headers)

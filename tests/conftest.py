@@ -42,9 +42,19 @@ def _clean_redis(request: pytest.FixtureRequest) -> None:
             client.flushall()
 
 
+#: Settings for stories that are not about limits: no rate limit gets in their way.
+UNLIMITED = Settings(
+    port=0,
+    admin_token=ADMIN_TOKEN,
+    ws_ping_interval=5.0,
+    connects_per_ip_per_second=10_000,
+    writes_per_token_per_second=10_000,
+)
+
+
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(port=0, admin_token=ADMIN_TOKEN, ws_ping_interval=5.0)
+    return UNLIMITED
 
 
 class Service:

@@ -7,12 +7,11 @@ import random
 import socket
 import statistics
 import time
+from dataclasses import replace
 
 import pytest
 import websockets
-from conftest import RECV_TIMEOUT, receive, running_service
-
-from liveblog.config import Settings
+from conftest import RECV_TIMEOUT, UNLIMITED, receive, running_service
 
 
 async def test_snapshot_has_latest_entries_newest_first_and_the_pinned_ones(service):
@@ -184,7 +183,7 @@ def _stalled_socket(port: int) -> socket.socket:
 
 
 async def test_reader_that_stops_reading_is_closed_with_4408_and_others_do_not_wait(redis_server):
-    settings = Settings(port=0, admin_token="test-admin-token", reader_buffer_bytes=64 * 1024)
+    settings = replace(UNLIMITED, reader_buffer_bytes=64 * 1024)
     async with running_service(redis_server.url, settings) as service:
         await service.create_blog()
         hub = service.app.state.hub

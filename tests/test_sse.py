@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from dataclasses import replace
 
 import pytest
-from conftest import RECV_TIMEOUT, running_service
-
-from liveblog.config import Settings
+from conftest import RECV_TIMEOUT, UNLIMITED, running_service
 
 
 class EventStream:
@@ -74,7 +73,7 @@ async def test_sse_for_an_unknown_blog_is_404_in_the_error_shape(service):
 
 
 async def test_stalled_sse_reader_is_told_4408_and_the_stream_ends(redis_server):
-    settings = Settings(port=0, admin_token="test-admin-token", reader_buffer_bytes=64 * 1024)
+    settings = replace(UNLIMITED, reader_buffer_bytes=64 * 1024)
     async with running_service(redis_server.url, settings) as service:
         await service.create_blog()
         hub = service.app.state.hub
