@@ -47,6 +47,7 @@ T = TypeVar("T")
 _SLUG = re.compile(SLUG_PATTERN)
 _ENTRY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _IF_MATCH = re.compile(r'^(?:W/)?"?([0-9]{1,9})"?$')
+_NUMBER = re.compile(r"^[0-9]{1,9}$")
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 MAX_PAGE = 100
 MAX_EVENTS = 1000
@@ -93,7 +94,7 @@ async def _body(request: Request) -> bytes:
     """The request body, refusing (413) anything over the configured limit before reading it all."""
     limit = request.app.state.settings.max_body_bytes
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+    if declared is not None and (not (declared.isascii() and declared.isdigit()) or int(declared) > limit):
         raise ApiError(413, "too_large", f"request body is over the {limit}-byte limit")
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -109,7 +110,7 @@ def _decode(kind: type[T], body: bytes) -> T:
         return decoders[kind].decode(body)
     except msgspec.ValidationError as exc:
         raise validation_error(exc) from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise ApiError(400, "malformed_json", f"request body is not valid JSON: {exc}") from None
 
 
@@ -256,7 +257,7 @@ def _int(params, name: str, default: int, maximum: int) -> int:  # noqa: ANN001
     raw = params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+    if not _NUMBER.match(raw) or not 1 <= int(raw) <= maximum:
         raise ApiError(400, f"bad_{name}", f"{name} must be an integer from 1 to {maximum}", name)
     return int(raw)
 

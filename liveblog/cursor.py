@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-_STREAM_ID = re.compile(r"^(\d{1,20})-(\d{1,20})$")
+_STREAM_ID = re.compile(r"^([0-9]{1,20})-([0-9]{1,20})$")
 _EPOCH = re.compile(r"^[a-z0-9]{1,16}$")
 MAX_LENGTH = 64
 

@@ -22,8 +22,11 @@ def clean_html(html: str) -> str:
         html,
         tags=set(ALLOWED_TAGS),
         clean_content_tags={"script", "style"},
-        attributes={tag: set(attrs) for tag, attrs in ALLOWED_ATTRIBUTES.items()},
+        # "*" empties ammonia's default generic attributes (title, lang) that would otherwise survive.
+        attributes={"*": set(), **{tag: set(attrs) for tag, attrs in ALLOWED_ATTRIBUTES.items()}},
         url_schemes=set(URL_SCHEMES),
         link_rel=LINK_REL,
         strip_comments=True,
+        # A relative link in a widget would point into the partner's site: only absolute URLs.
+        url_relative="deny",
     ).strip()

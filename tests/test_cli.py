@@ -5,55 +5,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
+from conftest import Served
 from websockets.sync.client import connect
-
-STARTUP_TIMEOUT = 20
-
-
-class Served:
-    """`liveblog serve --port 0` in a child process, as an operator would start it."""
-
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None):
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "liveblog.cli", "serve", "--port", "0", "--data-dir", str(data_dir)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, **(env or {})},
-        )
-        self.output: list[str] = []
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
-            if not line:
-                break
-            self.output.append(line)
-            if match := re.search(r"serving on (http://\S+)", line):
-                self.url = match.group(1)
-                self.http = httpx.Client(base_url=self.url, timeout=10)
-                return
-        self.process.kill()
-        raise AssertionError("liveblog serve did not start:\n" + "".join(self.output))
-
-    def stop(self) -> int:
-        """SIGTERM, as a supervisor would; returns the exit code."""
-        self.http.close()
-        self.process.send_signal(signal.SIGTERM)
-        rest, _ = self.process.communicate(timeout=20)
-        self.output.append(rest)
-        return self.process.returncode
-
-    @property
-    def text(self) -> str:
-        return "".join(self.output)
 
 
 def _admin_token(served: Served) -> str:
