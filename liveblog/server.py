@@ -77,6 +77,7 @@ def uvicorn_config(app: object, settings: Settings, **overrides: object) -> uvic
         timeout_graceful_shutdown=10,
         server_header=False,
         access_log=False,
+        log_level="warning",  # not a line per connection at 10k readers; liveblog logs what matters
     )
     options.update(overrides)
     return uvicorn.Config(app, **options)

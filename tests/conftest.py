@@ -14,7 +14,7 @@ import re
 import signal
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -163,7 +163,10 @@ STARTUP_TIMEOUT = 20
 
 
 class Served:
-    """`liveblog serve --port 0` in a child process, as an operator would start it."""
+    """`liveblog serve --port 0` in a child process, as an operator would start it.
+
+    Its output is read all along by a thread (a child blocked on a full pipe would look hung).
+    """
 
     def __init__(self, data_dir: Path, env: dict[str, str] | None = None):
         self.process = subprocess.Popen(
@@ -174,33 +177,37 @@ class Served:
             env={**os.environ, **(env or {})},
         )
         self.output: list[str] = []
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
-            if not line:
-                break
+        started = threading.Event()
+        self._reader = threading.Thread(target=self._read_output, args=(started,), daemon=True)
+        self._reader.start()
+        if not started.wait(STARTUP_TIMEOUT):
+            self.process.kill()
+            raise AssertionError("liveblog serve did not start:\n" + self.text)
+        self.http = httpx.Client(base_url=self.url, timeout=10)
+
+    def _read_output(self, started: threading.Event) -> None:
+        for line in self.process.stdout:
             self.output.append(line)
-            if match := re.search(r"serving on (http://\S+)", line):
+            if not started.is_set() and (match := re.search(r"serving on (http://\S+)", line)):
                 self.url = match.group(1)
-                self.http = httpx.Client(base_url=self.url, timeout=10)
-                return
-        self.process.kill()
-        raise AssertionError("liveblog serve did not start:\n" + "".join(self.output))
+                started.set()
 
     def stop(self) -> int:
         """SIGTERM, as a supervisor would; returns the exit code."""
         self.http.close()
         self.process.send_signal(signal.SIGTERM)
-        rest, _ = self.process.communicate(timeout=20)
-        self.output.append(rest)
-        return self.process.returncode
+        return self.wait()
 
     def kill(self) -> None:
         """SIGKILL: no graceful anything, as when the machine's OOM killer picks it."""
         self.http.close()
         self.process.kill()
-        rest, _ = self.process.communicate(timeout=20)
-        self.output.append(rest)
+        self.wait()
+
+    def wait(self, timeout: float = 20) -> int:
+        code = self.process.wait(timeout)
+        self._reader.join(timeout)
+        return code
 
     @property
     def ws_url(self) -> str:
