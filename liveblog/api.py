@@ -8,7 +8,6 @@ that runs only after all checks passed.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 import secrets
@@ -21,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
 from . import auth, blogs, entries
+from .caching import revalidatable
 from .cursor import BadCursor, Cursor
 from .errors import ApiError, validation_error
 from .live import live
@@ -51,8 +51,6 @@ _NUMBER = re.compile(r"^[0-9]{1,9}$")
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 MAX_PAGE = 100
 MAX_EVENTS = 1000
-#: Reader responses may be cached briefly by browsers and CDNs; ETag makes revalidation cheap.
-READER_CACHE = "public, max-age=2, stale-while-revalidate=10"
 
 
 def now() -> datetime:
@@ -68,12 +66,8 @@ def _json(body: bytes, status: int = 200, headers: dict[str, str] | None = None)
 
 
 def _reader_json(request: Request, body: bytes) -> Response:
-    """A public, CORS-enabled, revalidatable response (304 when the client's ETag matches)."""
-    etag = '"%s"' % hashlib.blake2b(body, digest_size=12).hexdigest()
-    headers = {"ETag": etag, "Cache-Control": READER_CACHE, "Access-Control-Allow-Origin": "*"}
-    if etag in request.headers.get("if-none-match", ""):
-        return Response(status_code=304, headers=headers)
-    return _json(body, headers=headers)
+    """A public, CORS-enabled, revalidatable JSON response."""
+    return revalidatable(request, body, "application/json", {"Access-Control-Allow-Origin": "*"})
 
 
 def _blog_id(request: Request) -> str:

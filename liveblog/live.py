@@ -37,11 +37,25 @@ TOO_MANY_FROM_CLIENT = 4429
 ORIGIN_NOT_ALLOWED = 4403
 UNSUPPORTED_DATA = 1003
 CATCH_UP_BATCH = 500
+MAX_SNAPSHOT = 100
 
 
-def origin_allowed(blog: Blog, origin: str | None) -> bool:
-    """Browsers send Origin; an empty ``embed_origins`` allows any page to embed the blog."""
-    return not blog.embed_origins or origin is None or origin in blog.embed_origins
+def origin_allowed(blog: Blog, connection: HTTPConnection) -> bool:
+    """Browsers send Origin; an empty ``embed_origins`` allows any page to embed the blog, and
+    this service's own pages (the public page, the iframe page) may always show it."""
+    origin = connection.headers.get("origin")
+    if not blog.embed_origins or origin is None or origin in blog.embed_origins:
+        return True
+    scheme = {"ws": "http", "wss": "https"}.get(connection.url.scheme, connection.url.scheme)
+    return origin == f"{scheme}://{connection.headers.get('host', '')}"
+
+
+def snapshot_size(connection: HTTPConnection) -> int:
+    """The reader's ``?limit=`` (1-100) for its snapshot, else the configured size."""
+    raw = connection.query_params.get("limit", "")
+    if raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_SNAPSHOT:
+        return int(raw)
+    return connection.app.state.settings.snapshot_size
 
 
 async def live(websocket: WebSocket) -> None:
@@ -97,12 +111,12 @@ def admission(state: State, client: str) -> ApiError | None:
 
 async def _serve(websocket: WebSocket, store: Store, hub: Hub, sink: Sink, blog_id: str) -> None:
     blog = await get_blog(store, blog_id)
-    if not origin_allowed(blog, websocket.headers.get("origin")):
+    if not origin_allowed(blog, websocket):
         await websocket.close(ORIGIN_NOT_ALLOWED, "this origin may not embed this blog")
         return
     cursor = parse_cursor(websocket.query_params.get("cursor"))
     async with hub.subscribe(blog_id, sink) as subscription:
-        await join(store, subscription, blog_id, cursor, websocket.app.state.settings.snapshot_size)
+        await join(store, subscription, blog_id, cursor, snapshot_size(websocket))
         subscription.go_live()
         while True:
             message = await websocket.receive()

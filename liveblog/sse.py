@@ -19,7 +19,16 @@ from starlette.responses import Response, StreamingResponse
 from .errors import ApiError
 from .hub import Hub, Message
 from .limits import ConnectionLimiter
-from .live import TOO_MANY_FROM_CLIENT, admission, client_address, get_blog, join, origin_allowed, parse_cursor
+from .live import (
+    TOO_MANY_FROM_CLIENT,
+    admission,
+    client_address,
+    get_blog,
+    join,
+    origin_allowed,
+    parse_cursor,
+    snapshot_size,
+)
 from .store import NotFound, Store
 
 HEARTBEAT = 15.0
@@ -75,7 +84,7 @@ async def events(request: Request) -> Response:
         blog = await get_blog(store, blog_id)
     except NotFound:
         raise ApiError(404, "not_found", "no such blog") from None
-    if not origin_allowed(blog, request.headers.get("origin")):
+    if not origin_allowed(blog, request):
         raise ApiError(403, "origin_not_allowed", "this origin may not embed this blog")
     cursor = parse_cursor(request.headers.get("last-event-id") or request.query_params.get("cursor"))
     client = client_address(request)
@@ -93,7 +102,7 @@ async def events(request: Request) -> Response:
         try:
             async with hub.subscribe(blog_id, sink) as subscription:
                 yield b"retry: %d\n\n" % RETRY_MS
-                await join(store, subscription, blog_id, cursor, request.app.state.settings.snapshot_size)
+                await join(store, subscription, blog_id, cursor, snapshot_size(request))
                 subscription.go_live()
                 async for chunk in sink.chunks():
                     yield chunk

@@ -109,8 +109,9 @@ class Service:
             events += page["events"]
             cursor = page["cursor"]
 
-    def live(self, blog_id: str = "ukraine", cursor: str | None = None, **kwargs: object):
-        url = f"{self.ws_url}/api/v1/blogs/{blog_id}/live" + (f"?cursor={cursor}" if cursor else "")
+    def live(self, blog_id: str = "ukraine", cursor: str | None = None, query: str = "", **kwargs: object):
+        query = "&".join(part for part in (f"cursor={cursor}" if cursor else "", query) if part)
+        url = f"{self.ws_url}/api/v1/blogs/{blog_id}/live" + (f"?{query}" if query else "")
         return websockets.connect(url, open_timeout=RECV_TIMEOUT, **kwargs)
 
 

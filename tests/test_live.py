@@ -230,3 +230,19 @@ async def test_reader_that_stops_reading_is_closed_with_4408_and_others_do_not_w
             f"({len(with_stalled)} posts until cut-off), after cut-off {statistics.median(after_cutoff) * 1000:.1f} ms"
         )
         assert max(with_stalled) < 1.0
+
+
+async def test_the_services_own_pages_may_show_a_blog_restricted_to_partner_origins(service):
+    await service.create_blog(embed_origins=["https://partner.example"])
+    async with service.live(origin=service.base_url) as ws:
+        assert (await receive(ws))["type"] == "snapshot"
+
+
+async def test_a_reader_may_ask_for_a_bigger_snapshot_up_to_100(service):
+    await service.create_blog()
+    for i in range(30):
+        await service.post(body=f"<p>{i}</p>")
+    async with service.live(query="limit=25") as ws:
+        assert len((await receive(ws))["entries"]) == 25
+    async with service.live(query="limit=5000") as ws:
+        assert len((await receive(ws))["entries"]) == 20, "out of range falls back to the default"
