@@ -287,8 +287,8 @@ async def create_entry(request: Request) -> Response:
     try:
         entry = entries.create(blog_id, create, principal.name, now())
         written = await _store(request).create_entry(entry, principal.token_id, idempotency)
-    except entries.EmptyBody as exc:
-        raise ApiError(422, "invalid", str(exc), "$.body") from None
+    except entries.NothingLeft as exc:
+        raise ApiError(422, "invalid", str(exc), exc.field) from None
     except NotFound as exc:
         raise ApiError(404, "not_found", str(exc)) from None
     except BlogEnded as exc:
@@ -324,8 +324,8 @@ async def patch_entry(request: Request) -> Response:
     entry, expected = await _editable(request, principal)
     try:
         written = await _store(request).replace_entry(expected, entries.edit(entry, patch, now()))
-    except entries.EmptyBody as exc:
-        raise ApiError(422, "invalid", str(exc), "$.body") from None
+    except entries.NothingLeft as exc:
+        raise ApiError(422, "invalid", str(exc), exc.field) from None
     except NotFound as exc:
         raise ApiError(404, "not_found", str(exc)) from None
     except Conflict as exc:

@@ -7,13 +7,14 @@ from datetime import datetime
 import msgspec
 
 from .models import Blog, BlogCreate, BlogPatch, fields_set
+from .sanitize import clean_text
 
 
 def create(request: BlogCreate, now: datetime) -> Blog:
     return Blog(
         id=request.id,
-        title=request.title,
-        description=request.description,
+        title=clean_text(request.title) or request.id,
+        description=clean_text(request.description),
         status="live",
         created_at=now,
         updated_at=now,
@@ -26,6 +27,11 @@ def create(request: BlogCreate, now: datetime) -> Blog:
 def edit(blog: Blog, patch: BlogPatch, now: datetime) -> Blog:
     """``blog`` with the patch applied; ending coverage stamps ``coverage_end``, reopening clears it."""
     changes = fields_set(patch)
+    for field in ("title", "description"):
+        if field in changes:
+            changes[field] = clean_text(changes[field])
+    if changes.get("title") == "":
+        changes["title"] = blog.id
     status = changes.get("status", blog.status)
     if status == "ended" and blog.status != "ended":
         changes["coverage_end"] = now

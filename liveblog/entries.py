@@ -11,12 +11,16 @@ from datetime import datetime
 
 import msgspec
 
-from .models import Author, Entry, EntryCreate, EntryPatch, Tombstone, fields_set
-from .sanitize import clean_html
+from .models import Author, Entry, EntryCreate, EntryPatch, Media, Tombstone, fields_set
+from .sanitize import clean_html, clean_text
 
 
-class EmptyBody(ValueError):
-    """The body held nothing but markup that the sanitiser removed."""
+class NothingLeft(ValueError):
+    """A required field held nothing but markup that the sanitiser removed."""
+
+    def __init__(self, field: str):
+        super().__init__(f"{field} has no content left after removing HTML that is not allowed")
+        self.field = field
 
 
 def new_id(now: datetime) -> str:
@@ -24,11 +28,42 @@ def new_id(now: datetime) -> str:
     return f"{int(now.timestamp() * 1000):011x}{secrets.token_hex(3)}"
 
 
-def _clean_body(html: str) -> str:
-    body = clean_html(html)
-    if not body:
-        raise EmptyBody("body has no content left after removing disallowed HTML")
-    return body
+def _required(value: str, field: str) -> str:
+    if not value:
+        raise NothingLeft(field)
+    return value
+
+
+def _optional(text: str | None) -> str | None:
+    return None if text is None else clean_text(text) or None
+
+
+def _clean_author(author: Author) -> Author:
+    return Author(
+        name=_required(clean_text(author.name), "$.author.name"),
+        role=_optional(author.role),
+        location=_optional(author.location),
+    )
+
+
+def _clean_media(media: Media | None) -> Media | None:
+    if media is None:
+        return None
+    return msgspec.structs.replace(media, caption=_optional(media.caption), alt=_optional(media.alt))
+
+
+#: How each field a reporter writes is cleaned: HTML to the allow-list, everything else to text.
+_CLEANERS = {
+    "body": lambda value: _required(clean_html(value), "$.body"),
+    "headline": _optional,
+    "author": _clean_author,
+    "media": _clean_media,
+    "tags": lambda tags: [tag for tag in map(clean_text, tags) if tag],
+}
+
+
+def _cleaned(changes: dict[str, object]) -> dict[str, object]:
+    return {name: _CLEANERS[name](value) if name in _CLEANERS else value for name, value in changes.items()}
 
 
 def create(blog_id: str, request: EntryCreate, default_author: str, now: datetime) -> Entry:
@@ -40,11 +75,15 @@ def create(blog_id: str, request: EntryCreate, default_author: str, now: datetim
         time=request.time or now,
         created_at=now,
         updated_at=now,
-        author=request.author or Author(name=default_author),
-        headline=request.headline,
-        body=_clean_body(request.body),
-        media=request.media,
-        tags=request.tags,
+        **_cleaned(
+            {
+                "author": request.author or Author(name=default_author),
+                "headline": request.headline,
+                "body": request.body,
+                "media": request.media,
+                "tags": request.tags,
+            }
+        ),
         pinned=request.pinned,
         key_event=request.key_event,
     )
@@ -52,10 +91,7 @@ def create(blog_id: str, request: EntryCreate, default_author: str, now: datetim
 
 def edit(entry: Entry, patch: EntryPatch, now: datetime) -> Entry:
     """``entry`` with the fields ``patch`` sets, one version later."""
-    changes = fields_set(patch)
-    if "body" in changes:
-        changes["body"] = _clean_body(changes["body"])
-    return msgspec.structs.replace(entry, **changes, version=entry.version + 1, updated_at=now)
+    return msgspec.structs.replace(entry, **_cleaned(fields_set(patch)), version=entry.version + 1, updated_at=now)
 
 
 def tombstone(entry: Entry, now: datetime) -> Tombstone:

@@ -7,6 +7,9 @@ HTML the way a browser does and keeps only what is listed here.
 
 from __future__ import annotations
 
+import html
+import re
+
 import nh3
 
 ALLOWED_TAGS = frozenset({"p", "br", "strong", "em", "a", "blockquote", "ul", "ol", "li", "h3"})
@@ -14,12 +17,44 @@ ALLOWED_ATTRIBUTES = {"a": {"href"}}
 URL_SCHEMES = frozenset({"http", "https", "mailto"})
 #: nh3 adds this to every link; a widget on a partner site must not leak ``window.opener``.
 LINK_REL = "noopener noreferrer nofollow"
+#: What is left of a tag after stripping, should anything remain: ``<`` before a name, ``/``, ``!`` or ``?``.
+_TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
+_MAX_LAYERS = 8
 
 
-def clean_html(html: str) -> str:
-    """Return ``html`` reduced to the allow-list; idempotent (cleaning the output changes nothing)."""
+def clean_text(text: str) -> str:
+    """``text`` with any markup removed, for fields that are plain text (headline, names, captions).
+
+    Tags are stripped and entities decoded, repeatedly, so that no layer of escaping
+    (``&amp;lt;script&amp;gt;``) can turn back into a tag in a careless consumer. The result holds no
+    ``<`` that starts a tag; a lone ``<`` (``"a < b"``, ``"<3"``) stays.
+    """
+    for _ in range(_MAX_LAYERS):
+        stripped = html.unescape(nh3.clean(text, tags=set(), clean_content_tags={"script", "style"}))
+        if stripped == text:
+            break
+        text = stripped
+    return _TAG_START.sub("", text).strip()
+
+
+def clean_html(markup: str) -> str:
+    """Return ``markup`` reduced to the allow-list; idempotent (cleaning the output changes nothing).
+
+    One pass can emit markup that a browser re-parses differently (``<a>`` nested in ``<a>``
+    comes back as two siblings), so it is cleaned until it stops changing: what is stored is
+    exactly what every later parse sees.
+    """
+    for _ in range(_MAX_LAYERS):
+        cleaned = _clean_once(markup)
+        if cleaned == markup:
+            break
+        markup = cleaned
+    return markup
+
+
+def _clean_once(markup: str) -> str:
     return nh3.clean(
-        html,
+        markup,
         tags=set(ALLOWED_TAGS),
         clean_content_tags={"script", "style"},
         # "*" empties ammonia's default generic attributes (title, lang) that would otherwise survive.
