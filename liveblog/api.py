@@ -39,6 +39,7 @@ from .models import (
     decoders,
     encoder,
 )
+from .openapi import openapi
 from .sse import events
 from .store import BlogEnded, Conflict, CursorGone, NotFound, Store, fingerprint, key_digest
 
@@ -369,6 +370,7 @@ async def revoke_token(request: Request) -> Response:
 
 routes = [
     Route("/healthz", healthz),
+    Route("/api/v1/openapi.json", openapi, methods=["GET"]),
     Route("/readyz", readyz),
     Route("/api/v1/blogs", list_blogs, methods=["GET"]),
     Route("/api/v1/blogs", create_blog, methods=["POST"]),
