@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from liveblog.sanitize import clean_html
+from liveblog.sanitize import clean_html, clean_text
 
 #: Server tests share one running service on the module's loop (Redis is flushed before each test).
 shared_loop = pytest.mark.asyncio(loop_scope="module")
@@ -709,3 +709,44 @@ def test_cleaning_is_idempotent_and_keeps_only_the_allow_list(html):
     once = clean_html(html)
     assert clean_html(once) == once
     assert_allow_listed(once)
+
+
+TAG_START = re.compile(r"<[A-Za-z!/?]")
+
+
+@hypothesis_settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(html_soup, html_soup.map(lambda soup: soup.replace("<", "&lt;").replace(">", "&gt;"))))
+def test_plain_text_fields_keep_no_tag_even_through_layers_of_escaping(text):
+    once = clean_text(text)
+    assert clean_text(once) == once
+    assert not TAG_START.search(once), once
+
+
+@shared_loop
+@pytest.mark.parametrize("payload", XSS)
+async def test_malicious_text_fields_are_stored_as_harmless_text(service, newsroom, payload):
+    response = await service.http.post(
+        ENTRIES,
+        json={
+            "body": "<p>Update</p>",
+            "headline": f"Breaking {payload}",
+            "author": {"name": f"Olena {payload}"[:120], "role": payload[:120], "location": payload[:120]},
+            "media": {"type": "image", "url": "https://cdn.example/a.jpg", "caption": payload, "alt": payload},
+            "tags": [payload[:40]],
+        },
+        headers=service.auth(),
+    )
+    assert response.status_code == 201, response.text
+    stored = (await service.http.get(f"{ENTRIES}/{response.json()['id']}")).json()
+    texts = [
+        stored["headline"],
+        *stored["author"].values(),
+        stored["media"]["caption"],
+        stored["media"]["alt"],
+        *stored["tags"],
+    ]
+    for text in filter(None, texts):
+        assert not TAG_START.search(text), text
+        assert "javascript:" not in text.lower() or "<" not in text, text
+    assert stored["headline"].startswith("Breaking")
+    assert stored["author"]["name"].startswith("Olena")

@@ -86,3 +86,25 @@ def test_bad_configuration_is_refused_with_a_message(data_dir: Path, value: str)
     )
     assert result.returncode != 0
     assert "LIVEBLOG_MAX_BODY_BYTES" in result.stderr
+
+
+def test_tokens_and_request_bodies_never_reach_the_logs(data_dir: Path, redis_server):
+    admin_secret = "ops-secret-never-logged"
+    served = Served(data_dir, env={"LIVEBLOG_ADMIN_TOKEN": admin_secret, "LIVEBLOG_REDIS_URL": redis_server.url})
+    admin = {"Authorization": f"Bearer {admin_secret}"}
+    try:
+        assert served.http.post("/api/v1/blogs", json={"id": "ops", "title": "Ops"}, headers=admin).status_code == 201
+        minted = served.http.post(
+            "/api/v1/tokens", json={"name": "R", "role": "reporter", "blogs": ["ops"]}, headers=admin
+        )
+        reporter = minted.json()["token"]
+        body = {"body": "<p>BODY-MARKER-sensitive source name</p>"}
+        headers = {"Authorization": f"Bearer {reporter}"}
+        assert served.http.post("/api/v1/blogs/ops/entries", json=body, headers=headers).status_code == 201
+        bogus = {"Authorization": "Bearer lb_0000_bogus-secret-guess"}
+        assert served.http.post("/api/v1/blogs/ops/entries", json=body, headers=bogus).status_code == 401
+        assert served.http.post("/api/v1/blogs/ops/entries", content=b"{", headers=headers).status_code == 400
+    finally:
+        assert served.stop() == 0
+    for secret in (admin_secret, reporter, reporter.split("_")[-1], "bogus-secret-guess", "BODY-MARKER"):
+        assert secret not in served.text
