@@ -76,6 +76,8 @@ def uvicorn_config(app: object, settings: Settings, **overrides: object) -> uvic
         h11_max_incomplete_event_size=16 * 1024,
         timeout_graceful_shutdown=10,
         server_header=False,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         access_log=False,
         log_level="warning",  # not a line per connection at 10k readers; liveblog logs what matters
     )
