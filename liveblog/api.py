@@ -24,6 +24,7 @@ from .caching import revalidatable
 from .cursor import BadCursor, Cursor
 from .errors import ApiError, validation_error
 from .live import live
+from .metrics import metrics
 from .models import (
     SLUG_PATTERN,
     Blog,
@@ -273,6 +274,11 @@ def _throttle_writes(request: Request, principal: auth.Principal) -> None:
 
 
 async def create_entry(request: Request) -> Response:
+    with request.app.state.metrics.post_seconds.time():
+        return await _create_entry(request)
+
+
+async def _create_entry(request: Request) -> Response:
     principal = await _principal(request)
     _throttle_writes(request, principal)
     blog_id = _blog_id(request)
@@ -372,6 +378,7 @@ routes = [
     Route("/healthz", healthz),
     Route("/api/v1/openapi.json", openapi, methods=["GET"]),
     Route("/readyz", readyz),
+    Route("/metrics", metrics, methods=["GET"]),
     Route("/api/v1/blogs", list_blogs, methods=["GET"]),
     Route("/api/v1/blogs", create_blog, methods=["POST"]),
     Route("/api/v1/blogs/{blog}", get_blog, methods=["GET"]),

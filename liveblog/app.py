@@ -15,6 +15,7 @@ from . import api, errors, web
 from .config import Settings
 from .hub import Hub
 from .limits import ConnectionLimiter, RateLimiter
+from .metrics import Metrics
 from .store import Store, connect
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,9 @@ def create_app(settings: Settings, redis_url: str, on_fatal: Callable[[], None] 
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         client = connect(redis_url)
         store = Store(client, log_maxlen=settings.log_maxlen, idempotency_ttl=settings.idempotency_ttl)
-        hub = Hub(store, reader_limit=settings.reader_buffer_bytes)
+        metrics = Metrics()
+        hub = Hub(store, metrics, reader_limit=settings.reader_buffer_bytes)
+        app.state.metrics = metrics
         app.state.settings, app.state.store, app.state.hub = settings, store, hub
         app.state.readers = ConnectionLimiter(settings.max_readers, settings.max_readers_per_ip)
         rate = settings.connects_per_ip_per_second

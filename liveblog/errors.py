@@ -74,6 +74,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _redis_down(request: Request, exc: Exception) -> Response:
     log.warning("Redis unavailable during %s %s: %s", request.method, request.url.path, exc)
+    request.app.state.metrics.redis_errors.labels("api").inc()
     return error_response(503, "unavailable", "storage is unreachable; retry shortly", headers={"Retry-After": "1"})
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Protocol
@@ -25,6 +26,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from websockets.frames import Frame, Opcode
 
 from .cursor import Cursor, stream_id_key
+from .metrics import Metrics
 from .store import LogEvent, NotFound, Store
 
 log = logging.getLogger(__name__)
@@ -82,9 +84,10 @@ class Sink(Protocol):
 class Subscription:
     """One reader's place in the hub: joining (holding messages) until :meth:`go_live`."""
 
-    def __init__(self, sink: Sink, limit: int):
+    def __init__(self, sink: Sink, limit: int, metrics: Metrics):
         self._sink = sink
         self._limit = limit
+        self._metrics = metrics
         self._held: list[Message] | None = []
         self._held_bytes = 0
         self._position = START
@@ -124,6 +127,7 @@ class Subscription:
         self._sink.close(code, reason)
 
     def _overflow(self) -> None:
+        self._metrics.slow_closes.inc()
         self.close(TOO_SLOW, "too slow: reconnect with your last cursor")
 
 
@@ -138,8 +142,17 @@ class _Feed:
 class Hub:
     """Fan-out of every active blog's log to this process's readers; run :meth:`run` as a task."""
 
-    def __init__(self, store: Store, *, reader_limit: int = 1 << 20, block_ms: int = 250, verify_every: float = 5.0):
+    def __init__(
+        self,
+        store: Store,
+        metrics: Metrics,
+        *,
+        reader_limit: int = 1 << 20,
+        block_ms: int = 250,
+        verify_every: float = 5.0,
+    ):
         self._store = store
+        self._metrics = metrics
         self._limit = reader_limit
         self._block_ms = block_ms
         self._verify_every = verify_every
@@ -158,7 +171,7 @@ class Hub:
 
         Raises :class:`~liveblog.store.NotFound` if the blog does not exist.
         """
-        subscription = Subscription(sink, self._limit)
+        subscription = Subscription(sink, self._limit, self._metrics)
         feed = self._feeds.get(blog_id)
         first = feed is None
         if feed is None:
@@ -220,6 +233,7 @@ class Hub:
                         await self._verify()
                         verify_at = loop.time() + self._verify_every
                 except (RedisConnectionError, RedisTimeoutError) as exc:
+                    self._metrics.redis_errors.labels("tailer").inc()
                     self._tailer_client_id = None
                     verify_at = 0.0  # whatever Redis comes back may have lost data
                     log.warning("tailer lost Redis (%s); retrying in %.2fs", exc, backoff)
@@ -274,5 +288,7 @@ class Hub:
                 if subscription.closed:
                     dropped.append(subscription)
             feed.subscriptions.difference_update(dropped)
+            self._metrics.delivered.inc(len(feed.subscriptions))
             cursor = Cursor(cursor.epoch, event.stream_id)
         self._positions[blog_id] = cursor
+        self._metrics.tailer_lag.set(max(0.0, time.time() - stream_id_key(cursor.stream_id)[0] / 1000))

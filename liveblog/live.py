@@ -76,15 +76,19 @@ async def live(websocket: WebSocket) -> None:
         return
     readers: ConnectionLimiter = websocket.app.state.readers
     readers.opened(client)
+    connected = websocket.app.state.metrics.readers.labels("websocket")
+    connected.inc()
     try:
         await _serve(websocket, store, hub, sink, blog_id)
     except NotFound:
         await websocket.close(NO_SUCH_BLOG, "no such blog")
     except (RedisConnectionError, RedisTimeoutError) as exc:
         log.warning("live reader of %r dropped: Redis unavailable (%s)", blog_id, exc)
+        websocket.app.state.metrics.redis_errors.labels("live").inc()
         await websocket.close(SERVICE_RESTART, "storage unavailable; reconnect with your cursor")
     finally:
         readers.closed(client)
+        connected.dec()
 
 
 def client_address(connection: HTTPConnection) -> str:

@@ -95,10 +95,12 @@ async def events(request: Request) -> Response:
         raise refusal
     sink = BufferedSink()
     readers: ConnectionLimiter = request.app.state.readers
+    connected = request.app.state.metrics.readers.labels("sse")
 
     async def body() -> AsyncIterator[bytes]:
         # Counted from inside the body: it is the body's end that releases the count.
         readers.opened(client)
+        connected.inc()
         try:
             async with hub.subscribe(blog_id, sink) as subscription:
                 yield b"retry: %d\n\n" % RETRY_MS
@@ -108,6 +110,7 @@ async def events(request: Request) -> Response:
                     yield chunk
         finally:
             readers.closed(client)
+            connected.dec()
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Access-Control-Allow-Origin": "*"}
     return StreamingResponse(body(), media_type="text/event-stream", headers=headers)

@@ -47,6 +47,7 @@ async def test_redis_dies_and_returns_reporters_get_503_readers_miss_nothing(tmp
                 assert refused.status_code == 503 and time.monotonic() - started < 3, "writes fail fast"
                 assert refused.json()["error"]["code"] == "unavailable"
                 assert (await service.http.get("/readyz")).status_code == 503
+                assert 'liveblog_redis_errors_total{where="api"} 1.0' in (await service.http.get("/metrics")).text
                 await asyncio.wait_for(await reader.ping(), 5)  # the reader is still connected and served
 
                 redis.start()

@@ -1,0 +1,42 @@
+"""Prometheus metrics, served at ``GET /metrics``, one registry per app.
+
+What an operator watches at 3 a.m.: how many readers are connected and how, whether events
+still flow (delivered, and the age of the last one delivered), who is too slow, how long
+reporters wait for a post, and whether Redis is answering.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.readers = Gauge("liveblog_readers", "Open live connections", ["transport"], registry=self.registry)
+        self.delivered = Counter(
+            "liveblog_events_delivered", "Event messages handed to readers' connections", registry=self.registry
+        )
+        self.slow_closes = Counter(
+            "liveblog_slow_reader_closes", "Readers closed with 4408 for falling behind", registry=self.registry
+        )
+        self.post_seconds = Histogram(
+            "liveblog_post_seconds",
+            "Time to answer a reporter's POST of an entry",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=self.registry,
+        )
+        self.tailer_lag = Gauge(
+            "liveblog_tailer_lag_seconds",
+            "Age of the last event the tailer delivered, when it delivered it",
+            registry=self.registry,
+        )
+        self.redis_errors = Counter(
+            "liveblog_redis_errors", "Redis connection errors and timeouts", ["where"], registry=self.registry
+        )
+
+
+async def metrics(request: Request) -> Response:
+    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
