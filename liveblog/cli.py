@@ -8,12 +8,12 @@ import logging
 import os
 import secrets
 import signal
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import uvicorn
 
+from . import logs
 from .app import create_app
 from .config import Settings
 from .embedded import EmbeddedRedis
@@ -40,7 +40,8 @@ def _admin_token(settings: Settings) -> str:
 
 
 async def _serve(settings: Settings, redis_url: str) -> None:
-    server = uvicorn.Server(uvicorn_config(create_app(settings, redis_url), settings))
+    # log_config=None: uvicorn's loggers go through the handler logs.configure() installed.
+    server = uvicorn.Server(uvicorn_config(create_app(settings, redis_url), settings, log_config=None))
     serving = asyncio.create_task(server.serve())
     while not server.started and not serving.done():
         await asyncio.sleep(0.02)
@@ -89,9 +90,14 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--port", type=int, help="listen port, 0 for any free one (LIVEBLOG_PORT, default 8000)")
     run.add_argument("--data-dir", type=Path, help="embedded Redis data and admin token (LIVEBLOG_DATA_DIR)")
     run.add_argument("--redis-url", help="use this Redis instead of an embedded one (LIVEBLOG_REDIS_URL)")
+    run.add_argument(
+        "--log-format", choices=["text", "json"], help="log lines for people or machines (LIVEBLOG_LOG_FORMAT)"
+    )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    settings = Settings.from_env(host=args.host, port=args.port, data_dir=args.data_dir, redis_url=args.redis_url)
+    settings = Settings.from_env(
+        host=args.host, port=args.port, data_dir=args.data_dir, redis_url=args.redis_url, log_format=args.log_format
+    )
+    logs.configure(settings.log_format)
     serve(settings)
 
 

@@ -34,6 +34,8 @@ class Settings:
     connects_per_ip_per_second: float = 10.0
     #: Entry writes per token per second (bursts of 5x); more get 429.
     writes_per_token_per_second: float = 10.0
+    #: "text" for people, "json" (one object per line) for log pipelines.
+    log_format: str = "text"
     #: Proxies whose X-Forwarded-For/-Proto are believed (comma-separated addresses, or "*").
     forwarded_allow_ips: str = "127.0.0.1"
     ws_ping_interval: float = 20.0

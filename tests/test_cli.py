@@ -108,3 +108,21 @@ def test_tokens_and_request_bodies_never_reach_the_logs(data_dir: Path, redis_se
         assert served.stop() == 0
     for secret in (admin_secret, reporter, reporter.split("_")[-1], "bogus-secret-guess", "BODY-MARKER"):
         assert secret not in served.text
+
+
+def test_production_logs_are_one_json_object_per_line(data_dir: Path):
+    nowhere = f"unix://{data_dir}/no-redis-here.sock"
+    served = Served(
+        data_dir, env={"LIVEBLOG_LOG_FORMAT": "json", "LIVEBLOG_REDIS_URL": nowhere, "LIVEBLOG_ADMIN_TOKEN": "t"}
+    )
+    try:
+        refused = served.http.post(
+            "/api/v1/blogs", json={"id": "x", "title": "X"}, headers={"Authorization": "Bearer t"}
+        )
+        assert refused.status_code == 503
+    finally:
+        served.stop()
+    logged = [json.loads(line) for line in served.output if line.startswith("{")]
+    warning = next(line for line in logged if "Redis unavailable" in line["message"])
+    assert warning["level"] == "warning" and warning["logger"] == "liveblog.errors"
+    assert warning["time"].endswith("Z")
