@@ -39,7 +39,7 @@ def create_app(settings: Settings, redis_url: str, on_fatal: Callable[[], None] 
         client = connect(redis_url)
         store = Store(client, log_maxlen=settings.log_maxlen, idempotency_ttl=settings.idempotency_ttl)
         metrics = Metrics()
-        hub = Hub(store, metrics, reader_limit=settings.reader_buffer_bytes)
+        hub = Hub(store, metrics, reader_limit=settings.reader_buffer_bytes, viewers_every=settings.viewers_interval)
         app.state.metrics = metrics
         app.state.settings, app.state.store, app.state.hub = settings, store, hub
         app.state.readers = ConnectionLimiter(settings.max_readers, settings.max_readers_per_ip)
@@ -62,5 +62,5 @@ def create_app(settings: Settings, redis_url: str, on_fatal: Callable[[], None] 
 def _tailer_done(task: asyncio.Task[None], on_fatal: Callable[[], None]) -> None:
     if task.cancelled():
         return
-    log.critical("the tailer stopped; live readers get nothing until restart", exc_info=task.exception())
+    log.critical("the hub stopped; live readers get nothing until restart", exc_info=task.exception())
     on_fatal()

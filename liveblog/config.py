@@ -34,6 +34,8 @@ class Settings:
     connects_per_ip_per_second: float = 10.0
     #: Entry writes per token per second (bursts of 5x); more get 429.
     writes_per_token_per_second: float = 10.0
+    #: Seconds between the viewer counts pushed to live readers.
+    viewers_interval: float = 5.0
     #: "text" for people, "json" (one object per line) for log pipelines.
     log_format: str = "text"
     #: Proxies whose X-Forwarded-For/-Proto are believed (comma-separated addresses, or "*").

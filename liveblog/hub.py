@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import secrets
 import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -52,6 +53,13 @@ class Message:
         self._sse_frame: bytes | None = None
 
     @classmethod
+    def viewers(cls, count: int) -> Message:
+        """How many read the blog now, across every process: not part of the log, no cursor."""
+        message = cls(Cursor("", "0-0"), b'{"type":"viewers","count":%d}' % count)
+        message.position = message.cursor = None
+        return message
+
+    @classmethod
     def event(cls, epoch: str, event: LogEvent) -> Message:
         cursor = Cursor(epoch, event.stream_id)
         return cls(cursor, b'{"type":"event","cursor":"%s",%s' % (str(cursor).encode(), event.payload[1:]))
@@ -67,7 +75,9 @@ class Message:
     def sse_frame(self) -> bytes:
         """The Server-Sent Events record; its ``id`` is the cursor, so ``Last-Event-ID`` resumes."""
         if self._sse_frame is None:
-            self._sse_frame = b"id: %s\ndata: %s\n\n" % (self.cursor, self.json)
+            # No id for messages without a cursor: Last-Event-ID must keep the last real cursor.
+            record_id = b"id: %s\n" % self.cursor if self.cursor is not None else b""
+            self._sse_frame = b"%sdata: %s\n\n" % (record_id, self.json)
         return self._sse_frame
 
 
@@ -111,6 +121,11 @@ class Subscription:
         for message in held:
             self.send(message)
 
+    def push_ephemeral(self, message: Message) -> None:
+        """A message outside the log (a viewer count): sent if the reader is live, else dropped."""
+        if self._held is None and not self.closed and self._sink.send(message) > self._limit:
+            self._overflow()
+
     def push(self, message: Message) -> None:
         """Called by the hub for every new event of the blog."""
         if self._held is None:
@@ -150,12 +165,15 @@ class Hub:
         reader_limit: int = 1 << 20,
         block_ms: int = 250,
         verify_every: float = 5.0,
+        viewers_every: float = 5.0,
     ):
         self._store = store
         self._metrics = metrics
         self._limit = reader_limit
         self._block_ms = block_ms
         self._verify_every = verify_every
+        self._viewers_every = viewers_every
+        self._process_id = secrets.token_hex(6)
         self._feeds: dict[str, _Feed] = {}
         self._positions: dict[str, Cursor] = {}
         self._changed = asyncio.Event()
@@ -210,7 +228,31 @@ class Hub:
                 pass  # the tailer is reconnecting; it re-reads the positions when it is back
 
     async def run(self) -> None:
-        """Tail every active log until cancelled; survives Redis outages by retrying with backoff.
+        """Tail the logs and count viewers until cancelled; if either task fails, both stop and
+        the error propagates to whoever owns this one."""
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._tail(), name="liveblog-tail")
+            tasks.create_task(self._count_viewers(), name="liveblog-viewers")
+
+    async def _count_viewers(self) -> None:
+        """Every ``viewers_every`` seconds, tell each blog's readers how many read it, cluster-wide."""
+        fresh_ms = int(self._viewers_every * 3000)  # a process missing three reports has stopped
+        while True:
+            await asyncio.sleep(self._viewers_every)
+            for blog_id, feed in list(self._feeds.items()):
+                try:
+                    total = await self._store.count_viewers(
+                        blog_id, self._process_id, len(feed.subscriptions), fresh_ms
+                    )
+                except (RedisConnectionError, RedisTimeoutError):
+                    self._metrics.redis_errors.labels("viewers").inc()
+                    continue  # the tailer logs the outage; counts resume with Redis
+                message = Message.viewers(total)
+                for subscription in list(feed.subscriptions):
+                    subscription.push_ephemeral(message)
+
+    async def _tail(self) -> None:
+        """Read every active log; survives Redis outages by retrying with backoff.
 
         Every ``verify_every`` seconds, and after every outage, it checks that each active log is
         still the one it was reading (see :meth:`_verify`).

@@ -53,6 +53,11 @@ def meta(blog_id: str) -> str:
     return _blog(blog_id, "meta")
 
 
+def viewers(blog_id: str) -> str:
+    """Hash: process id -> ``"count:ms"``, each process's live readers of the blog, refreshed."""
+    return _blog(blog_id, "viewers")
+
+
 def idempotency(blog_id: str, key_digest: str) -> str:
     """String with TTL: a POST's first result, so a retry makes no second entry."""
     return _blog(blog_id, f"idem:{key_digest}")

@@ -115,6 +115,7 @@ class Store:
                 "page",
                 "since",
                 "position",
+                "viewers",
             )
         }
 
@@ -275,6 +276,12 @@ class Store:
         """Where the blog's log is now."""
         _, epoch, last_id = await self._run("position", blog_id, [])
         return Cursor(_s(epoch), _s(last_id))
+
+    async def count_viewers(self, blog_id: str, process_id: str, readers: int, fresh_ms: int) -> int:
+        """Report this process's ``readers`` of a blog; the total over every process that reported
+        within ``fresh_ms``."""
+        script = self._scripts["viewers"]
+        return int(await script(keys=[keys.viewers(blog_id)], args=[process_id, readers, fresh_ms]))
 
     def log_reader(self) -> LogReader:
         return LogReader(self.redis)

@@ -54,6 +54,8 @@ class FlakyReader:
             await asyncio.sleep(self.rng.random() * 0.3)
 
     def _take(self, message: dict) -> None:
+        if message["type"] == "viewers":
+            return
         if message["type"] == "snapshot":
             self.snapshots += 1
             self.joined_at = self.joined_at or message["cursor"]

@@ -84,6 +84,8 @@ class Reader:
                     self.connections += 1
                     async for raw in ws:
                         message = json.loads(raw)
+                        if message["type"] == "viewers":
+                            continue
                         if message["type"] == "snapshot":
                             assert self.joined_at is None, "a resumable cursor never gets a second snapshot"
                             self.joined_at = message["cursor"]
