@@ -10,6 +10,8 @@ shape ``websockets.broadcast()`` and picows use. Everything else is plain ASGI u
 from __future__ import annotations
 
 import uvicorn
+from httptools import HttpParserCallbackError
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
 from websockets.protocol import State
@@ -17,6 +19,8 @@ from websockets.protocol import State
 from .config import Settings
 
 SINK_EXTENSION = "liveblog.sink"
+#: Request line plus headers; browsers send a few KiB, proxies refuse beyond 8-16 KiB.
+MAX_HEAD_BYTES = 16 * 1024
 #: After a slow reader is sent its close frame, how long it gets to read its backlog.
 SLOW_CLOSE_GRACE = 5.0
 
@@ -52,6 +56,46 @@ class DirectSink:
         protocol.close_timer = protocol.loop.call_later(SLOW_CLOSE_GRACE, protocol.transport.abort)
 
 
+class HttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, refusing request heads over ``MAX_HEAD_BYTES`` with 431.
+
+    httptools itself accepts headers of any size; a client sending megabytes of them would
+    otherwise cost that much memory per connection.
+    """
+
+    _head_bytes = 0
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value))
+        super().on_header(name, value)
+
+    def _count(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > MAX_HEAD_BYTES:
+            raise HttpParserCallbackError("request head too large")  # uvicorn answers via send_400_response
+
+    def send_400_response(self, msg: str) -> None:
+        if self._head_bytes <= MAX_HEAD_BYTES:
+            super().send_400_response(msg)
+            return
+        body = b'{"error":{"code":"head_too_large","message":"request line and headers are over %d bytes"}}' % (
+            MAX_HEAD_BYTES
+        )
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
+        )
+        self.transport.close()
+
+
 class LiveProtocol(WebSocketsSansIOProtocol):
     """uvicorn's sans-I/O websockets protocol, plus the :class:`DirectSink` scope extension."""
 
@@ -66,7 +110,7 @@ def uvicorn_config(app: object, settings: Settings, **overrides: object) -> uvic
         host=settings.host,
         port=settings.port,
         ws=LiveProtocol,
-        http="httptools",
+        http=HttpProtocol,
         loop="uvloop",
         lifespan="on",
         ws_max_size=settings.ws_max_message_bytes,

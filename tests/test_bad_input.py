@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
-from conftest import ADMIN_TOKEN, UNLIMITED, Service, running_service
+from conftest import ADMIN_TOKEN, UNLIMITED, Service, receive, running_service
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -214,6 +214,26 @@ BAD_BODIES = [
         id="media-unknown-type",
     ),
     pytest.param("POST", ENTRIES, b'{"body": "<p>x</p>", "sneaky": true}', 422, "$.sneaky", id="unknown-field"),
+    pytest.param(
+        "POST",
+        ENTRIES,
+        b'{"body": "<p>x</p>", "tags": ' + b"[" * 20_000 + b"]" * 20_000 + b"}",
+        422,
+        None,
+        id="deep-nesting",
+    ),
+    pytest.param(
+        "POST", ENTRIES, b'{"body": "<p>x</p>", "pinned": 1' + b"0" * 5000 + b"}", 422, "$.pinned", id="huge-integer"
+    ),
+    pytest.param("POST", ENTRIES, b'{"body": "<p>x</p>", "pinned": 1e999999}', 422, "$.pinned", id="huge-float"),
+    pytest.param(
+        "POST",
+        ENTRIES,
+        b'{"body": "<p>x</p>", "headline": "' + b"h" * 50_000 + b'"}',
+        422,
+        "$.headline",
+        id="huge-string",
+    ),
     pytest.param("POST", ENTRIES, b'{"body": "<p>x</p>", "id": "mine"}', 422, "$.id", id="client-chosen-id"),
     pytest.param("POST", ENTRIES, b'{"body": "<p>x</p>", "version": 7}', 422, "$.version", id="client-chosen-version"),
     pytest.param(
@@ -750,3 +770,31 @@ async def test_malicious_text_fields_are_stored_as_harmless_text(service, newsro
         assert "javascript:" not in text.lower() or "<" not in text, text
     assert stored["headline"].startswith("Breaking")
     assert stored["author"]["name"].startswith("Olena")
+
+
+@shared_loop
+@pytest.mark.parametrize("where", ["header", "url"])
+async def test_an_oversize_request_head_is_refused_with_431(service, newsroom, where):
+    host, port = service.base_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    padding = b"a" * 100_000
+    if where == "header":
+        writer.write(b"GET /api/v1/blogs/ukraine HTTP/1.1\r\nHost: x\r\nX-Padding: " + padding + b"\r\n\r\n")
+    else:
+        writer.write(b"GET /api/v1/blogs/ukraine?" + padding + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    response = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431")
+    assert json.loads(body)["error"]["code"] == "head_too_large"
+    await newsroom.assert_unchanged()
+
+
+@shared_loop
+async def test_garbage_text_on_the_live_channel_is_ignored_and_the_reader_still_served(service, newsroom):
+    async with service.live() as reader:
+        assert (await receive(reader))["type"] == "snapshot"
+        for garbage in ["", "{", "\x00\x01", "null", '{"type":"subscribe","blog":"other"}', "x" * 4000]:
+            await reader.send(garbage)
+        entry = await service.post(body="<p>still live</p>")
+        assert (await receive(reader))["entry"]["id"] == entry["id"]
