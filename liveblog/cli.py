@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import secrets
@@ -46,6 +47,10 @@ async def _serve(settings: Settings, redis_url: str) -> None:
     while not server.started and not serving.done():
         await asyncio.sleep(0.02)
     if server.started:
+        # What exists now (modules, the app) lives as long as the process: keep the collector from
+        # walking it again on every full collection, which at 5k readers stalled the loop ~0.4 s.
+        gc.collect()
+        gc.freeze()
         print(f"liveblog is serving on http://{settings.host}:{bound_port(server)}", flush=True)
     await serving
     if not server.started:

@@ -14,7 +14,7 @@ import msgspec
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
 from .models import ErrorBody, ErrorResponse, encoder
@@ -60,6 +60,11 @@ def validation_error(exc: msgspec.ValidationError) -> ApiError:
     return ApiError(422, "invalid", message, path)
 
 
+def _method(connection: HTTPConnection) -> str:
+    """The HTTP method, or WEBSOCKET: these handlers also see errors from WebSocket routes."""
+    return connection.scope.get("method", "WEBSOCKET")
+
+
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     return exc.response()
@@ -73,13 +78,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _redis_down(request: Request, exc: Exception) -> Response:
-    log.warning("Redis unavailable during %s %s: %s", request.method, request.url.path, exc)
+    log.warning("Redis unavailable during %s %s: %s", _method(request), request.url.path, exc)
     request.app.state.metrics.redis_errors.labels("api").inc()
     return error_response(503, "unavailable", "storage is unreachable; retry shortly", headers={"Retry-After": "1"})
 
 
 async def _bug(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error in %s %s", request.method, request.url.path)
+    log.exception("unhandled error in %s %s", _method(request), request.url.path)
     return error_response(500, "internal", "internal error; it has been logged")
 
 

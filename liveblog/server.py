@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uvicorn
 from httptools import HttpParserCallbackError
+from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
@@ -103,6 +104,12 @@ class LiveProtocol(WebSocketsSansIOProtocol):
         super().handle_connect(event)
         if self.response.status_code == 101:
             self.scope["extensions"][SINK_EXTENSION] = DirectSink(self)
+
+    async def send(self, message: ASGISendEvent) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body", False):
+            # A denial response (429, 503) ends the handshake too; uvicorn would log it as an error.
+            self.handshake_complete = True
 
 
 def uvicorn_config(app: object, settings: Settings, **overrides: object) -> uvicorn.Config:

@@ -85,15 +85,24 @@ def _event(kind: str, field: str, body: bytes) -> bytes:
     return b'{"event":"%s","%s":%s}' % (kind.encode(), field.encode(), body)
 
 
+#: Connections per process. When all are busy (a thousand readers joining at once), callers
+#: wait up to POOL_WAIT seconds for one instead of failing.
+POOL_SIZE = 256
+POOL_WAIT = 5.0
+
+
 def connect(url: str) -> redis.Redis:
     """A client pool for ``url`` that fails fast when Redis is away (callers turn that into 503)."""
-    return redis.Redis.from_url(
+    pool = redis.BlockingConnectionPool.from_url(
         url,
+        max_connections=POOL_SIZE,
+        timeout=POOL_WAIT,
         socket_connect_timeout=2,
         socket_timeout=5,
         retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
         health_check_interval=30,
     )
+    return redis.Redis(connection_pool=pool)
 
 
 class Store:
@@ -312,13 +321,18 @@ class LogReader:
     """A dedicated connection that blocks on several blogs' logs at once (``async with``)."""
 
     def __init__(self, client: redis.Redis):
-        self._client = client.client()
+        # Its own connection, outside the shared pool: a join storm must never starve the tailer.
+        shared = client.connection_pool
+        own = redis.ConnectionPool(
+            connection_class=shared.connection_class, max_connections=1, **shared.connection_kwargs
+        )
+        self._client = redis.Redis(connection_pool=own, single_connection_client=True)
 
     async def __aenter__(self) -> LogReader:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self._client.aclose()
+        await self._client.aclose(close_connection_pool=True)
 
     async def client_id(self) -> int:
         """This connection's id, for CLIENT UNBLOCK from another connection."""

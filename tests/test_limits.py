@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 
 import pytest
@@ -65,3 +66,15 @@ async def test_a_token_writing_too_fast_gets_429_while_another_token_still_write
         await service.post()  # the admin's own budget is untouched
         listed = (await service.http.get("/api/v1/blogs/ukraine/entries")).json()["entries"]
     assert len(listed) == 6, "the refused write changed nothing"
+
+
+async def test_a_crowd_joining_at_once_is_served_not_refused(service):
+    """A push alert sends readers in all at once: more joins than Redis connections in the pool."""
+    await service.create_blog()
+    await service.post(body="<p>Breaking</p>")
+
+    async def join() -> str:
+        async with service.live() as reader:
+            return (await receive(reader, timeout=20))["type"]
+
+    assert await asyncio.gather(*(join() for _ in range(400))) == ["snapshot"] * 400
