@@ -41,16 +41,34 @@ START = (-1, -1)
 
 
 class Message:
-    """One message to readers, encoded once; every reader of a blog gets the same object."""
+    """One message to readers, encoded once; every reader of a blog gets the same object.
 
-    __slots__ = ("position", "cursor", "json", "_ws_frame", "_sse_frame")
+    A message may also be a batch: consecutive events of one blog read together, written to each
+    reader at once (one write, not one per event, when the tailer is behind). ``first`` and
+    ``position`` are the log positions of its first and last event.
+    """
+
+    __slots__ = ("first", "position", "cursor", "json", "parts", "_ws_frame", "_sse_frame")
 
     def __init__(self, cursor: Cursor, json: bytes):
-        self.position = stream_id_key(cursor.stream_id)
+        self.position = self.first = stream_id_key(cursor.stream_id)
         self.cursor = str(cursor).encode()
         self.json = json
+        self.parts: tuple[Message, ...] = (self,)
         self._ws_frame: bytes | None = None
         self._sse_frame: bytes | None = None
+
+    @classmethod
+    def batch(cls, messages: list[Message]) -> Message:
+        if len(messages) == 1:
+            return messages[0]
+        batch = cls.__new__(cls)
+        batch.first, batch.position, batch.cursor = messages[0].position, messages[-1].position, messages[-1].cursor
+        batch.parts = tuple(messages)
+        batch.json = b"".join(message.json for message in messages)  # what a held batch weighs
+        batch._ws_frame = b"".join(message.ws_frame for message in messages)
+        batch._sse_frame = b"".join(message.sse_frame for message in messages)
+        return batch
 
     @classmethod
     def viewers(cls, count: int) -> Message:
@@ -110,6 +128,10 @@ class Subscription:
     def send(self, message: Message) -> None:
         """Deliver ``message`` unless the reader already has it (it is at or before our position)."""
         if self.closed or message.position <= self._position:
+            return
+        if message.first <= self._position:  # a batch the reader has the start of (it caught up)
+            for part in message.parts:
+                self.send(part)
             return
         self._position = message.position
         if self._sink.send(message) > self._limit:
@@ -317,20 +339,24 @@ class Hub:
         if cursor is None or feed is None:
             return  # the last reader left while we were reading
         last = stream_id_key(cursor.stream_id)
+        messages = []
         for event in events:
             if event.epoch != cursor.epoch:
                 self._reset(blog_id, cursor, Cursor(event.epoch, event.stream_id))
                 return
             if stream_id_key(event.stream_id) <= last:
                 continue  # read under an older position of a feed that was re-created
-            message = Message.event(cursor.epoch, event)
-            dropped = []
-            for subscription in feed.subscriptions:
-                subscription.push(message)
-                if subscription.closed:
-                    dropped.append(subscription)
-            feed.subscriptions.difference_update(dropped)
-            self._metrics.delivered.inc(len(feed.subscriptions))
+            messages.append(Message.event(cursor.epoch, event))
             cursor = Cursor(cursor.epoch, event.stream_id)
+        if not messages:
+            return
+        batch = Message.batch(messages)
+        dropped = []
+        for subscription in feed.subscriptions:
+            subscription.push(batch)
+            if subscription.closed:
+                dropped.append(subscription)
+        feed.subscriptions.difference_update(dropped)
+        self._metrics.delivered.inc(len(messages) * len(feed.subscriptions))
         self._positions[blog_id] = cursor
         self._metrics.tailer_lag.set(max(0.0, time.time() - stream_id_key(cursor.stream_id)[0] / 1000))

@@ -1,0 +1,69 @@
+"""The hub's bookkeeping without I/O: what a joining reader is given, once and in order."""
+
+from __future__ import annotations
+
+from liveblog.cursor import Cursor
+from liveblog.hub import START, TOO_SLOW, Message, Subscription
+from liveblog.metrics import Metrics
+from liveblog.store import LogEvent
+
+
+class Socket:
+    """A reader's connection as the hub sees it: what was written, and how much is unsent."""
+
+    def __init__(self, unsent_after_each: int = 0):
+        self.frames: list[bytes] = []
+        self.unsent_after_each = unsent_after_each
+        self.closed_with: int | None = None
+
+    def send(self, message: Message) -> int:
+        self.frames.append(message.ws_frame)
+        return self.unsent_after_each * len(self.frames)
+
+    def close(self, code: int, reason: str) -> None:
+        self.closed_with = code
+
+
+def event(n: int) -> Message:
+    return Message.event("ep", LogEvent(f"{n}-0", b'{"event":"entry.created","entry":{"n":%d}}' % n, "ep"))
+
+
+def test_a_batch_the_reader_partly_has_is_delivered_from_where_it_is():
+    socket = Socket()
+    reader = Subscription(socket, limit=1 << 20, metrics=Metrics())
+    reader.seek((2, 0))  # caught up from its cursor to event 2
+    reader.go_live()
+    reader.push(Message.batch([event(1), event(2), event(3), event(4)]))
+    reader.push(event(4))  # and nothing twice
+    assert socket.frames == [event(3).ws_frame, event(4).ws_frame]
+
+
+def test_a_batch_is_one_write_of_all_its_frames():
+    socket = Socket()
+    reader = Subscription(socket, limit=1 << 20, metrics=Metrics())
+    reader.go_live()
+    reader.push(Message.batch([event(1), event(2)]))
+    assert socket.frames == [event(1).ws_frame + event(2).ws_frame]
+
+
+def test_what_arrives_while_joining_is_held_then_delivered_after_the_snapshot():
+    socket = Socket()
+    reader = Subscription(socket, limit=1 << 20, metrics=Metrics())
+    reader.push(event(1))
+    reader.push(event(2))
+    assert socket.frames == []
+    snapshot = Message(Cursor("ep", "1-0"), b'{"type":"snapshot"}')
+    reader.seek(START)
+    reader.send(snapshot)
+    reader.go_live()
+    assert socket.frames == [snapshot.ws_frame, event(2).ws_frame]
+
+
+def test_a_reader_whose_backlog_passes_the_limit_is_closed_with_4408():
+    socket = Socket(unsent_after_each=400)
+    reader = Subscription(socket, limit=1000, metrics=Metrics())
+    reader.go_live()
+    for n in range(1, 5):
+        reader.push(event(n))
+    assert socket.closed_with == TOO_SLOW
+    assert len(socket.frames) == 3  # nothing is written once it is closed
