@@ -198,8 +198,10 @@ class Hub:
         self._process_id = secrets.token_hex(6)
         self._feeds: dict[str, _Feed] = {}
         self._positions: dict[str, Cursor] = {}
-        self._changed = asyncio.Event()
-        self._tailer_client_id: int | None = None
+        # One tail loop per Redis node (one node unless Redis Cluster); each blog's log is on one.
+        self._nodes = store.nodes()
+        self._changed = {node: asyncio.Event() for node in self._nodes}
+        self._tailer_client_ids: dict[str, int] = {}
 
     def readers(self, blog_id: str) -> int:
         feed = self._feeds.get(blog_id)
@@ -238,14 +240,14 @@ class Hub:
             raise
         feed.started.set_result(cursor)
         self._positions[blog_id] = cursor
-        await self._wake()
+        await self._wake(self._store.node_of(blog_id))
 
-    async def _wake(self) -> None:
-        """Make the tailer include a new blog now rather than after its current block times out."""
-        self._changed.set()
-        if self._tailer_client_id is not None:
+    async def _wake(self, node: str) -> None:
+        """Make a node's tailer include a new blog now rather than after its block times out."""
+        self._changed[node].set()
+        if (client_id := self._tailer_client_ids.get(node)) is not None:
             try:
-                await self._store.redis.client_unblock(self._tailer_client_id)
+                await self._store.unblock(node, client_id)
             except (RedisConnectionError, RedisTimeoutError):
                 pass  # the tailer is reconnecting; it re-reads the positions when it is back
 
@@ -253,7 +255,8 @@ class Hub:
         """Tail the logs and count viewers until cancelled; if either task fails, both stop and
         the error propagates to whoever owns this one."""
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self._tail(), name="liveblog-tail")
+            for node in self._nodes:
+                tasks.create_task(self._tail(node), name=f"liveblog-tail-{node}")
             tasks.create_task(self._count_viewers(), name="liveblog-viewers")
 
     async def _count_viewers(self) -> None:
@@ -273,8 +276,8 @@ class Hub:
                 for subscription in list(feed.subscriptions):
                     subscription.push_ephemeral(message)
 
-    async def _tail(self) -> None:
-        """Read every active log; survives Redis outages by retrying with backoff.
+    async def _tail(self, node: str) -> None:
+        """Read every active log on ``node``; survives Redis outages by retrying with backoff.
 
         Every ``verify_every`` seconds, and after every outage, it checks that each active log is
         still the one it was reading (see :meth:`_verify`).
@@ -282,25 +285,30 @@ class Hub:
         backoff = 0.05
         loop = asyncio.get_running_loop()
         verify_at = loop.time() + self._verify_every
-        async with self._store.log_reader() as reader:
+        changed = self._changed[node]
+        async with self._store.log_reader(node) as reader:
             while True:
-                self._changed.clear()
-                positions = {blog: cursor.stream_id for blog, cursor in self._positions.items()}
+                changed.clear()
+                positions = {
+                    blog: cursor.stream_id
+                    for blog, cursor in self._positions.items()
+                    if self._store.node_of(blog) == node
+                }
                 if not positions:
-                    await self._changed.wait()
+                    await changed.wait()
                     continue
                 try:
-                    if self._tailer_client_id is None:
-                        self._tailer_client_id = await reader.client_id()
+                    if node not in self._tailer_client_ids:
+                        self._tailer_client_ids[node] = await reader.client_id()
                     batch = await reader.read(positions, self._block_ms)
                     if loop.time() >= verify_at:
-                        await self._verify()
+                        await self._verify(positions)
                         verify_at = loop.time() + self._verify_every
                 except (RedisConnectionError, RedisTimeoutError) as exc:
                     self._metrics.redis_errors.labels("tailer").inc()
-                    self._tailer_client_id = None
+                    self._tailer_client_ids.pop(node, None)
                     verify_at = 0.0  # whatever Redis comes back may have lost data
-                    log.warning("tailer lost Redis (%s); retrying in %.2fs", exc, backoff)
+                    log.warning("tailer lost Redis %s (%s); retrying in %.2fs", node, exc, backoff)
                     await asyncio.sleep(backoff * (0.5 + random.random()))
                     backoff = min(backoff * 2, 5.0)
                     continue
@@ -308,7 +316,7 @@ class Hub:
                 for blog_id, events in batch:
                     self._dispatch(blog_id, events)
 
-    async def _verify(self) -> None:
+    async def _verify(self, blogs: Iterable[str]) -> None:
         """Restart the readers of any blog whose log was lost or recreated under us.
 
         A flush, or a Redis restart without (or with lagging) persistence, gives a blog a new epoch
@@ -316,7 +324,9 @@ class Hub:
         that is gone; closed with 1012, they reconnect with their cursor and, the cursor being
         unusable now, get a fresh snapshot.
         """
-        for blog_id, cursor in list(self._positions.items()):
+        for blog_id in blogs:
+            if (cursor := self._positions.get(blog_id)) is None:
+                continue
             try:
                 current: Cursor | None = await self._store.position(blog_id)
             except NotFound:

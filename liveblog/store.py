@@ -89,18 +89,30 @@ def _event(kind: str, field: str, body: bytes) -> bytes:
 #: wait up to POOL_WAIT seconds for one instead of failing.
 POOL_SIZE = 256
 POOL_WAIT = 5.0
+#: The node name of a single (non-cluster) Redis.
+STANDALONE = "redis"
 
 
-def connect(url: str) -> redis.Redis:
-    """A client pool for ``url`` that fails fast when Redis is away (callers turn that into 503)."""
+CLUSTER_SCHEME = "redis+cluster://"
+_TIMEOUTS = {"socket_connect_timeout": 2, "socket_timeout": 5}
+
+
+def connect(url: str) -> redis.Redis | redis.RedisCluster:
+    """A client pool for ``url`` that fails fast when Redis is away (callers turn that into 503).
+
+    ``redis+cluster://host:port`` connects to a Redis Cluster through any of its nodes.
+    """
+    if url.startswith(CLUSTER_SCHEME):
+        return redis.RedisCluster.from_url(
+            "redis://" + url.removeprefix(CLUSTER_SCHEME), max_connections=POOL_SIZE, **_TIMEOUTS
+        )
     pool = redis.BlockingConnectionPool.from_url(
         url,
         max_connections=POOL_SIZE,
         timeout=POOL_WAIT,
-        socket_connect_timeout=2,
-        socket_timeout=5,
         retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
         health_check_interval=30,
+        **_TIMEOUTS,
     )
     return redis.Redis(connection_pool=pool)
 
@@ -139,8 +151,11 @@ class Store:
 
     async def create_blog(self, blog: Blog, epoch: str) -> bytes:
         body = encoder.encode(blog)
-        ms = int(blog.created_at.timestamp() * 1000)
-        status, *_ = await self._run("create_blog", blog.id, [blog.id, body, epoch, ms], [keys.BLOGS])
+        # The index lives in another cluster slot than the blog, so it cannot be in the script.
+        # Indexed first (NX keeps an existing blog's place): an id indexed without a blog, should
+        # the script then fail, is skipped by list_blogs; a blog missing from the index is not.
+        await self.redis.zadd(keys.BLOGS, {blog.id: int(blog.created_at.timestamp() * 1000)}, nx=True)
+        status, *_ = await self._run("create_blog", blog.id, [blog.id, body, epoch])
         if status == "exists":
             raise Conflict(f"blog {blog.id!r} already exists")
         return body
@@ -209,7 +224,7 @@ class Store:
 
     async def get_entry(self, blog_id: str, entry_id: str) -> tuple[Entry, str | None]:
         """The entry and the id of the token that created it."""
-        async with self.redis.pipeline(transaction=True) as pipe:
+        async with self.redis.pipeline(transaction=False) as pipe:  # an entry's owner never changes
             pipe.hget(keys.entries(blog_id), entry_id)
             pipe.hget(keys.owners(blog_id), entry_id)
             body, owner = await pipe.execute()
@@ -292,8 +307,38 @@ class Store:
         script = self._scripts["viewers"]
         return int(await script(keys=[keys.viewers(blog_id)], args=[process_id, readers, fresh_ms]))
 
-    def log_reader(self) -> LogReader:
-        return LogReader(self.redis)
+    # --- where logs live --------------------------------------------------------------------------
+
+    def nodes(self) -> list[str]:
+        """The Redis nodes that hold logs: one, or each primary of a cluster (``host:port``)."""
+        if isinstance(self.redis, redis.RedisCluster):
+            return sorted(node.name for node in self.redis.get_primaries())
+        return [STANDALONE]
+
+    def node_of(self, blog_id: str) -> str:
+        if isinstance(self.redis, redis.RedisCluster):
+            return self.redis.get_node_from_key(keys.log(blog_id)).name
+        return STANDALONE
+
+    def log_reader(self, node: str) -> LogReader:
+        """A dedicated connection to ``node``, for blocking reads of its logs."""
+        if isinstance(self.redis, redis.RedisCluster):
+            host, _, port = node.rpartition(":")
+            return LogReader(redis.Redis(host=host, port=int(port), single_connection_client=True, **_TIMEOUTS))
+        # Outside the shared pool: a join storm must never starve the tailer.
+        shared = self.redis.connection_pool
+        own = redis.ConnectionPool(
+            connection_class=shared.connection_class, max_connections=1, **shared.connection_kwargs
+        )
+        return LogReader(redis.Redis(connection_pool=own, single_connection_client=True))
+
+    async def unblock(self, node: str, client_id: int) -> None:
+        """End a tailer's blocking read on ``node`` now (it then reads again, with new blogs)."""
+        if isinstance(self.redis, redis.RedisCluster):
+            target = self.redis.get_node(node_name=node)
+            await self.redis.execute_command("CLIENT UNBLOCK", client_id, target_nodes=target)
+        else:
+            await self.redis.client_unblock(client_id)
 
     # --- tokens --------------------------------------------------------------------------------
 
@@ -321,12 +366,7 @@ class LogReader:
     """A dedicated connection that blocks on several blogs' logs at once (``async with``)."""
 
     def __init__(self, client: redis.Redis):
-        # Its own connection, outside the shared pool: a join storm must never starve the tailer.
-        shared = client.connection_pool
-        own = redis.ConnectionPool(
-            connection_class=shared.connection_class, max_connections=1, **shared.connection_kwargs
-        )
-        self._client = redis.Redis(connection_pool=own, single_connection_client=True)
+        self._client = client
 
     async def __aenter__(self) -> LogReader:
         return self
