@@ -36,7 +36,7 @@ def create_app(settings: Settings, redis_url: str, on_fatal: Callable[[], None] 
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        client = connect(redis_url)
+        client = await connect(redis_url)
         store = Store(client, log_maxlen=settings.log_maxlen, idempotency_ttl=settings.idempotency_ttl)
         metrics = Metrics()
         hub = Hub(store, metrics, reader_limit=settings.reader_buffer_bytes, viewers_every=settings.viewers_interval)

@@ -8,6 +8,7 @@ log position (snapshot, page, catch-up) are one script too. Positions come back 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Sequence
 from importlib import resources
@@ -16,6 +17,7 @@ from typing import Any, NamedTuple
 import redis.asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.crc import key_slot
 
 from . import keys
 from .cursor import Cursor, stream_id_key
@@ -91,21 +93,25 @@ POOL_SIZE = 256
 POOL_WAIT = 5.0
 #: The node name of a single (non-cluster) Redis.
 STANDALONE = "redis"
+#: How often a cluster node's logs are polled while idle (see LogReader).
+CLUSTER_POLL = 0.02
 
 
 CLUSTER_SCHEME = "redis+cluster://"
 _TIMEOUTS = {"socket_connect_timeout": 2, "socket_timeout": 5}
 
 
-def connect(url: str) -> redis.Redis | redis.RedisCluster:
+async def connect(url: str) -> redis.Redis | redis.RedisCluster:
     """A client pool for ``url`` that fails fast when Redis is away (callers turn that into 503).
 
-    ``redis+cluster://host:port`` connects to a Redis Cluster through any of its nodes.
+    ``redis+cluster://host:port`` connects to a Redis Cluster through any of its nodes; the
+    cluster's layout is read now, so that the hub knows which nodes to tail.
     """
     if url.startswith(CLUSTER_SCHEME):
-        return redis.RedisCluster.from_url(
+        cluster = redis.RedisCluster.from_url(
             "redis://" + url.removeprefix(CLUSTER_SCHEME), max_connections=POOL_SIZE, **_TIMEOUTS
         )
+        return await cluster.initialize()
     pool = redis.BlockingConnectionPool.from_url(
         url,
         max_connections=POOL_SIZE,
@@ -324,7 +330,8 @@ class Store:
         """A dedicated connection to ``node``, for blocking reads of its logs."""
         if isinstance(self.redis, redis.RedisCluster):
             host, _, port = node.rpartition(":")
-            return LogReader(redis.Redis(host=host, port=int(port), single_connection_client=True, **_TIMEOUTS))
+            node_client = redis.Redis(host=host, port=int(port), single_connection_client=True, **_TIMEOUTS)
+            return LogReader(node_client, cluster=True)
         # Outside the shared pool: a join storm must never starve the tailer.
         shared = self.redis.connection_pool
         own = redis.ConnectionPool(
@@ -363,10 +370,16 @@ def key_digest(token_id: str, idempotency_key: str) -> str:
 
 
 class LogReader:
-    """A dedicated connection that blocks on several blogs' logs at once (``async with``)."""
+    """A dedicated connection that waits on several blogs' logs at once (``async with``).
 
-    def __init__(self, client: redis.Redis):
+    On one Redis that is one blocking XREAD over every log. A cluster node refuses a command
+    whose keys are in different slots, so there the logs of different slots are read in one
+    pipeline of non-blocking XREADs, repeated every ``CLUSTER_POLL`` seconds while idle.
+    """
+
+    def __init__(self, client: redis.Redis, *, cluster: bool = False):
         self._client = client
+        self._cluster = cluster
 
     async def __aenter__(self) -> LogReader:
         return self
@@ -380,12 +393,25 @@ class LogReader:
 
     async def read(self, positions: dict[str, str], block_ms: int) -> list[tuple[str, list[LogEvent]]]:
         """Events after each blog's stream id; waits up to ``block_ms`` for the first one."""
-        streams = {keys.log(blog_id): stream_id for blog_id, stream_id in positions.items()}
-        reply = await self._client.xread(streams, count=500, block=block_ms)
+        slots: dict[int, dict[str, str]] = {}
+        for blog_id, stream_id in positions.items():
+            slots.setdefault(key_slot(keys.log(blog_id).encode()) if self._cluster else 0, {})[keys.log(blog_id)] = (
+                stream_id
+            )
+        if len(slots) == 1:
+            replies = [await self._client.xread(next(iter(slots.values())), count=500, block=block_ms)]
+        else:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for streams in slots.values():
+                    pipe.xread(streams, count=500)
+                replies = await pipe.execute()
+            if not any(replies):
+                await asyncio.sleep(CLUSTER_POLL)
         return [
             (
                 keys.blog_of(_s(stream)),
                 [LogEvent(_s(sid), fields[b"e"], _s(fields[b"epoch"])) for sid, fields in events],
             )
+            for reply in replies
             for stream, events in reply or []
         ]
