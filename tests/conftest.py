@@ -218,3 +218,26 @@ class Served:
     @property
     def text(self) -> str:
         return "".join(self.output)
+
+
+def assert_error_shape(status: int, content: bytes, content_type: str, expected: int, field: str | None = None) -> dict:
+    """The contract's error shape, ``{"error": {"code", "message", "field"?}}``, with the ``expected``
+    status (and never a 5xx); returns the error object."""
+    assert status < 500, (status, content[:500])
+    assert status == expected, (status, content[:500])
+    assert content_type.startswith("application/json"), content_type
+    body = json.loads(content)
+    assert list(body) == ["error"], body
+    error = body["error"]
+    assert set(error) <= {"code", "message", "field"}, error
+    assert isinstance(error["code"], str) and error["code"], error
+    assert isinstance(error["message"], str) and error["message"], error
+    if field is not None:
+        assert error.get("field") == field, error
+    return error
+
+
+def assert_error(response: httpx.Response, expected: int, field: str | None = None) -> dict:
+    return assert_error_shape(
+        response.status_code, response.content, response.headers.get("content-type", ""), expected, field
+    )

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
-from conftest import ADMIN_TOKEN, UNLIMITED, Service, receive, running_service
+from conftest import ADMIN_TOKEN, UNLIMITED, Service, assert_error, assert_error_shape, receive, running_service
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -37,28 +37,6 @@ async def service(redis_server) -> Service:
 
 
 # --- helpers ----------------------------------------------------------------------------------------
-
-
-def assert_error(status: int, content: bytes, content_type: str, expected: int, field: str | None = None) -> dict:
-    """A 4xx (the ``expected`` one) with the contract's error shape, and never a 5xx."""
-    assert status < 500, (status, content[:500])
-    assert status == expected, (status, content[:500])
-    assert content_type.startswith("application/json"), content_type
-    body = json.loads(content)
-    assert list(body) == ["error"], body
-    error = body["error"]
-    assert set(error) <= {"code", "message", "field"}, error
-    assert isinstance(error["code"], str) and error["code"], error
-    assert isinstance(error["message"], str) and error["message"], error
-    if field is not None:
-        assert error.get("field") == field, error
-    return error
-
-
-def assert_error_response(response, expected: int, field: str | None = None) -> dict:
-    return assert_error(
-        response.status_code, response.content, response.headers.get("content-type", ""), expected, field
-    )
 
 
 async def redis_state(url: str) -> dict[bytes, bytes]:
@@ -315,7 +293,7 @@ async def test_a_broken_body_is_refused_and_writes_nothing(service, newsroom, me
         content=raw,
         headers={**service.auth(), "Content-Type": "application/json", "If-Match": '"1"'},
     )
-    assert_error_response(response, status, field)
+    assert_error(response, status, field)
     await newsroom.assert_unchanged()
 
 
@@ -325,7 +303,7 @@ async def test_a_body_over_64_kib_is_too_large(service, newsroom):
     response = await service.http.post(
         ENTRIES, content=raw, headers={**service.auth(), "Content-Type": "application/json"}
     )
-    assert_error_response(response, 413)
+    assert_error(response, 413)
     await newsroom.assert_unchanged()
 
 
@@ -341,7 +319,7 @@ async def test_a_streamed_body_over_64_kib_is_too_large(service, newsroom):
         ENTRIES, content=chunks(), headers={**service.auth(), "Content-Type": "application/json"}
     )
     assert "content-length" not in response.request.headers
-    assert_error_response(response, 413)
+    assert_error(response, 413)
     await newsroom.assert_unchanged()
 
 
@@ -351,7 +329,7 @@ async def test_a_patch_over_64_kib_is_too_large(service, newsroom):
     response = await service.http.patch(
         ENTRY.format(entry=newsroom.entry["id"]), content=raw, headers={**service.auth(), "If-Match": '"1"'}
     )
-    assert_error_response(response, 413)
+    assert_error(response, 413)
     await newsroom.assert_unchanged()
 
 
@@ -400,7 +378,7 @@ async def test_a_bad_blog_id_in_the_path_is_not_found(service, newsroom, blog_id
             body,
             {"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json", "If-Match": '"1"'},
         )
-        assert_error(status, content, content_type, 404)
+        assert_error_shape(status, content, content_type, 404)
     await newsroom.assert_unchanged()
 
 
@@ -415,7 +393,7 @@ async def test_a_bad_entry_id_in_the_path_is_not_found(service, newsroom, entry_
             body,
             {"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json", "If-Match": '"1"'},
         )
-        assert_error(status, content, content_type, 404)
+        assert_error_shape(status, content, content_type, 404)
     await newsroom.assert_unchanged()
 
 
@@ -427,8 +405,8 @@ async def test_a_bad_entry_id_in_the_path_is_not_found(service, newsroom, entry_
 async def test_a_bad_if_match_is_a_bad_request(service, newsroom, if_match):
     url = ENTRY.format(entry=newsroom.entry["id"])
     headers = {**service.auth(), "If-Match": if_match}
-    assert_error_response(await service.http.patch(url, json={"body": "<p>x</p>"}, headers=headers), 400)
-    assert_error_response(await service.http.delete(url, headers=headers), 400)
+    assert_error(await service.http.patch(url, json={"body": "<p>x</p>"}, headers=headers), 400)
+    assert_error(await service.http.delete(url, headers=headers), 400)
     await newsroom.assert_unchanged()
 
 
@@ -440,7 +418,7 @@ async def test_a_bad_idempotency_key_is_a_bad_request(service, newsroom, key):
     response = await service.http.post(
         ENTRIES, json={"body": "<p>x</p>"}, headers={**service.auth(), "Idempotency-Key": key}
     )
-    assert_error_response(response, 400)
+    assert_error(response, 400)
     await newsroom.assert_unchanged()
 
 
@@ -451,20 +429,20 @@ _NON_ASCII_DIGITS = [pytest.param("\u00b2", id="superscript-two")]
 @shared_loop
 @pytest.mark.parametrize("limit", [*_BAD_LIMITS, "101", *_NON_ASCII_DIGITS])
 async def test_a_bad_page_limit_is_a_bad_request(service, newsroom, limit):
-    assert_error_response(await service.http.get(ENTRIES, params={"limit": limit}), 400, "limit")
+    assert_error(await service.http.get(ENTRIES, params={"limit": limit}), 400, "limit")
 
 
 @shared_loop
 @pytest.mark.parametrize("limit", [*_BAD_LIMITS, "1001", *_NON_ASCII_DIGITS])
 async def test_a_bad_catch_up_limit_is_a_bad_request(service, newsroom, limit):
     response = await service.http.get(ENTRIES, params={"since": newsroom.cursor, "limit": limit})
-    assert_error_response(response, 400, "limit")
+    assert_error(response, 400, "limit")
 
 
 @shared_loop
 @pytest.mark.parametrize("before", ["../x", "a b", "x" * 65, "%00"])
 async def test_a_bad_before_is_a_bad_request(service, newsroom, before):
-    assert_error_response(await service.http.get(ENTRIES, params={"before": before}), 400)
+    assert_error(await service.http.get(ENTRIES, params={"before": before}), 400)
 
 
 # --- cross-site scripting -----------------------------------------------------------------------------

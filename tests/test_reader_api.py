@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import pytest_asyncio
-from conftest import UNLIMITED, Service, receive, running_service
+from conftest import UNLIMITED, Service, assert_error, receive, running_service
 
 #: One running service for the whole file; conftest's autouse fixture flushes Redis before each test.
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -23,21 +23,6 @@ async def service(redis_server) -> Service:
 
 
 # --- helpers ----------------------------------------------------------------------------------------
-
-
-def assert_error(response, status: int, field: str | None = None) -> dict:
-    """The contract's error shape: {"error": {"code", "message", "field"?}}, with ``status``."""
-    assert response.status_code == status, (response.status_code, response.text)
-    assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
-    assert list(body) == ["error"], body
-    error = body["error"]
-    assert set(error) <= {"code", "message", "field"}, error
-    assert isinstance(error["code"], str) and error["code"], error
-    assert isinstance(error["message"], str) and error["message"], error
-    if field is not None:
-        assert error.get("field") == field, error
-    return error
 
 
 def rfc3339(moment: datetime) -> str:

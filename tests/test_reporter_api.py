@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
-from conftest import UNLIMITED, Service, receive, running_service
+from conftest import UNLIMITED, Service, assert_error, receive, running_service
 
 #: One running service for the whole file (starting one per test would dominate the run time);
 #: conftest's autouse fixture still flushes Redis before every test, so each test starts clean.
@@ -49,21 +49,6 @@ def utc(text: str) -> datetime:
     moment = datetime.fromisoformat(text)
     assert moment.utcoffset() == timedelta(0), text
     return moment
-
-
-def assert_error(response, status: int, field: str | None = None) -> dict:
-    """The contract's error shape: {"error": {"code", "message", "field"?}}, with ``status``."""
-    assert response.status_code == status, (response.status_code, response.text)
-    assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
-    assert list(body) == ["error"], body
-    error = body["error"]
-    assert set(error) <= {"code", "message", "field"}, error
-    assert isinstance(error["code"], str) and error["code"], error
-    assert isinstance(error["message"], str) and error["message"], error
-    if field is not None:
-        assert error.get("field") == field, error
-    return error
 
 
 async def redis_state(url: str) -> dict[bytes, bytes]:
