@@ -125,8 +125,10 @@ async def _log(base_url: str) -> list[tuple[str, str, dict]]:
         return log
 
 
-async def _reached(reporter: Reporter, changes: int) -> None:
+async def _reached(reporter: Reporter, reporting: asyncio.Task, changes: int) -> None:
     while reporter.done < changes:
+        if reporting.done():
+            reporting.result()  # the reporter failed: say why, rather than wait for it forever
         await asyncio.sleep(0.01)
 
 
@@ -138,6 +140,7 @@ async def test_readers_come_and_go_through_restarts_and_each_ends_with_the_exact
     env = {"LIVEBLOG_REDIS_URL": redis.url, "LIVEBLOG_ADMIN_TOKEN": ADMIN_TOKEN}
     env |= {"LIVEBLOG_CONNECTS_PER_IP_PER_SECOND": "100000", "LIVEBLOG_WRITES_PER_TOKEN_PER_SECOND": "100000"}
     app = await asyncio.to_thread(Served, tmp_path / "app", env)
+    apps = [app]
     urls = [app.ws_url]
     readers = [FlakyReader(urls, random.Random(rng.random())) for _ in range(READERS)]
     reporter = Reporter(urls, random.Random(rng.random()))
@@ -146,11 +149,12 @@ async def test_readers_come_and_go_through_restarts_and_each_ends_with_the_exact
         assert app.http.post("/api/v1/blogs", json={"id": "chaos", "title": "Chaos"}, headers=ADMIN).status_code == 201
         tasks = [asyncio.create_task(reader.run()) for reader in readers]
         reporting = asyncio.create_task(reporter.run())
-        await _reached(reporter, CHANGES // 3)  # a deploy: the app stops gracefully, a new one starts
-        app.stop()
+        await _reached(reporter, reporting, CHANGES // 3)  # a deploy: the app stops gracefully, a new one starts
+        await asyncio.to_thread(app.stop)  # in a thread: readers and the reporter carry on meanwhile
         app = await asyncio.to_thread(Served, tmp_path / "app", env)
+        apps.append(app)
         urls.append(app.ws_url)
-        await _reached(reporter, 2 * CHANGES // 3)  # Redis crashes, and is back on its AOF a little later
+        await _reached(reporter, reporting, 2 * CHANGES // 3)  # Redis crashes, and is back on its AOF a little later
         redis.kill()
         await asyncio.sleep(0.5)
         redis.start()
@@ -167,6 +171,7 @@ async def test_readers_come_and_go_through_restarts_and_each_ends_with_the_exact
         await asyncio.gather(*tasks, return_exceptions=True)
         app.stop()
         redis.stop()
+        print("app logs:\n" + "\n".join(served.text for served in apps))  # shown when the test fails
 
     cursors = [cursor for cursor, _, _ in log]
     lost = duplicated = out_of_order = 0
