@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
 from . import auth, blogs, entries
-from .caching import revalidatable
+from .caching import ShortCache, revalidatable
 from .cursor import BadCursor, Cursor
 from .errors import ApiError, validation_error
 from .live import live
@@ -180,6 +180,7 @@ async def create_blog(request: Request) -> Response:
         raise _forbid("only admins (or an editor scoped to this blog id) create blogs")
     try:
         body = await _store(request).create_blog(blogs.create(create, now()), epoch=secrets.token_hex(4))
+        request.app.state.pages.forget(create.id)
     except Conflict as exc:
         raise ApiError(409, "exists", str(exc), "$.id") from None
     return _json(body, 201, headers={"Location": f"/api/v1/blogs/{create.id}"})
@@ -226,10 +227,14 @@ async def list_entries(request: Request) -> Response:
         before = params.get("before")
         if before is not None and not _ENTRY_ID.match(before):
             raise ApiError(400, "bad_before", "before must be an entry id", "before")
-        page = await store.page(blog_id, limit, before)
+        pages: ShortCache = request.app.state.pages
+        if (body := pages.get(blog_id, (limit, before))) is None:
+            page = await store.page(blog_id, limit, before)
+            body = encoder.encode(EntryPage(str(page.cursor), [Raw(e) for e in page.entries], page.next))
+            pages.put(blog_id, (limit, before), body)
     except NotFound as exc:
         raise ApiError(404, "not_found", str(exc)) from None
-    return _reader_json(request, encoder.encode(EntryPage(str(page.cursor), [Raw(e) for e in page.entries], page.next)))
+    return _reader_json(request, body)
 
 
 async def _events_since(store: Store, blog_id: str, text: str, limit: int) -> bytes:
@@ -294,6 +299,7 @@ async def _create_entry(request: Request) -> Response:
     try:
         entry = entries.create(blog_id, create, principal.name, now())
         written = await _store(request).create_entry(entry, principal.token_id, idempotency)
+        request.app.state.pages.forget(blog_id)
     except entries.NothingLeft as exc:
         raise ApiError(422, "invalid", str(exc), exc.field) from None
     except NotFound as exc:
@@ -331,6 +337,7 @@ async def patch_entry(request: Request) -> Response:
     entry, expected = await _editable(request, principal)
     try:
         written = await _store(request).replace_entry(expected, entries.edit(entry, patch, now()))
+        request.app.state.pages.forget(entry.blog)
     except entries.NothingLeft as exc:
         raise ApiError(422, "invalid", str(exc), exc.field) from None
     except NotFound as exc:
@@ -346,6 +353,7 @@ async def delete_entry(request: Request) -> Response:
     entry, expected = await _editable(request, principal)
     try:
         await _store(request).delete_entry(expected, entries.tombstone(entry, now()))
+        request.app.state.pages.forget(entry.blog)
     except NotFound as exc:
         raise ApiError(404, "not_found", str(exc)) from None
     except Conflict as exc:

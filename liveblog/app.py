@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 
 from . import api, errors, web
+from .caching import ShortCache
 from .config import Settings
 from .hub import Hub
 from .limits import ConnectionLimiter, RateLimiter
@@ -41,6 +42,7 @@ def create_app(settings: Settings, redis_url: str, on_fatal: Callable[[], None] 
         metrics = Metrics()
         hub = Hub(store, metrics, reader_limit=settings.reader_buffer_bytes, viewers_every=settings.viewers_interval)
         app.state.metrics = metrics
+        app.state.pages = ShortCache()
         app.state.settings, app.state.store, app.state.hub = settings, store, hub
         app.state.readers = ConnectionLimiter(settings.max_readers, settings.max_readers_per_ip)
         rate = settings.connects_per_ip_per_second

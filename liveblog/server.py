@@ -35,10 +35,12 @@ class DirectSink:
         self._protocol = protocol
 
     def send(self, message) -> int:  # noqa: ANN001 - liveblog.hub.Message; no import cycle
+        # The hot path: runs once per reader per message. Plain attribute and C-method checks only
+        # (websockets' state property cost more than the rest of this function).
         protocol = self._protocol
-        if protocol.close_sent or protocol.conn.state is not State.OPEN:
-            return 0
         transport = protocol.transport
+        if protocol.close_sent or transport.is_closing():
+            return 0
         transport.write(message.ws_frame)
         return transport.get_write_buffer_size()
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import pytest_asyncio
+import redis
 from conftest import UNLIMITED, Service, assert_error, receive, running_service
 
 #: One running service for the whole file; conftest's autouse fixture flushes Redis before each test.
@@ -403,3 +404,21 @@ async def test_the_service_is_alive(service):
 async def test_the_service_is_ready_when_redis_is_there(service):
     response = await service.http.get("/readyz")
     assert response.status_code == 200
+
+
+async def test_a_spike_of_identical_page_reads_costs_redis_one_read_and_a_post_shows_at_once(service, redis_server):
+    await service.create_blog("ukraine")
+    await service.post(body="<p>first</p>")
+
+    def scripts_run() -> int:
+        with redis.Redis.from_url(redis_server.url) as client:
+            stats = client.info("commandstats")
+        return sum(stats.get(name, {}).get("calls", 0) for name in ("cmdstat_evalsha", "cmdstat_eval"))
+
+    before = scripts_run()
+    bodies = [(await service.http.get("/api/v1/blogs/ukraine/entries")).json() for _ in range(50)]
+    assert scripts_run() - before <= 2  # one read, or two if the second of caching ran out meanwhile
+    assert all(body == bodies[0] for body in bodies)
+
+    newest = await service.post(body="<p>second</p>")
+    assert (await page(service))["entries"][0]["id"] == newest["id"], "a reporter sees their post at once"
