@@ -126,3 +126,21 @@ def test_production_logs_are_one_json_object_per_line(data_dir: Path):
     warning = next(line for line in logged if "Redis unavailable" in line["message"])
     assert warning["level"] == "warning" and warning["logger"] == "liveblog.errors"
     assert warning["time"].endswith("Z")
+
+
+def test_a_sigkilled_service_takes_its_embedded_redis_down_and_restarts_with_every_entry(data_dir: Path):
+    first = Served(data_dir, env={"LIVEBLOG_ADMIN_TOKEN": "t"})
+    admin = {"Authorization": "Bearer t"}
+    assert first.http.post("/api/v1/blogs", json={"id": "x", "title": "X"}, headers=admin).status_code == 201
+    posted = first.http.post("/api/v1/blogs/x/entries", json={"body": "<p>acknowledged</p>"}, headers=admin).json()
+    redis_pid = int((data_dir / "redis" / "redis.pid").read_text())
+    first.kill()
+    second = Served(data_dir, env={"LIVEBLOG_ADMIN_TOKEN": "t"})  # waits for the old redis-server to go
+    try:
+        cmdline = Path(f"/proc/{redis_pid}/cmdline")
+        gone = not cmdline.exists() or cmdline.read_bytes() == b""  # gone, or a zombie nobody reaped yet
+        assert gone, "the orphaned redis-server stopped with its owner"
+        listed = second.http.get("/api/v1/blogs/x/entries").json()["entries"]
+        assert [e["id"] for e in listed] == [posted["id"]]
+    finally:
+        assert second.stop() == 0
