@@ -1,10 +1,16 @@
 """Fan-out inside one process: one tailer reads every active blog's log; readers never touch Redis.
 
-The hub keeps, per blog with local readers, the set of their subscriptions. One task (``run``)
-reads all active logs with a blocking XREAD from the last id it delivered, encodes each event once
-into a :class:`Message`, and hands that same object to every reader of the blog. Each reader's
-:class:`Sink` writes it at once, without awaiting, and reports how much it has not sent yet; a
-reader whose backlog passes the limit is closed with 4408 and never delays the others.
+The hub keeps, per blog with local readers, the set of their subscriptions. One task per Redis
+node (one, unless Redis Cluster) reads all active logs on it with a blocking XREAD from the last
+id it delivered, encodes each event once into a :class:`Message` (consecutive events of a blog
+read together become one batch), and hands that same object to every reader of the blog. Each
+reader's :class:`Sink` writes it at once, without awaiting, and reports how much it has not sent
+yet; a reader whose backlog passes the limit is closed with 4408 and never delays the others.
+A second task pushes the cluster-wide viewer count now and then.
+
+Why push into sinks rather than hand each reader an async iterator: a wake-up per reader per
+message costs 2-3x at thousands of readers (DESIGN §4). SSE, written by awaiting, wraps its sink
+in an iterator of its own (:class:`liveblog.sse.BufferedSink`).
 
 Joining is gap-free: a subscription is registered first and holds what arrives while the reader
 loads its snapshot (or catches up from its cursor); it then goes live, skipping everything at or

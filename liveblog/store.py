@@ -4,6 +4,9 @@ Every mutation is one Lua script that checks its precondition, writes the state 
 event to the blog's log, so state and log never disagree. Reads that must be consistent with a
 log position (snapshot, page, catch-up) are one script too. Positions come back as cursors
 (epoch + stream id). This module knows Redis; it knows nothing of HTTP or WebSockets.
+
+A blog's keys share one hash slot (:mod:`liveblog.keys`), so all of this works on one Redis or
+on a Redis Cluster (``redis+cluster://``); only the global indexes live elsewhere.
 """
 
 from __future__ import annotations
