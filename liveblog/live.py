@@ -114,8 +114,7 @@ def admission(state: State, client: str) -> ApiError | None:
 
 
 async def _serve(websocket: WebSocket, store: Store, hub: Hub, sink: Sink, blog_id: str) -> None:
-    blog = await get_blog(store, blog_id)
-    if not origin_allowed(blog, websocket):
+    if not origin_allowed(await get_blog(store, blog_id), websocket):
         await websocket.close(ORIGIN_NOT_ALLOWED, "this origin may not embed this blog")
         return
     cursor = parse_cursor(websocket.query_params.get("cursor"))

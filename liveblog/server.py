@@ -109,7 +109,11 @@ class LiveProtocol(WebSocketsSansIOProtocol):
 
     async def send(self, message: ASGISendEvent) -> None:
         await super().send(message)
-        if message["type"] == "websocket.http.response.body" and not message.get("more_body", False):
+        if message["type"] == "websocket.accept":
+            # The handshake's request and response (headers and all) are not needed again; a live
+            # reader holds its connection for hours, and thousands of them do.
+            self.request = self.response = None
+        elif message["type"] == "websocket.http.response.body" and not message.get("more_body", False):
             # A denial response (429, 503) ends the handshake too; uvicorn would log it as an error.
             self.handshake_complete = True
 
