@@ -42,7 +42,7 @@ from .models import (
 )
 from .openapi import openapi
 from .sse import events
-from .store import BlogEnded, Conflict, CursorGone, NotFound, Store, fingerprint, key_digest
+from .store import BlogEnded, Conflict, CursorGone, Store, fingerprint, key_digest
 
 T = TypeVar("T")
 
@@ -187,10 +187,7 @@ async def create_blog(request: Request) -> Response:
 
 
 async def get_blog(request: Request) -> Response:
-    try:
-        return _reader_json(request, await _store(request).get_blog_json(_blog_id(request)))
-    except NotFound as exc:
-        raise ApiError(404, "not_found", str(exc)) from None
+    return _reader_json(request, await _store(request).get_blog_json(_blog_id(request)))
 
 
 async def patch_blog(request: Request) -> Response:
@@ -205,8 +202,6 @@ async def patch_blog(request: Request) -> Response:
             read = await store.get_blog_json(blog_id)
             written = await store.replace_blog(read, blogs.edit(decoders[Blog].decode(read), patch, now()))
             return _json(written.json)
-        except NotFound as exc:
-            raise ApiError(404, "not_found", str(exc)) from None
         except Conflict:
             continue
     raise ApiError(409, "conflict", "the blog is being edited by others; retry")
@@ -219,21 +214,18 @@ async def list_entries(request: Request) -> Response:
     blog_id = _blog_id(request)
     params = request.query_params
     store = _store(request)
-    try:
-        if "since" in params:
-            limit = _int(params, "limit", 500, MAX_EVENTS)
-            return _reader_json(request, await _events_since(store, blog_id, params["since"], limit))
-        limit = _int(params, "limit", 20, MAX_PAGE)
-        before = params.get("before")
-        if before is not None and not _ENTRY_ID.match(before):
-            raise ApiError(400, "bad_before", "before must be an entry id", "before")
-        pages: ShortCache = request.app.state.pages
-        if (body := pages.get(blog_id, (limit, before))) is None:
-            page = await store.page(blog_id, limit, before)
-            body = encoder.encode(EntryPage(str(page.cursor), [Raw(e) for e in page.entries], page.next))
-            pages.put(blog_id, (limit, before), body)
-    except NotFound as exc:
-        raise ApiError(404, "not_found", str(exc)) from None
+    if "since" in params:
+        limit = _int(params, "limit", 500, MAX_EVENTS)
+        return _reader_json(request, await _events_since(store, blog_id, params["since"], limit))
+    limit = _int(params, "limit", 20, MAX_PAGE)
+    before = params.get("before")
+    if before is not None and not _ENTRY_ID.match(before):
+        raise ApiError(400, "bad_before", "before must be an entry id", "before")
+    pages: ShortCache = request.app.state.pages
+    if (body := pages.get(blog_id, (limit, before))) is None:
+        page = await store.page(blog_id, limit, before)
+        body = encoder.encode(EntryPage(str(page.cursor), [Raw(e) for e in page.entries], page.next))
+        pages.put(blog_id, (limit, before), body)
     return _reader_json(request, body)
 
 
@@ -264,10 +256,7 @@ def _int(params, name: str, default: int, maximum: int) -> int:  # noqa: ANN001
 
 
 async def get_entry(request: Request) -> Response:
-    try:
-        entry, _ = await _store(request).get_entry(_blog_id(request), _entry_id(request))
-    except NotFound as exc:
-        raise ApiError(404, "not_found", str(exc)) from None
+    entry, _ = await _store(request).get_entry(_blog_id(request), _entry_id(request))
     return _reader_json(request, encoder.encode(entry))
 
 
@@ -300,10 +289,6 @@ async def _create_entry(request: Request) -> Response:
         entry = entries.create(blog_id, create, principal.name, now())
         written = await _store(request).create_entry(entry, principal.token_id, idempotency)
         request.app.state.pages.forget(blog_id)
-    except entries.NothingLeft as exc:
-        raise ApiError(422, "invalid", str(exc), exc.field) from None
-    except NotFound as exc:
-        raise ApiError(404, "not_found", str(exc)) from None
     except BlogEnded as exc:
         raise ApiError(409, "blog_ended", str(exc)) from None
     except Conflict as exc:
@@ -314,10 +299,7 @@ async def _create_entry(request: Request) -> Response:
 
 async def _editable(request: Request, principal: auth.Principal) -> tuple[Entry, int]:
     blog_id, entry_id = _blog_id(request), _entry_id(request)
-    try:
-        entry, owner = await _store(request).get_entry(blog_id, entry_id)
-    except NotFound as exc:
-        raise ApiError(404, "not_found", str(exc)) from None
+    entry, owner = await _store(request).get_entry(blog_id, entry_id)
     if not principal.can_change_entry(blog_id, owner):
         raise _forbid("reporters change only their own entries; editors any in their blogs")
     expected = _if_match(request)
@@ -338,10 +320,6 @@ async def patch_entry(request: Request) -> Response:
     try:
         written = await _store(request).replace_entry(expected, entries.edit(entry, patch, now()))
         request.app.state.pages.forget(entry.blog)
-    except entries.NothingLeft as exc:
-        raise ApiError(422, "invalid", str(exc), exc.field) from None
-    except NotFound as exc:
-        raise ApiError(404, "not_found", str(exc)) from None
     except Conflict as exc:
         raise _stale(msgspec.json.decode(exc.current, type=dict)["version"]) from None
     return _entry_response(written.json, 200)
@@ -354,8 +332,6 @@ async def delete_entry(request: Request) -> Response:
     try:
         await _store(request).delete_entry(expected, entries.tombstone(entry, now()))
         request.app.state.pages.forget(entry.blog)
-    except NotFound as exc:
-        raise ApiError(404, "not_found", str(exc)) from None
     except Conflict as exc:
         raise _stale(msgspec.json.decode(exc.current, type=dict)["version"]) from None
     return Response(status_code=204)

@@ -1,8 +1,8 @@
 """The contract's error shape, ``{"error": {"code", "message", "field"?}}``, and its mapping.
 
-Handlers turn user errors (bad JSON, failed validation, missing things, conflicts, Redis being
-away) into that shape with a fitting status. Anything else is a bug: it is logged with the request
-and answered with a plain 500 in the same shape.
+Handlers turn user errors (bad JSON, failed validation, a blog or entry that does not exist, a
+field the sanitiser emptied, Redis being away) into that shape with a fitting status. Anything
+else is a bug: it is logged with the request and answered with a plain 500 in the same shape.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
+from .entries import NothingLeft
 from .models import ErrorBody, ErrorResponse, encoder
+from .store import NotFound
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,15 @@ async def _api_error(request: Request, exc: Exception) -> Response:
     return exc.response()
 
 
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return error_response(404, "not_found", str(exc))
+
+
+async def _nothing_left(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, NothingLeft)
+    return error_response(422, "invalid", str(exc), exc.field)
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     codes = {404: "not_found", 405: "method_not_allowed"}
@@ -90,6 +101,8 @@ async def _bug(request: Request, exc: Exception) -> Response:
 
 handlers = {
     ApiError: _api_error,
+    NotFound: _not_found,
+    NothingLeft: _nothing_left,
     HTTPException: _http_error,
     RedisConnectionError: _redis_down,
     RedisTimeoutError: _redis_down,

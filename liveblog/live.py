@@ -133,7 +133,7 @@ async def _serve(websocket: WebSocket, store: Store, hub: Hub, sink: Sink, blog_
 async def get_blog(store: Store, blog_id: str) -> Blog:
     """The blog a reader asked for; an id that cannot be a blog is simply not found."""
     if not _SLUG.match(blog_id):
-        raise NotFound(blog_id)
+        raise NotFound(f"blog {blog_id!r} does not exist")
     return await store.get_blog(blog_id)
 
 

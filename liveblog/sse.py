@@ -29,7 +29,7 @@ from .live import (
     parse_cursor,
     snapshot_size,
 )
-from .store import NotFound, Store
+from .store import Store
 
 HEARTBEAT = 15.0
 #: How long EventSource waits before reconnecting (ms): soon, but not a reconnect storm.
@@ -80,10 +80,7 @@ async def events(request: Request) -> Response:
     store: Store = request.app.state.store
     hub: Hub = request.app.state.hub
     blog_id = request.path_params["blog"]
-    try:
-        blog = await get_blog(store, blog_id)
-    except NotFound:
-        raise ApiError(404, "not_found", "no such blog") from None
+    blog = await get_blog(store, blog_id)
     if not origin_allowed(blog, request):
         raise ApiError(403, "origin_not_allowed", "this origin may not embed this blog")
     cursor = parse_cursor(request.headers.get("last-event-id") or request.query_params.get("cursor"))

@@ -70,12 +70,9 @@ class Live(NamedTuple):
 
 async def _live(request: Request, blog_id: str) -> Live:
     store: Store = request.app.state.store
-    try:
-        if not _SLUG.match(blog_id):  # an id that cannot be a blog is simply not found
-            raise NotFound(blog_id)
-        snapshot = await store.snapshot(blog_id, request.app.state.settings.snapshot_size)
-    except NotFound:
-        raise ApiError(404, "not_found", "no such blog") from None
+    if not _SLUG.match(blog_id):  # an id that cannot be a blog is simply not found
+        raise NotFound(f"blog {blog_id!r} does not exist")
+    snapshot = await store.snapshot(blog_id, request.app.state.settings.snapshot_size)
     entry = decoders[Entry].decode
     pinned = [entry(body) for body in snapshot.pinned if body is not None]
     latest = [entry(body) for body in snapshot.entries if body is not None]
