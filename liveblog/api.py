@@ -321,7 +321,7 @@ async def patch_entry(request: Request) -> Response:
         written = await _store(request).replace_entry(expected, entries.edit(entry, patch, now()))
         request.app.state.pages.forget(entry.blog)
     except Conflict as exc:
-        raise _stale(msgspec.json.decode(exc.current, type=dict)["version"]) from None
+        raise _stale(exc.current_version) from None
     return _entry_response(written.json, 200)
 
 
@@ -333,7 +333,7 @@ async def delete_entry(request: Request) -> Response:
         await _store(request).delete_entry(expected, entries.tombstone(entry, now()))
         request.app.state.pages.forget(entry.blog)
     except Conflict as exc:
-        raise _stale(msgspec.json.decode(exc.current, type=dict)["version"]) from None
+        raise _stale(exc.current_version) from None
     return Response(status_code=204)
 
 

@@ -35,9 +35,9 @@ class NotFound(LookupError):
 class Conflict(Exception):
     """The precondition failed: the thing exists already, or another writer changed it first."""
 
-    def __init__(self, message: str, current: bytes | None = None):
+    def __init__(self, message: str, current_version: int | None = None):
         super().__init__(message)
-        self.current = current
+        self.current_version = current_version
 
 
 class BlogEnded(Exception):
@@ -272,7 +272,8 @@ class Store:
         if status == "no_entry":
             raise NotFound(f"entry {entry_id!r} does not exist")
         if status == "conflict":
-            raise Conflict("the entry was changed by someone else first", current=rest[0])
+            current = decoders[Entry].decode(rest[0])
+            raise Conflict("the entry was changed by someone else first", current_version=current.version)
         return Written(body, _s(rest[0]))
 
     # --- reading at a log position ------------------------------------------------------------
