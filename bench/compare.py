@@ -58,10 +58,6 @@ from fanout import (  # noqa: E402
     ADMIN_TOKEN,
     CLK_TCK,
     HOST,
-    NO_MASK,
-    OP_CLOSE,
-    OP_PING,
-    OP_PONG,
     OP_TEXT,
     SEQ_MARK,
     SNAPSHOT,
@@ -118,71 +114,14 @@ class Stats:
         self.latencies = array("d")
 
 
-class Reader(asyncio.Protocol):
+class Reader(fanout.WebSocketReader):
     """One reader: WebSocket upgrade, then liveblog JSON frames or Engine.IO/Socket.IO packets."""
 
     def __init__(self, request: bytes, sio: bool, blog: int, nblogs: int, seen_size: int, stats: Stats):
-        self.request = request
+        super().__init__(request, seen_size, stats.latencies.append)  # seen: by local seq, seq // nblogs
         self.sio = sio
         self.blog = blog
         self.nblogs = nblogs
-        self.transport: asyncio.Transport | None = None
-        self.buffer = b""
-        self.upgraded = False
-        self.ready = asyncio.get_running_loop().create_future()
-        self.seen = bytearray(seen_size)  # by local sequence number: seq // nblogs
-        self.received = 0  # this step
-        self.duplicates = 0
-        self.unexpected = 0
-        self.last_receive = 0.0
-        self.close_code: int | None = None
-        self.lost_connection = False
-        self.stopping = False
-        self.record_latency = stats.latencies.append
-
-    def connection_made(self, transport: asyncio.Transport) -> None:
-        self.transport = transport
-        transport.write(self.request)
-
-    def data_received(self, data: bytes) -> None:
-        buffer = self.buffer + data if self.buffer else data
-        if not self.upgraded:
-            end = buffer.find(b"\r\n\r\n")
-            if end < 0:
-                self.buffer = buffer
-                return
-            if not buffer.startswith(b"HTTP/1.1 101"):
-                self._fail(buffer[: buffer.find(b"\r\n")].decode(errors="replace"))
-                return
-            self.upgraded = True
-            buffer = buffer[end + 4 :]
-        self.buffer = self._frames(buffer, time.time())
-
-    def _frames(self, buffer: bytes, now: float) -> bytes:
-        pos, size = 0, len(buffer)
-        while size - pos >= 2:
-            length = buffer[pos + 1] & 0x7F
-            start = pos + 2
-            if length >= 126:
-                extra = 2 if length == 126 else 8
-                if size < start + extra:
-                    break
-                length, start = int.from_bytes(buffer[start : start + extra], "big"), start + extra
-            end = start + length
-            if end > size:
-                break
-            opcode = buffer[pos] & 0x0F
-            if opcode == OP_TEXT:
-                self._text(buffer, start, end, now)
-            elif opcode == OP_PING:
-                self._control(OP_PONG, buffer[start:end])
-            elif opcode == OP_CLOSE:
-                self.close_code = int.from_bytes(buffer[start : start + 2], "big") if length >= 2 else 1005
-                self._control(OP_CLOSE, buffer[start : start + 2])
-                self._fail(f"closed by server with {self.close_code}")
-                return b""
-            pos = end
-        return buffer[pos:]
 
     def _text(self, buffer: bytes, start: int, end: int, now: float) -> None:
         mark = buffer.find(SEQ_MARK, start, end)
@@ -197,12 +136,7 @@ class Reader(asyncio.Protocol):
         self.received += 1
         self.last_receive = now
         local, blog = divmod(seq, self.nblogs)
-        if blog != self.blog or local >= len(self.seen):
-            self.unexpected += 1
-        elif self.seen[local]:
-            self.duplicates += 1
-        else:
-            self.seen[local] = 1
+        self._count(local if blog == self.blog else len(self.seen))
 
     def _other(self, buffer: bytes, start: int, end: int) -> None:
         """Anything but an entry: the snapshot (liveblog); Engine.IO open/ping, Socket.IO connect."""
@@ -211,34 +145,14 @@ class Reader(asyncio.Protocol):
                 self.ready.set_result(None)
             return
         if end - start == 1 and buffer[start] == 0x32:  # "2": Engine.IO ping
-            self._send_text(b"3")
+            self._send_frame(OP_TEXT, b"3")
         elif buffer.startswith(b"0{", start):  # Engine.IO open: connect the main namespace
-            self._send_text(b"40")
+            self._send_frame(OP_TEXT, b"40")
         elif buffer.startswith(b"40", start):  # Socket.IO CONNECT acknowledged
             if not self.ready.done():
                 self.ready.set_result(None)
         elif buffer.startswith(b"44", start) or buffer.startswith(b"1", start):  # connect error, close
             self._fail(buffer[start:end].decode(errors="replace"))
-
-    def _send_text(self, payload: bytes) -> None:
-        self.transport.write(bytes((0x80 | OP_TEXT, 0x80 | len(payload))) + NO_MASK + payload)
-
-    def _control(self, opcode: int, payload: bytes) -> None:
-        self.transport.write(bytes((0x80 | opcode, 0x80 | len(payload))) + NO_MASK + payload)
-
-    def _fail(self, reason: str) -> None:
-        if not self.ready.done():
-            self.ready.set_exception(ConnectionError(reason))
-        self.transport.close()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost_connection = not self.stopping
-        if not self.ready.done():
-            self.ready.set_exception(ConnectionError(f"connection lost: {exc}"))
-
-    @property
-    def disconnected(self) -> bool:
-        return self.close_code is not None or self.lost_connection
 
 
 def upgrade_request(proto: str, blog: str, port: int) -> bytes:

@@ -42,6 +42,7 @@ import sys
 import tempfile
 import time
 from array import array
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -128,16 +129,17 @@ class Samples:
         return sorted(low.values()), sorted(high[seq] - low[seq] for seq in low)
 
 
-class Reader(asyncio.Protocol):
-    """One WebSocket reader: upgrade, then parse unmasked server frames; answer pings."""
+class WebSocketReader(asyncio.Protocol):
+    """One WebSocket reader: send ``request`` (the upgrade), then parse unmasked server frames and
+    answer pings; subclasses say what a text frame means (``_text``). Also used by compare.py."""
 
-    def __init__(self, host: str, max_seq: int, samples: Samples):
-        self.host = host
+    def __init__(self, request: bytes, seen_size: int, record_latency: Callable[[float], None]):
+        self.request = request
         self.transport: asyncio.Transport | None = None
         self.buffer = b""
         self.upgraded = False
         self.ready = asyncio.get_running_loop().create_future()
-        self.seen = bytearray(max_seq)
+        self.seen = bytearray(seen_size)
         self.received = 0
         self.duplicates = 0
         self.unexpected = 0
@@ -145,12 +147,11 @@ class Reader(asyncio.Protocol):
         self.close_code: int | None = None
         self.lost_connection = False
         self.stopping = False
-        self.record_seq = samples.seqs.append
-        self.record_latency = samples.latencies.append
+        self.record_latency = record_latency
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         self.transport = transport
-        transport.write(HANDSHAKE.format(host=self.host).encode())
+        transport.write(self.request)
 
     def data_received(self, data: bytes) -> None:
         buffer = self.buffer + data if self.buffer else data
@@ -184,12 +185,54 @@ class Reader(asyncio.Protocol):
             if opcode == OP_TEXT:
                 self._text(buffer, start, end, now)
             elif opcode == OP_PING:
-                self._control(OP_PONG, buffer[start:end])
+                self._send_frame(OP_PONG, buffer[start:end])
             elif opcode == OP_CLOSE:
                 self._closed_by_server(buffer[start:end])
                 return b""
             pos = end
         return buffer[pos:]
+
+    def _text(self, buffer: bytes, start: int, end: int, now: float) -> None:
+        raise NotImplementedError
+
+    def _count(self, index: int) -> None:
+        """One more event received, ``index`` into ``seen``: lost, duplicated or unexpected?"""
+        if index >= len(self.seen):
+            self.unexpected += 1
+        elif self.seen[index]:
+            self.duplicates += 1
+        else:
+            self.seen[index] = 1
+
+    def _send_frame(self, opcode: int, payload: bytes) -> None:
+        self.transport.write(bytes((0x80 | opcode, 0x80 | len(payload))) + NO_MASK + payload)
+
+    def _closed_by_server(self, payload: bytes) -> None:
+        self.close_code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+        self._send_frame(OP_CLOSE, payload[:2])
+        self._fail(f"closed by server with {self.close_code}")
+
+    def _fail(self, reason: str) -> None:
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError(reason))
+        self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost_connection = not self.stopping
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError(f"connection lost: {exc}"))
+
+    @property
+    def disconnected(self) -> bool:
+        return self.close_code is not None or self.lost_connection
+
+
+class Reader(WebSocketReader):
+    """A liveblog reader of the one blog ``bench``."""
+
+    def __init__(self, host: str, max_seq: int, samples: Samples):
+        super().__init__(HANDSHAKE.format(host=host).encode(), max_seq, samples.latencies.append)
+        self.record_seq = samples.seqs.append
 
     def _text(self, buffer: bytes, start: int, end: int, now: float) -> None:
         """An event: its sequence number and send time are found by a bytes search, not JSON."""
@@ -206,34 +249,7 @@ class Reader(asyncio.Protocol):
         self.record_latency(now - float(buffer[space + 3 : quote]))
         self.received += 1
         self.last_receive = now
-        if seq >= len(self.seen):
-            self.unexpected += 1
-        elif self.seen[seq]:
-            self.duplicates += 1
-        else:
-            self.seen[seq] = 1
-
-    def _control(self, opcode: int, payload: bytes) -> None:
-        self.transport.write(bytes((0x80 | opcode, 0x80 | len(payload))) + NO_MASK + payload)
-
-    def _closed_by_server(self, payload: bytes) -> None:
-        self.close_code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
-        self._control(OP_CLOSE, payload[:2])
-        self._fail(f"closed by server with {self.close_code}")
-
-    def _fail(self, reason: str) -> None:
-        if not self.ready.done():
-            self.ready.set_exception(ConnectionError(reason))
-        self.transport.close()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost_connection = not self.stopping
-        if not self.ready.done():
-            self.ready.set_exception(ConnectionError(f"connection lost: {exc}"))
-
-    @property
-    def disconnected(self) -> bool:
-        return self.close_code is not None or self.lost_connection
+        self._count(seq)
 
 
 async def open_batch(port: int, count: int, max_seq: int, samples: Samples, failures: dict[str, int]) -> list[Reader]:
