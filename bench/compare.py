@@ -443,9 +443,8 @@ async def post_entries(
 # --------------------------------------------------------------------------- controller
 
 
-class Generator:
-    def __init__(self, process: asyncio.subprocess.Process):
-        self.process = process
+class Generator(fanout.Generator):
+    """fanout.py's generator process, started as this file's two-protocol generator."""
 
     @classmethod
     async def start(cls, proto: str, port: int, readers: int, blogs: int, seen_size: int, pin: bool) -> Generator:
@@ -457,24 +456,6 @@ class Generator:
             *command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
         )
         return cls(process)
-
-    def send(self, message: dict) -> None:
-        self.process.stdin.write((json.dumps(message) + "\n").encode())
-
-    async def receive(self, timeout: float) -> dict:
-        line = await asyncio.wait_for(self.process.stdout.readline(), timeout)
-        if not line:
-            raise RuntimeError(f"generator exited with {await self.process.wait()}")
-        return json.loads(line)
-
-    async def stop(self) -> None:
-        if self.process.returncode is None:
-            self.process.stdin.close()
-            try:
-                await asyncio.wait_for(self.process.wait(), STOP_TIMEOUT)
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
 
 
 class Case:
