@@ -24,8 +24,7 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Iterable
 from typing import Protocol
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -118,7 +117,11 @@ class Sink(Protocol):
 class Subscription:
     """One reader's place in the hub: joining (holding messages) until :meth:`go_live`."""
 
-    def __init__(self, sink: Sink, limit: int, metrics: Metrics):
+    # Slots: one of these lives as long as each reader, and a process holds thousands.
+    __slots__ = ("blog_id", "_sink", "_limit", "_metrics", "_held", "_held_bytes", "_position", "closed")
+
+    def __init__(self, blog_id: str, sink: Sink, limit: int, metrics: Metrics):
+        self.blog_id = blog_id
         self._sink = sink
         self._limit = limit
         self._metrics = metrics
@@ -213,13 +216,13 @@ class Hub:
         feed = self._feeds.get(blog_id)
         return len(feed.subscriptions) if feed else 0
 
-    @asynccontextmanager
-    async def subscribe(self, blog_id: str, sink: Sink) -> AsyncIterator[Subscription]:
-        """Register a reader of ``blog_id``; messages are held until ``go_live()``.
+    async def subscribe(self, blog_id: str, sink: Sink) -> Subscription:
+        """Register a reader of ``blog_id``; messages are held until ``go_live()``. Whoever
+        subscribes must :meth:`unsubscribe` when the reader leaves.
 
         Raises :class:`~liveblog.store.NotFound` if the blog does not exist.
         """
-        subscription = Subscription(sink, self._limit, self._metrics)
+        subscription = Subscription(blog_id, sink, self._limit, self._metrics)
         feed = self._feeds.get(blog_id)
         first = feed is None
         if feed is None:
@@ -230,12 +233,20 @@ class Hub:
                 await self._start(blog_id, feed)
             else:
                 await asyncio.shield(feed.started)
-            yield subscription
-        finally:
-            feed.subscriptions.discard(subscription)
-            if not feed.subscriptions and self._feeds.get(blog_id) is feed:
-                del self._feeds[blog_id]
-                self._positions.pop(blog_id, None)
+        except BaseException:
+            self.unsubscribe(subscription)
+            raise
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        """The reader left; a blog nobody here reads any more is no longer tailed."""
+        feed = self._feeds.get(subscription.blog_id)
+        if feed is None:
+            return
+        feed.subscriptions.discard(subscription)
+        if not feed.subscriptions:
+            del self._feeds[subscription.blog_id]
+            self._positions.pop(subscription.blog_id, None)
 
     async def _start(self, blog_id: str, feed: _Feed) -> None:
         try:

@@ -4,15 +4,18 @@ A reader without a usable cursor gets a snapshot and then every event; a reader 
 events it missed and then every event. Either way each event arrives once, in log order, because
 the reader registers with the hub before it reads anything (see :mod:`liveblog.hub`). The server
 sends; messages from the reader are not part of the protocol and are ignored (binary ones close
-the connection with 1003).
+the connection with 1003). Once the reader has joined, the ASGI call returns and the reader's
+:class:`~liveblog.connection.LiveConnection` serves it alone.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
 
+from prometheus_client import Gauge
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.datastructures import State
@@ -20,22 +23,21 @@ from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket
 
 from . import models
+from .connection import SERVICE_RESTART, LiveConnection
 from .cursor import BadCursor, Cursor, stream_id_key
 from .errors import ApiError
-from .hub import START, Hub, Message, Sink, Subscription
+from .hub import START, Hub, Message, Subscription
 from .limits import ConnectionLimiter
 from .models import SLUG_PATTERN, Blog, Snapshot
-from .server import SINK_EXTENSION
+from .server import CONNECTION_EXTENSION
 from .store import CursorGone, NotFound, Store
 
 log = logging.getLogger(__name__)
 _SLUG = re.compile(SLUG_PATTERN)
 
-SERVICE_RESTART = 1012
 NO_SUCH_BLOG = 4404
 TOO_MANY_FROM_CLIENT = 4429
 ORIGIN_NOT_ALLOWED = 4403
-UNSUPPORTED_DATA = 1003
 CATCH_UP_BATCH = 500
 MAX_SNAPSHOT = 100
 
@@ -59,36 +61,47 @@ def snapshot_size(connection: HTTPConnection) -> int:
 
 
 async def live(websocket: WebSocket) -> None:
-    store: Store = websocket.app.state.store
-    hub: Hub = websocket.app.state.hub
-    sink = websocket.scope.get("extensions", {}).get(SINK_EXTENSION)
-    if sink is None:
+    """Admit, accept and join a reader, then leave it to its LiveConnection and return."""
+    state = websocket.app.state
+    connection: LiveConnection | None = websocket.scope.get("extensions", {}).get(CONNECTION_EXTENSION)
+    if connection is None:
         raise RuntimeError("the live channel needs liveblog's server protocol: run it with `liveblog serve`")
     blog_id = websocket.path_params["blog"]
     client = client_address(websocket)
-    refusal = admission(websocket.app.state, client)
+    refusal = admission(state, client)
     if refusal is not None and refusal.status != TOO_MANY_FROM_CLIENT:
         await websocket.send_denial_response(refusal.response())
         return
     await websocket.accept()
+    # From here on, the reader is served through `connection` only (see liveblog.server).
     if refusal is not None:
-        await websocket.close(TOO_MANY_FROM_CLIENT, refusal.message)
+        connection.close(TOO_MANY_FROM_CLIENT, refusal.message)
         return
-    readers: ConnectionLimiter = websocket.app.state.readers
+    readers: ConnectionLimiter = state.readers
     readers.opened(client)
-    connected = websocket.app.state.metrics.readers.labels("websocket")
+    connected = state.metrics.readers.labels("websocket")
     connected.inc()
+    subscription = None
     try:
-        await _serve(websocket, store, hub, sink, blog_id)
+        subscription = await _join_reader(websocket, connection, blog_id)
     except NotFound:
-        await websocket.close(NO_SUCH_BLOG, "no such blog")
+        connection.close(NO_SUCH_BLOG, "no such blog")
     except (RedisConnectionError, RedisTimeoutError) as exc:
         log.warning("live reader of %r dropped: Redis unavailable (%s)", blog_id, exc)
-        websocket.app.state.metrics.redis_errors.labels("live").inc()
-        await websocket.close(SERVICE_RESTART, "storage unavailable; reconnect with your cursor")
-    finally:
-        readers.closed(client)
-        connected.dec()
+        state.metrics.redis_errors.labels("live").inc()
+        connection.close(SERVICE_RESTART, "storage unavailable; reconnect with your cursor")
+    except BaseException:
+        _leave(state.hub, None, readers, client, connected)
+        raise
+    connection.adopt(functools.partial(_leave, state.hub, subscription, readers, client, connected))
+
+
+def _leave(hub: Hub, subscription: Subscription | None, readers: ConnectionLimiter, client: str, gauge: Gauge) -> None:
+    """A WebSocket reader is gone: release what it held."""
+    if subscription is not None:
+        hub.unsubscribe(subscription)
+    readers.closed(client)
+    gauge.dec()
 
 
 def client_address(connection: HTTPConnection) -> str:
@@ -113,21 +126,22 @@ def admission(state: State, client: str) -> ApiError | None:
     return None
 
 
-async def _serve(websocket: WebSocket, store: Store, hub: Hub, sink: Sink, blog_id: str) -> None:
+async def _join_reader(websocket: WebSocket, connection: LiveConnection, blog_id: str) -> Subscription | None:
+    """Subscribe the reader and bring it up to date; None if it was turned away (and closed)."""
+    store: Store = websocket.app.state.store
+    hub: Hub = websocket.app.state.hub
     if not origin_allowed(await get_blog(store, blog_id), websocket):
-        await websocket.close(ORIGIN_NOT_ALLOWED, "this origin may not embed this blog")
-        return
+        connection.close(ORIGIN_NOT_ALLOWED, "this origin may not embed this blog")
+        return None
     cursor = parse_cursor(websocket.query_params.get("cursor"))
-    async with hub.subscribe(blog_id, sink) as subscription:
+    subscription = await hub.subscribe(blog_id, connection)
+    try:
         await join(store, subscription, blog_id, cursor, snapshot_size(websocket))
-        subscription.go_live()
-        while True:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            if message.get("bytes") is not None:
-                await websocket.close(UNSUPPORTED_DATA, "this channel takes no binary messages")
-                return
+    except BaseException:
+        hub.unsubscribe(subscription)
+        raise
+    subscription.go_live()
+    return subscription
 
 
 async def get_blog(store: Store, blog_id: str) -> Blog:

@@ -1,10 +1,12 @@
-"""Serving: uvicorn with a WebSocket protocol that gives the hub a direct, non-awaiting sink.
+"""Serving: uvicorn, with a WebSocket protocol that hands live readers to a lean connection.
 
 ASGI's ``await send(...)`` costs one await per reader per message and, under uvicorn, waits while
 that reader's transport is paused, so one stalled phone would hold up the loop that serves
-everyone. The live channel therefore gets, through an ASGI scope extension, a :class:`DirectSink`
-that writes an already-framed message straight to the transport and reports the backlog, the
-shape ``websockets.broadcast()`` and picows use. Everything else is plain ASGI under uvicorn.
+everyone; and an ASGI WebSocket holds a task, its frames and queues for as long as it is open.
+The live channel therefore runs its handshake and join as ASGI, then continues on a
+:class:`~liveblog.connection.LiveConnection` that writes already-framed messages straight to the
+transport and reports the backlog, the shape ``websockets.broadcast()`` and picows use.
+Everything else is plain ASGI under uvicorn.
 """
 
 from __future__ import annotations
@@ -13,50 +15,16 @@ import uvicorn
 from httptools import HttpParserCallbackError
 from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
-from websockets.protocol import State
 
 from .config import Settings
+from .connection import LiveConnection
 
-SINK_EXTENSION = "liveblog.sink"
+CONNECTION_EXTENSION = "liveblog.connection"
 #: Request line plus headers; browsers send a few KiB, proxies refuse beyond 8-16 KiB.
 MAX_HEAD_BYTES = 16 * 1024
-#: After a slow reader is sent its close frame, how long it gets to read its backlog.
-SLOW_CLOSE_GRACE = 5.0
-
-
-class DirectSink:
-    """Writes frames to one WebSocket connection without awaiting (see :class:`liveblog.hub.Sink`)."""
-
-    __slots__ = ("_protocol",)
-
-    def __init__(self, protocol: LiveProtocol):
-        self._protocol = protocol
-
-    def send(self, message) -> int:  # noqa: ANN001 - liveblog.hub.Message; no import cycle
-        # The hot path: runs once per reader per message. Plain attribute and C-method checks only
-        # (websockets' state property cost more than the rest of this function).
-        protocol = self._protocol
-        transport = protocol.transport
-        if protocol.close_sent or transport.is_closing():
-            return 0
-        transport.write(message.ws_frame)
-        return transport.get_write_buffer_size()
-
-    def close(self, code: int, reason: str) -> None:
-        protocol = self._protocol
-        if protocol.close_sent or protocol.conn.state is not State.OPEN:
-            return
-        protocol.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
-        protocol.conn.send_close(code, reason)
-        protocol.transport.write(b"".join(protocol.conn.data_to_send()))
-        protocol.close_sent = True
-        if protocol.read_paused:
-            protocol.read_paused = False
-            protocol.transport.resume_reading()
-        # The close frame queues behind the backlog; a reader that never drains it is cut off.
-        protocol.close_timer = protocol.loop.call_later(SLOW_CLOSE_GRACE, protocol.transport.abort)
 
 
 class HttpProtocol(HttpToolsProtocol):
@@ -100,22 +68,53 @@ class HttpProtocol(HttpToolsProtocol):
 
 
 class LiveProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's sans-I/O websockets protocol, plus the :class:`DirectSink` scope extension."""
+    """uvicorn's sans-I/O websockets protocol, handing accepted connections to a LiveConnection.
+
+    The app finds the connection in the scope extension ``liveblog.connection``; from
+    ``websocket.accept`` on, it is the transport's protocol and the app talks to the reader only
+    through it. The connection then outlives the app call: uvicorn would close it when the app
+    returns, this protocol leaves that to the LiveConnection.
+    """
+
+    connection: LiveConnection | None = None
+    handed_over = False
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
         if self.response.status_code == 101:
-            self.scope["extensions"][SINK_EXTENSION] = DirectSink(self)
+            self.connection = LiveConnection(self.connections, self.config.ws_max_size, self.ping_interval)
+            self.scope["extensions"][CONNECTION_EXTENSION] = self.connection
 
     async def send(self, message: ASGISendEvent) -> None:
         await super().send(message)
-        if message["type"] == "websocket.accept":
-            # The handshake's request and response (headers and all) are not needed again; a live
-            # reader holds its connection for hours, and thousands of them do.
-            self.request = self.response = None
+        if message["type"] == "websocket.accept" and self.handshake_complete and not self.transport.is_closing():
+            self.stop_keepalive()
+            self.connections.discard(self)
+            self.request = self.response = None  # the handshake's headers are not needed again
+            self.connection.take_over(self.transport)
+            self.handed_over = True
         elif message["type"] == "websocket.http.response.body" and not message.get("more_body", False):
             # A denial response (429, 503) ends the handshake too; uvicorn would log it as an error.
             self.handshake_complete = True
+
+    async def run_asgi(self) -> None:
+        """uvicorn's, except that a connection handed over to its LiveConnection is left open."""
+        try:
+            await self.app(self.scope, self.receive, self.send)
+        except ClientDisconnected:
+            pass
+        except BaseException:
+            self.logger.exception("Exception in ASGI application\n")
+            if self.handed_over:
+                self.connection.close(1011, "internal error")
+            else:
+                self.send_500_response()
+        else:
+            if not self.handshake_complete:
+                self.logger.error("ASGI callable returned without completing handshake.")
+                self.send_500_response()
+        if not self.handed_over and self.close_timer is None:
+            self.transport.close()
 
 
 def uvicorn_config(app: object, settings: Settings, **overrides: object) -> uvicorn.Config:

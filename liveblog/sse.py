@@ -99,12 +99,15 @@ async def events(request: Request) -> Response:
         readers.opened(client)
         connected.inc()
         try:
-            async with hub.subscribe(blog_id, sink) as subscription:
+            subscription = await hub.subscribe(blog_id, sink)
+            try:
                 yield b"retry: %d\n\n" % RETRY_MS
                 await join(store, subscription, blog_id, cursor, snapshot_size(request))
                 subscription.go_live()
                 async for chunk in sink.chunks():
                     yield chunk
+            finally:
+                hub.unsubscribe(subscription)
         finally:
             readers.closed(client)
             connected.dec()

@@ -30,7 +30,7 @@ def event(n: int) -> Message:
 
 def test_a_batch_the_reader_partly_has_is_delivered_from_where_it_is():
     socket = Socket()
-    reader = Subscription(socket, limit=1 << 20, metrics=Metrics())
+    reader = Subscription("b", socket, limit=1 << 20, metrics=Metrics())
     reader.seek((2, 0))  # caught up from its cursor to event 2
     reader.go_live()
     reader.push(Message.batch([event(1), event(2), event(3), event(4)]))
@@ -40,7 +40,7 @@ def test_a_batch_the_reader_partly_has_is_delivered_from_where_it_is():
 
 def test_a_batch_is_one_write_of_all_its_frames():
     socket = Socket()
-    reader = Subscription(socket, limit=1 << 20, metrics=Metrics())
+    reader = Subscription("b", socket, limit=1 << 20, metrics=Metrics())
     reader.go_live()
     reader.push(Message.batch([event(1), event(2)]))
     assert socket.frames == [event(1).ws_frame + event(2).ws_frame]
@@ -48,7 +48,7 @@ def test_a_batch_is_one_write_of_all_its_frames():
 
 def test_what_arrives_while_joining_is_held_then_delivered_after_the_snapshot():
     socket = Socket()
-    reader = Subscription(socket, limit=1 << 20, metrics=Metrics())
+    reader = Subscription("b", socket, limit=1 << 20, metrics=Metrics())
     reader.push(event(1))
     reader.push(event(2))
     assert socket.frames == []
@@ -61,7 +61,7 @@ def test_what_arrives_while_joining_is_held_then_delivered_after_the_snapshot():
 
 def test_a_reader_whose_backlog_passes_the_limit_is_closed_with_4408():
     socket = Socket(unsent_after_each=400)
-    reader = Subscription(socket, limit=1000, metrics=Metrics())
+    reader = Subscription("b", socket, limit=1000, metrics=Metrics())
     reader.go_live()
     for n in range(1, 5):
         reader.push(event(n))

@@ -1,0 +1,156 @@
+"""A live reader's connection after the handshake: client frames, keepalive, and what it costs.
+
+The frame parser is checked against websockets' own serializer as the oracle; the rest runs
+against the real service with real clients over real sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import struct
+from dataclasses import replace
+
+import pytest
+import websockets
+from conftest import UNLIMITED, receive, running_service
+from hypothesis import given
+from hypothesis import strategies as st
+from websockets.frames import Close, Frame, Opcode
+
+from liveblog.connection import (
+    KEEPALIVE_FAILED,
+    MESSAGE_TOO_BIG,
+    PROTOCOL_ERROR,
+    FrameError,
+    parse_client_frames,
+)
+
+MAX = 1024
+
+data_frames = st.builds(
+    Frame,
+    st.sampled_from([Opcode.TEXT, Opcode.BINARY, Opcode.CONT]),
+    st.binary(max_size=MAX),
+    st.booleans(),
+)
+control_frames = st.one_of(
+    st.builds(Frame, st.sampled_from([Opcode.PING, Opcode.PONG]), st.binary(max_size=125)),
+    st.builds(
+        lambda code, reason: Frame(Opcode.CLOSE, Close(code, reason).serialize()),
+        st.sampled_from([1000, 1001, 4000]),
+        st.text(max_size=30).filter(lambda r: len(r.encode()) <= 120),
+    ),
+)
+
+
+@given(st.lists(st.one_of(data_frames, control_frames), max_size=8), st.lists(st.integers(1, 300), max_size=10))
+def test_frames_are_parsed_as_websockets_wrote_them_however_the_bytes_are_split(frames, cuts):
+    wire = b"".join(frame.serialize(mask=True) for frame in frames)
+    parsed, pending, offset = [], b"", 0
+    for size in [*cuts, len(wire)]:  # arrive in chunks of these sizes, then the rest
+        chunk, offset = wire[offset : offset + size], offset + size
+        more, pending = parse_client_frames(pending + chunk, MAX)
+        parsed += more
+    assert pending == b""
+    assert parsed == [(frame.opcode.value, frame.data) for frame in frames]
+
+
+@pytest.mark.parametrize(
+    "wire, code",
+    [
+        (Frame(Opcode.TEXT, b"hi").serialize(mask=False), PROTOCOL_ERROR),  # clients must mask
+        (bytes([0xC1, 0x80]) + os.urandom(4), PROTOCOL_ERROR),  # RSV1: no extension was agreed
+        (bytes([0x83, 0x80]) + os.urandom(4), PROTOCOL_ERROR),  # opcode 3 is reserved
+        (bytes([0x09, 0x81]) + os.urandom(5), PROTOCOL_ERROR),  # a fragmented control frame
+        (bytes([0x89, 0xFE, 0, 200]) + b"\0" * 204, PROTOCOL_ERROR),  # control payload > 125
+        (Frame(Opcode.TEXT, b"x" * (MAX + 1)).serialize(mask=True), MESSAGE_TOO_BIG),
+        (bytes([0x81, 0xFF]) + struct.pack("!Q", 2**62), MESSAGE_TOO_BIG),  # refused before the payload
+    ],
+)
+def test_frames_breaking_the_protocol_or_the_size_limit_are_refused_with_the_right_code(wire, code):
+    with pytest.raises(FrameError) as error:
+        parse_client_frames(wire, MAX)
+    assert error.value.code == code
+
+
+async def raw_reader(ws_url: str, blog_id: str = "ukraine") -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A WebSocket client that does the handshake and then nothing at all (a phone that left)."""
+    host, port = ws_url.removeprefix("ws://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        f"GET /api/v1/blogs/{blog_id}/live HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return reader, writer
+
+
+async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    first, second = await reader.readexactly(2)
+    length = second & 0x7F
+    if length == 126:
+        (length,) = struct.unpack("!H", await reader.readexactly(2))
+    elif length == 127:
+        (length,) = struct.unpack("!Q", await reader.readexactly(8))
+    return first & 0x0F, await reader.readexactly(length)
+
+
+async def test_a_reader_that_stops_answering_pings_is_dropped_and_one_that_answers_stays(redis_server):
+    settings = replace(UNLIMITED, ws_ping_interval=0.2)
+    async with running_service(redis_server.url, settings) as service:
+        await service.create_blog()
+        async with service.live() as answering:  # websockets answers pings by itself
+            assert (await receive(answering))["type"] == "snapshot"
+            reader, writer = await raw_reader(service.ws_url)
+            frames = []
+            while not frames or frames[-1][0] != Opcode.CLOSE.value:
+                frames.append(await asyncio.wait_for(read_frame(reader), 5))
+            assert [opcode for opcode, _ in frames[1:-1]] == [Opcode.PING.value]  # snapshot, one ping, close
+            assert Close.parse(frames[-1][1]).code == KEEPALIVE_FAILED
+            assert await asyncio.wait_for(reader.read(), 5) == b""  # and the server hung up
+            writer.close()
+            # the answering reader has been pinged as often, and is still served
+            await service.post(headline="Still here")
+            message = await receive(answering)
+            assert message["event"] == "entry.created" and message["entry"]["headline"] == "Still here"
+
+
+async def test_a_client_ping_is_answered_and_a_client_close_is_echoed(service):
+    await service.create_blog()
+    async with service.live() as ws:
+        await receive(ws)
+        latency = await asyncio.wait_for(await ws.ping(b"are you there"), 5)
+        assert latency >= 0
+        await ws.close(4000, "bye")
+        assert ws.protocol.close_rcvd is not None and ws.protocol.close_rcvd.code == 4000
+
+
+def app_calls() -> list[asyncio.Task]:
+    """The server's running ASGI calls for WebSocket connections (it runs in this loop)."""
+    return [task for task in asyncio.all_tasks() if task.get_coro().__qualname__.endswith("Protocol.run_asgi")]
+
+
+async def test_an_idle_reader_holds_no_task_on_the_server(service):
+    """What a reader costs while nothing happens: after the join, the app call has returned."""
+    await service.create_blog()
+    url = f"{service.ws_url}/api/v1/blogs/ukraine/live"
+    readers = await asyncio.gather(*(websockets.connect(url) for _ in range(20)))
+    try:
+        for ws in readers:
+            assert (await receive(ws))["type"] == "snapshot"
+        # each reader's app call ends right after its snapshot was written
+        for _ in range(200):
+            if not app_calls():
+                break
+            await asyncio.sleep(0.01)
+        assert app_calls() == []
+        await service.post(headline="To all twenty")
+        for ws in readers:
+            assert (await receive(ws))["entry"]["headline"] == "To all twenty"
+    finally:
+        for ws in readers:
+            await ws.close()
