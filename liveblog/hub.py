@@ -378,12 +378,14 @@ class Hub:
         if not messages:
             return
         batch = Message.batch(messages)
+        started = time.perf_counter()
         dropped = []
         for subscription in feed.subscriptions:
             subscription.push(batch)
             if subscription.closed:
                 dropped.append(subscription)
         feed.subscriptions.difference_update(dropped)
+        self._metrics.fanout_seconds.observe(time.perf_counter() - started)
         self._metrics.delivered.inc(len(messages) * len(feed.subscriptions))
         self._positions[blog_id] = cursor
         self._metrics.tailer_lag.set(max(0.0, time.time() - stream_id_key(cursor.stream_id)[0] / 1000))

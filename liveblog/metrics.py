@@ -2,7 +2,7 @@
 
 What an operator watches at 3 a.m.: how many readers are connected and how, whether events
 still flow (delivered, and the age of the last one delivered), who is too slow, how long
-reporters wait for a post, and whether Redis is answering.
+reporters wait for a post, how long one fan-out pass takes, and whether Redis is answering.
 """
 
 from __future__ import annotations
@@ -26,6 +26,12 @@ class Metrics:
             "liveblog_post_seconds",
             "Time to answer a reporter's POST of an entry",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=self.registry,
+        )
+        self.fanout_seconds = Histogram(
+            "liveblog_fanout_seconds",
+            "Time to hand one read of a blog's new events to all its readers in this process",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
             registry=self.registry,
         )
         self.tailer_lag = Gauge(

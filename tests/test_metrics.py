@@ -31,5 +31,6 @@ async def test_metrics_show_connected_readers_delivered_events_and_post_latency(
     assert during[("liveblog_readers", (("transport", "sse"),))] == 1
     assert after[("liveblog_events_delivered_total", ())] >= 2
     assert after[("liveblog_post_seconds_count", ())] == 1
+    assert after[("liveblog_fanout_seconds_count", ())] == 1  # one event, read once, for both readers
     assert 0 <= after[("liveblog_tailer_lag_seconds", ())] < 5
     assert after[("liveblog_slow_reader_closes_total", ())] == 0
