@@ -1,9 +1,11 @@
-"""The hub's bookkeeping without I/O: what a joining reader is given, once and in order."""
+"""The hub's bookkeeping without I/O: what a joining reader is given, once and in order, and when."""
 
 from __future__ import annotations
 
+import asyncio
+
 from liveblog.cursor import Cursor
-from liveblog.hub import START, TOO_SLOW, Message, Subscription
+from liveblog.hub import SLICE, START, TOO_SLOW, Message, Subscription, _hand_out
 from liveblog.metrics import Metrics
 from liveblog.store import LogEvent
 
@@ -67,3 +69,23 @@ def test_a_reader_whose_backlog_passes_the_limit_is_closed_with_4408():
         reader.push(event(n))
     assert socket.closed_with == TOO_SLOW
     assert len(socket.frames) == 3  # nothing is written once it is closed
+
+
+async def test_a_large_fan_out_lets_other_work_run_between_slices_of_readers():
+    """A reporter's POST must not wait until 10k readers have been written to."""
+    sockets = [Socket() for _ in range(2 * SLICE + 1)]
+    readers = [Subscription("b", socket, limit=1 << 20, metrics=Metrics()) for socket in sockets]
+    for reader in readers:
+        reader.go_live()
+    written_when_others_ran: list[int] = []
+
+    async def other_work() -> None:
+        while len(written_when_others_ran) < 3:
+            written_when_others_ran.append(sum(1 for socket in sockets if socket.frames))
+            await asyncio.sleep(0)
+
+    async with asyncio.TaskGroup() as tasks:
+        tasks.create_task(_hand_out(readers, Subscription.push, event(1)))
+        tasks.create_task(other_work())
+    assert written_when_others_ran == [SLICE, 2 * SLICE, 2 * SLICE + 1]  # it ran after each slice
+    assert all(socket.frames == [event(1).ws_frame] for socket in sockets)
