@@ -239,11 +239,7 @@ async def _events_since(store: Store, blog_id: str, text: str, limit: int) -> by
     except CursorGone as exc:
         raise ApiError(410, "cursor_gone", f"{exc}; load the entries again for a fresh cursor", "since") from None
     last = str(Cursor(cursor.epoch, events[-1].stream_id)) if events else text
-    items = [
-        Raw(b'{"cursor":"%s",%s' % (str(Cursor(cursor.epoch, event.stream_id)).encode(), event.payload[1:]))
-        for event in events
-    ]
-    return encoder.encode(EventPage(last, items))
+    return encoder.encode(EventPage(last, [Raw(event.with_cursor(cursor.epoch)) for event in events]))
 
 
 def _int(params, name: str, default: int, maximum: int) -> int:  # noqa: ANN001

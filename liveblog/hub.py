@@ -86,8 +86,7 @@ class Message:
 
     @classmethod
     def event(cls, epoch: str, event: LogEvent) -> Message:
-        cursor = Cursor(epoch, event.stream_id)
-        return cls(cursor, b'{"type":"event","cursor":"%s",%s' % (str(cursor).encode(), event.payload[1:]))
+        return cls(Cursor(epoch, event.stream_id), event.with_cursor(epoch, b'"type":"event",'))
 
     @property
     def ws_frame(self) -> bytes:

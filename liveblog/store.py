@@ -69,6 +69,11 @@ class LogEvent(NamedTuple):
     payload: bytes
     epoch: str
 
+    def with_cursor(self, epoch: str, head: bytes = b"") -> bytes:
+        """The event's JSON with ``head`` and its cursor (under the reader's ``epoch``) as the
+        first members, spliced in without decoding it: ``{<head>"cursor":"…","event":…}``."""
+        return b'{%s"cursor":"%s",%s' % (head, str(Cursor(epoch, self.stream_id)).encode(), self.payload[1:])
+
 
 class Written(NamedTuple):
     """What a mutation returns: the stored JSON and the log position of its event."""
