@@ -98,7 +98,7 @@ class LiveConnection(asyncio.Protocol):
         "_ping_interval",
         "_timer",
         "_pong_due",
-        "_closing",
+        "_closing",  # a close frame was sent or received, or the connection is lost
         "_lost",
         "_pending",
         "_release",
@@ -133,10 +133,6 @@ class LiveConnection(asyncio.Protocol):
         else:
             self._release = release
 
-    @property
-    def closed(self) -> bool:
-        return self._closing or self._lost
-
     # -- the hub's sink
 
     def send(self, message) -> int:  # noqa: ANN001 - liveblog.hub.Message; no import cycle
@@ -150,7 +146,7 @@ class LiveConnection(asyncio.Protocol):
     def close(self, code: int, reason: str) -> None:
         """Send a close frame now, behind what is queued; cut the reader off if it has not
         answered within ``CLOSE_GRACE`` (a stalled reader never drains its backlog)."""
-        if self._closing or self._lost:
+        if self._closing:
             return
         self._closing = True
         self._transport.write(close_frame(code, reason))
@@ -185,7 +181,7 @@ class LiveConnection(asyncio.Protocol):
                 self.close(UNSUPPORTED_DATA, "this channel takes no binary messages")
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._lost = True
+        self._lost = self._closing = True
         self._connections.discard(self)
         if self._timer is not None:
             self._timer.cancel()
@@ -223,7 +219,7 @@ class LiveConnection(asyncio.Protocol):
     def _keepalive(self) -> None:
         """Ping every interval; a reader that did not answer the last ping (a phone that left
         without a word) is dropped, so its resources do not stay held for hours."""
-        if self._closing or self._lost:
+        if self._closing:
             return
         if self._pong_due:
             self._fail(KEEPALIVE_FAILED, "keepalive ping timeout")

@@ -87,12 +87,15 @@ class LiveProtocol(WebSocketsSansIOProtocol):
 
     async def send(self, message: ASGISendEvent) -> None:
         await super().send(message)
-        if message["type"] == "websocket.accept" and self.handshake_complete and not self.transport.is_closing():
+        if message["type"] == "websocket.accept":
             self.stop_keepalive()
-            self.connections.discard(self)
             self.request = self.response = None  # the handshake's headers are not needed again
-            self.connection.take_over(self.transport)
-            self.handed_over = True
+            if self.handshake_complete and not self.transport.is_closing():
+                self.connections.discard(self)
+                self.connection.take_over(self.transport)
+                self.handed_over = True
+            else:  # the client left during the handshake: the app finds its connection closed
+                self.connection.connection_lost(None)
         elif message["type"] == "websocket.http.response.body" and not message.get("more_body", False):
             # A denial response (429, 503) ends the handshake too; uvicorn would log it as an error.
             self.handshake_complete = True
