@@ -9,12 +9,14 @@ import logging
 import os
 import secrets
 import signal
+import socket
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
 
 import uvicorn
 
-from . import logs
+from . import logs, workers
 from .app import create_app
 from .config import Settings
 from .embedded import EmbeddedRedis
@@ -40,10 +42,17 @@ def _admin_token(settings: Settings) -> str:
     return token
 
 
-async def _serve(settings: Settings, redis_url: str) -> None:
+async def _serve(
+    settings: Settings,
+    redis_url: str,
+    sockets: list[socket.socket] | None = None,
+    on_serving: Callable[[], None] | None = None,
+) -> None:
+    """Run the app until a signal stops it: on ``settings``' address, or on ``sockets`` (a worker),
+    announcing it serves with the URL line, or with ``on_serving`` (a worker tells its parent)."""
     # log_config=None: uvicorn's loggers go through the handler logs.configure() installed.
     server = uvicorn.Server(uvicorn_config(create_app(settings, redis_url), settings, log_config=None))
-    serving = asyncio.create_task(server.serve())
+    serving = asyncio.create_task(server.serve(sockets=sockets))
     while not server.started and not serving.done():
         await asyncio.sleep(0.02)
     if server.started:
@@ -51,7 +60,10 @@ async def _serve(settings: Settings, redis_url: str) -> None:
         # walking it again on every full collection, which at 5k readers stalled the loop ~0.4 s.
         gc.collect()
         gc.freeze()
-        print(f"liveblog is serving on http://{settings.host}:{bound_port(server)}", flush=True)
+        if on_serving is None:
+            print(f"liveblog is serving on http://{settings.host}:{bound_port(server)}", flush=True)
+        else:
+            on_serving()
     await serving
     if not server.started:
         raise SystemExit(1)
@@ -61,8 +73,35 @@ def _exit_quietly(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
+def _run(main: Coroutine[None, None, None]) -> None:
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
+def _supervise(settings: Settings, redis_url: str, listening: socket.socket) -> int:
+    """Run ``settings.workers`` workers on ``listening`` until SIGTERM/SIGINT; the exit code."""
+
+    def worker(sock: socket.socket, ready: Callable[[], None]) -> None:
+        # What a single `liveblog serve` runs, on the parent's port; the parent prints the URL.
+        signal.signal(signal.SIGTERM, _exit_quietly)
+        signal.signal(signal.SIGINT, _exit_quietly)
+        _run(_serve(settings, redis_url, [sock], on_serving=ready))
+
+    def serving(pids: list[int]) -> None:
+        print(f"{len(pids)} workers serving, pids {' '.join(map(str, pids))}", flush=True)
+        print(f"liveblog is serving on http://{settings.host}:{listening.getsockname()[1]}", flush=True)
+
+    return workers.Supervisor(settings.workers, listening, worker).run(serving)
+
+
 def serve(settings: Settings) -> None:
     settings = replace(settings, admin_token=_admin_token(settings))
+    # With workers, the parent binds the port once, first: a port in use fails before anything starts.
+    listening = workers.listen(settings.host, settings.port) if settings.workers > 1 else None
     embedded = None
     if settings.redis_url:
         redis_url = settings.redis_url
@@ -74,17 +113,18 @@ def serve(settings: Settings) -> None:
     # turning that into SystemExit lets the embedded Redis below be shut down cleanly.
     signal.signal(signal.SIGTERM, _exit_quietly)
     signal.signal(signal.SIGINT, _exit_quietly)
+    code = 0
     try:
-        try:
-            import uvloop
-        except ImportError:
-            asyncio.run(_serve(settings, redis_url))
+        if listening is None:
+            _run(_serve(settings, redis_url))
         else:
-            uvloop.run(_serve(settings, redis_url))
+            code = _supervise(settings, redis_url, listening)
     finally:
         if embedded is not None:
             embedded.stop()
             print("Embedded redis-server stopped.", flush=True)
+    if code:
+        raise SystemExit(code)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -98,11 +138,23 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument(
         "--log-format", choices=["text", "json"], help="log lines for people or machines (LIVEBLOG_LOG_FORMAT)"
     )
+    run.add_argument("--workers", type=int, help="processes serving the port, one Redis (LIVEBLOG_WORKERS, default 1)")
     args = parser.parse_args(argv)
     settings = Settings.from_env(
-        host=args.host, port=args.port, data_dir=args.data_dir, redis_url=args.redis_url, log_format=args.log_format
+        host=args.host,
+        port=args.port,
+        data_dir=args.data_dir,
+        redis_url=args.redis_url,
+        log_format=args.log_format,
+        workers=args.workers,
     )
-    logs.configure(settings.log_format)
+    most = workers.max_workers()
+    if not 1 <= settings.workers <= most:
+        run.error(
+            f"--workers (LIVEBLOG_WORKERS) must be from 1 to {most} here ({workers.MAX_WORKERS_PER_CPU} per CPU; "
+            f"one per CPU is plenty), not {settings.workers}"
+        )
+    logs.configure(settings.log_format, pid=settings.workers > 1)
     serve(settings)
 
 

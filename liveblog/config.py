@@ -41,6 +41,8 @@ class Settings:
     #: Proxies whose X-Forwarded-For/-Proto are believed (comma-separated addresses, or "*").
     forwarded_allow_ips: str = "127.0.0.1"
     ws_ping_interval: float = 20.0
+    #: Worker processes serving the one port (1: the service runs in a single process).
+    workers: int = 1
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:

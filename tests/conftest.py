@@ -170,9 +170,9 @@ class Served:
     Its output is read all along by a thread (a child blocked on a full pipe would look hung).
     """
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None):
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()):
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "liveblog.cli", "serve", "--port", "0", "--data-dir", str(data_dir)],
+            [sys.executable, "-m", "liveblog.cli", "serve", "--port", "0", "--data-dir", str(data_dir), *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
