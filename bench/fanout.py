@@ -9,9 +9,10 @@ What happens:
 
 1. ``liveblog serve --port 0`` starts in a temporary data dir (its own embedded redis-server),
    pinned to core 0 with ``taskset`` unless ``--no-pin``; a blog ``bench`` is created.
-2. A load generator (this file again, with ``--generator``, pinned to core 1) opens the readers
-   in batches, each a minimal hand-written WebSocket client on uvloop, and waits for every
-   snapshot.
+2. A load generator (pinned to core 1) opens the readers in batches and waits for every snapshot.
+   By default it is bench/loadgen.c (one thread, epoll, compiled on demand into bench/.build/);
+   ``--generator-impl python`` runs this file again with ``--generator`` instead (each reader a
+   minimal hand-written WebSocket client on uvloop). Both speak the same JSON lines.
 3. This process posts ``--rate`` entries per second for ``--duration`` seconds. Each entry's
    headline is ``seq=<n> t=<time.time() at send>``; readers extract both with a bytes search
    instead of decoding JSON, and record post-to-receive latency, losses and duplicates.
@@ -92,6 +93,47 @@ def machine_seconds() -> tuple[float, float]:
 def cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+LOADGEN_SOURCE = Path(__file__).resolve().parent / "loadgen.c"
+BUILD_DIR = LOADGEN_SOURCE.parent / ".build"
+
+
+def loadgen_binary() -> Path:
+    """The C load generator (bench/loadgen.c), compiled into bench/.build/ when missing or older than its source."""
+    binary = BUILD_DIR / "loadgen"
+    if not binary.exists() or binary.stat().st_mtime < LOADGEN_SOURCE.stat().st_mtime:
+        BUILD_DIR.mkdir(exist_ok=True)
+        partial = BUILD_DIR / f"loadgen.{os.getpid()}"  # renamed into place: concurrent builds do not collide
+        command = [os.environ.get("CC", "cc"), "-O2", "-Wall", "-Wextra", "-o", str(partial), str(LOADGEN_SOURCE)]
+        subprocess.run(command, check=True, timeout=120)
+        os.replace(partial, binary)
+    return binary
+
+
+def generator_command(args: argparse.Namespace, script: str) -> list[str]:
+    """How to start the load generator: bench/loadgen.c's binary, or ``script --generator`` (Python)."""
+    if args.generator_impl == "c":
+        return [str(loadgen_binary()), "--nap-us", str(args.generator_nap_us)]
+    return [sys.executable, script, "--generator"]
+
+
+def add_generator_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--generator-impl",
+        choices=("c", "python"),
+        default="c",
+        help="load generator: bench/loadgen.c (default; compiled on demand with cc into bench/.build/) "
+        "or the Python/uvloop one",
+    )
+    parser.add_argument(
+        "--generator-nap-us",
+        type=int,
+        default=100,
+        help="C generator: while events keep coming, poll epoll and sleep this long when none is ready "
+        "instead of blocking in epoll_wait, whose wake-ups the server would pay for on loopback "
+        "(default 100; 0: always block, as the Python one does)",
+    )
 
 
 # --------------------------------------------------------------------------- load generator
@@ -511,17 +553,9 @@ class Generator:
 
     @classmethod
     async def start(cls, args: argparse.Namespace, port: int) -> Generator:
-        command = [
-            sys.executable,
-            __file__,
-            "--generator",
-            "--port",
-            str(port),
-            "--readers",
-            str(args.readers),
-            "--max-seq",
-            str(int(args.rate * args.duration) + 1),
-        ]
+        command = generator_command(args, __file__)
+        command += ["--port", str(port), "--readers", str(args.readers)]
+        command += ["--max-seq", str(int(args.rate * args.duration) + 1)]
         if args.pin:
             command = ["taskset", "-c", "1", *command]
         process = await asyncio.create_subprocess_exec(
@@ -664,7 +698,9 @@ def report(args: argparse.Namespace, figures: dict) -> None:
     ]
     width = max(len(name) for name, _ in rows)
     print(
-        f"\nliveblog fan-out: {readers} readers, {args.rate:g} posts/s, {args.body_bytes}-byte posts, pinned={args.pin}"
+        f"\nliveblog fan-out: {readers} readers, {args.rate:g} posts/s, {args.body_bytes}-byte posts, "
+        f"pinned={args.pin}, generator={args.generator_impl}"
+        + (f" (nap {args.generator_nap_us} us)" if args.generator_impl == "c" else "")
     )
     for name, value in rows:
         print(f"  {name:<{width}}  {value}")
@@ -682,6 +718,7 @@ def parse_args() -> argparse.Namespace:
         default=shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2,
         help="server on core 0, load generator on core 1 (default: on if taskset exists and there are 2 cores)",
     )
+    add_generator_options(parser)
     parser.add_argument("--generator", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--max-seq", type=int, help=argparse.SUPPRESS)
@@ -697,6 +734,8 @@ def main() -> None:
         uvloop.run(generate(args))
         return
     raise_nofile()
+    if args.generator_impl == "c":
+        loadgen_binary()  # a compile error stops the run before the server starts
     if args.pin:
         os.sched_setaffinity(0, {1})  # the poster shares the generator's core
     with tempfile.TemporaryDirectory(prefix="liveblog-fanout-") as tmp:
