@@ -119,7 +119,17 @@ class Subscription:
     """One reader's place in the hub: joining (holding messages) until :meth:`go_live`."""
 
     # Slots: one of these lives as long as each reader, and a process holds thousands.
-    __slots__ = ("blog_id", "_sink", "_limit", "_metrics", "_held", "_held_bytes", "_position", "closed")
+    __slots__ = (
+        "blog_id",
+        "_sink",
+        "_limit",
+        "_metrics",
+        "_held",
+        "_held_bytes",
+        "_held_ephemeral",
+        "_position",
+        "closed",
+    )
 
     def __init__(self, blog_id: str, sink: Sink, limit: int, metrics: Metrics):
         self.blog_id = blog_id
@@ -128,6 +138,7 @@ class Subscription:
         self._metrics = metrics
         self._held: list[Message] | None = []
         self._held_bytes = 0
+        self._held_ephemeral: Message | None = None
         self._position = START
         self.closed = False
 
@@ -152,10 +163,16 @@ class Subscription:
         held, self._held = self._held or [], None
         for message in held:
             self.send(message)
+        if self._held_ephemeral is not None:
+            self.push_ephemeral(self._held_ephemeral)
+            self._held_ephemeral = None
 
     def push_ephemeral(self, message: Message) -> None:
-        """A message outside the log (a viewer count): sent if the reader is live, else dropped."""
-        if self._held is None and not self.closed and self._sink.send(message) > self._limit:
+        """A message outside the log (a viewer count): sent now if the reader is live, else the
+        latest one is kept and sent after what it holds."""
+        if self._held is not None:
+            self._held_ephemeral = message
+        elif not self.closed and self._sink.send(message) > self._limit:
             self._overflow()
 
     def push(self, message: Message) -> None:
@@ -179,11 +196,12 @@ class Subscription:
 
 
 class _Feed:
-    """The local readers of one blog and how far its log was read."""
+    """The local readers of one blog, whether its log is being read, and the last viewer count."""
 
     def __init__(self) -> None:
         self.subscriptions: set[Subscription] = set()
         self.started: asyncio.Future[Cursor] = asyncio.get_running_loop().create_future()
+        self.viewers: Message | None = None
 
 
 class Hub:
@@ -229,6 +247,8 @@ class Hub:
         if feed is None:
             feed = self._feeds[blog_id] = _Feed()
         feed.subscriptions.add(subscription)
+        if feed.viewers is not None:
+            subscription.push_ephemeral(feed.viewers)
         try:
             if first:
                 await self._start(blog_id, feed)
@@ -278,7 +298,10 @@ class Hub:
             tasks.create_task(self._count_viewers(), name="liveblog-viewers")
 
     async def _count_viewers(self) -> None:
-        """Every ``viewers_every`` seconds, tell each blog's readers how many read it, cluster-wide."""
+        """Every ``viewers_every`` seconds, count each blog's readers cluster-wide, and tell them
+        if the count changed (a reader who joins is told the last count when it goes live).
+
+        Sending an unchanged count to 10k readers would cost as much as an entry does."""
         fresh_ms = int(self._viewers_every * 3000)  # a process missing three reports has stopped
         while True:
             await asyncio.sleep(self._viewers_every)
@@ -291,6 +314,9 @@ class Hub:
                     self._metrics.redis_errors.labels("viewers").inc()
                     continue  # the tailer logs the outage; counts resume with Redis
                 message = Message.viewers(total)
+                if feed.viewers is not None and feed.viewers.json == message.json:
+                    continue
+                feed.viewers = message
                 await _hand_out(list(feed.subscriptions), Subscription.push_ephemeral, message)
 
     async def _tail(self, node: str) -> None:

@@ -89,3 +89,13 @@ async def test_a_large_fan_out_lets_other_work_run_between_slices_of_readers():
         tasks.create_task(other_work())
     assert written_when_others_ran == [SLICE, 2 * SLICE, 2 * SLICE + 1]  # it ran after each slice
     assert all(socket.frames == [event(1).ws_frame] for socket in sockets)
+
+
+def test_a_viewer_count_that_comes_while_joining_is_sent_once_live_after_the_held_events():
+    socket = Socket()
+    reader = Subscription("b", socket, limit=1 << 20, metrics=Metrics())
+    reader.push_ephemeral(Message.viewers(7))
+    reader.push(event(1))
+    reader.push_ephemeral(Message.viewers(8))  # only the latest count matters
+    reader.go_live()
+    assert socket.frames == [event(1).ws_frame, Message.viewers(8).ws_frame]

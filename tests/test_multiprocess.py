@@ -65,3 +65,28 @@ async def test_viewer_count_adds_up_readers_on_every_process(redis_server):
 
             counts = await asyncio.gather(*(count_seen_by(r) for r in (on_one, on_two, also_on_two)))
     assert counts == [3, 3, 3]
+
+
+async def test_viewer_count_is_sent_when_it_changes_and_to_each_reader_as_it_joins(redis_server):
+    fast = replace(UNLIMITED, viewers_interval=0.05)
+    async with running_service(redis_server.url, fast) as service:
+        await service.create_blog()
+        async with service.live() as first:
+            assert (await receive(first))["type"] == "snapshot"
+            assert await receive(first) == {"type": "viewers", "count": 1}
+            async with service.live() as second:
+                assert (await receive(second))["type"] == "snapshot"
+                assert await receive(first) == {"type": "viewers", "count": 2}
+                # the joiner is told the last count at once (1, or 2 if a round came in between)
+                told = [await receive(second)]
+                if told[-1]["count"] != 2:
+                    told.append(await receive(second))
+                assert told[-1] == {"type": "viewers", "count": 2}
+                # An unchanged count is not sent again: across a dozen counting rounds, the
+                # next thing either reader gets is the entry posted after them.
+                await asyncio.sleep(12 * fast.viewers_interval)
+                await service.post(headline="Next")
+                assert (await receive(first))["type"] == "event"
+                assert (await receive(second))["type"] == "event"
+            # the second reader left: the first is told
+            assert await receive(first) == {"type": "viewers", "count": 1}
