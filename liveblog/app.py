@@ -14,6 +14,7 @@ from starlette.applications import Starlette
 from . import api, errors, web
 from .caching import ShortCache
 from .config import Settings
+from .connection import Keepalive
 from .hub import Hub
 from .limits import ConnectionLimiter, RateLimiter
 from .metrics import Metrics
@@ -29,10 +30,10 @@ def _stop_process() -> None:
 def create_app(settings: Settings, redis_url: str, on_fatal: Callable[[], None] = _stop_process) -> Starlette:
     """The service, talking to Redis at ``redis_url``.
 
-    The hub's tailer runs for the app's lifetime. If it ever dies of something other than a
-    Redis outage (which it rides out), that is logged and ``on_fatal`` is called, by default
-    a graceful SIGTERM, so that a supervisor restarts the process instead of readers silently
-    receiving nothing.
+    The hub's tailer and the live connections' keepalive run for the app's lifetime. If either
+    ever dies of something other than a Redis outage (which the tailer rides out), that is logged
+    and ``on_fatal`` is called, by default a graceful SIGTERM, so that a supervisor restarts the
+    process instead of readers silently receiving nothing.
     """
 
     @asynccontextmanager
@@ -49,20 +50,25 @@ def create_app(settings: Settings, redis_url: str, on_fatal: Callable[[], None] 
         app.state.connects = RateLimiter(rate, max(1, int(rate * 10)))
         rate = settings.writes_per_token_per_second
         app.state.writes = RateLimiter(rate, max(1, int(rate * 5)))
-        tailer = asyncio.create_task(hub.run(), name="liveblog-tailer")
-        tailer.add_done_callback(lambda task: _tailer_done(task, on_fatal))
+        app.state.keepalive = keepalive = Keepalive(settings.ws_ping_interval)
+        background = [asyncio.create_task(hub.run(), name="liveblog-tailer")]
+        if settings.ws_ping_interval:
+            background.append(asyncio.create_task(keepalive.run(), name="liveblog-keepalive"))
+        for task in background:
+            task.add_done_callback(lambda task: _background_done(task, on_fatal))
         try:
             yield
         finally:
-            tailer.cancel()
-            await asyncio.gather(tailer, return_exceptions=True)
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             await client.aclose()
 
     return Starlette(routes=[*api.routes, *web.routes], exception_handlers=errors.handlers, lifespan=lifespan)
 
 
-def _tailer_done(task: asyncio.Task[None], on_fatal: Callable[[], None]) -> None:
+def _background_done(task: asyncio.Task[None], on_fatal: Callable[[], None]) -> None:
     if task.cancelled():
         return
-    log.critical("the hub stopped; live readers get nothing until restart", exc_info=task.exception())
+    log.critical("%s stopped; live readers are not served until restart", task.get_name(), exc_info=task.exception())
     on_fatal()

@@ -8,8 +8,9 @@ an ASGI task with its frames, a receive queue, events and websockets' parser (wh
 handshake's headers alive): a reader holds its connection for hours, and a process holds 10k.
 
 It does what a server-push channel needs and no more: write the frames the hub hands it (the same
-bytes for every reader, written at once, never awaited), answer pings, ping the client and drop it
-when it stops answering, both closing handshakes, and refuse binary messages (1003). Text messages
+bytes for every reader, written at once, never awaited), answer pings, be pinged (by the one
+:class:`Keepalive` of the process) and dropped when it stops answering, both closing handshakes,
+and refuse binary messages (1003). Text messages
 from the reader are not part of the protocol and are ignored.
 """
 
@@ -95,22 +96,24 @@ class LiveConnection(asyncio.Protocol):
         "_transport",
         "_connections",
         "_max_size",
-        "_ping_interval",
+        "_keepalive",
         "_timer",
         "_pong_due",
+        "_pinged_at",
         "_closing",  # a close frame was sent or received, or the connection is lost
         "_lost",
         "_pending",
         "_release",
     )
 
-    def __init__(self, connections: set, max_size: int, ping_interval: float | None):
+    def __init__(self, connections: set, max_size: int):
         self._transport: asyncio.Transport | None = None
         self._connections = connections
         self._max_size = max_size
-        self._ping_interval = ping_interval
-        self._timer: asyncio.TimerHandle | None = None
+        self._keepalive: Keepalive | None = None
+        self._timer: asyncio.TimerHandle | None = None  # only while closing: the grace period
         self._pong_due = False
+        self._pinged_at = 0.0
         self._closing = False
         self._lost = False
         self._pending = b""
@@ -123,15 +126,29 @@ class LiveConnection(asyncio.Protocol):
         self._transport = transport
         self._connections.add(self)
         transport.set_protocol(self)
-        self._schedule_ping()
 
-    def adopt(self, release: Callable[[], None]) -> None:
-        """Call ``release`` once, when the connection ends (at once if it already has): the app
-        call that joined the reader returns and leaves the rest of the reader's life to us."""
+    def adopt(self, release: Callable[[], None], keepalive: Keepalive) -> None:
+        """Call ``release`` once, when the connection ends (at once if it already has), and be
+        pinged by ``keepalive`` until then: the app call that joined the reader returns and
+        leaves the rest of the reader's life to us."""
         if self._lost:
             release()
         else:
             self._release = release
+            self._keepalive = keepalive
+            keepalive.watch(self)
+
+    def ping(self, now: float, timeout: float) -> None:
+        """Called by :class:`Keepalive` about once per interval: ping the client, unless the last
+        ping is still unanswered; after ``timeout`` seconds unanswered (a phone that left without
+        a word), drop the connection so that it does not hold its resources for hours."""
+        if self._closing:
+            return
+        if not self._pong_due:
+            self._pong_due, self._pinged_at = True, now
+            self._transport.write(_PING_FRAME)
+        elif now - self._pinged_at >= timeout:
+            self._fail(KEEPALIVE_FAILED, "keepalive ping timeout")
 
     # -- the hub's sink
 
@@ -186,6 +203,8 @@ class LiveConnection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._keepalive is not None:
+            self._keepalive.forget(self)
         if self._release is not None:
             release, self._release = self._release, None
             release()
@@ -212,23 +231,42 @@ class LiveConnection(asyncio.Protocol):
             self._closing = True
         self._transport.close()
 
-    def _schedule_ping(self) -> None:
-        if self._ping_interval:
-            self._set_timer(self._ping_interval, self._keepalive)
-
-    def _keepalive(self) -> None:
-        """Ping every interval; a reader that did not answer the last ping (a phone that left
-        without a word) is dropped, so its resources do not stay held for hours."""
-        if self._closing:
-            return
-        if self._pong_due:
-            self._fail(KEEPALIVE_FAILED, "keepalive ping timeout")
-            return
-        self._pong_due = True
-        self._transport.write(_PING_FRAME)
-        self._schedule_ping()
-
     def _set_timer(self, delay: float, callback: Callable[[], None]) -> None:
         if self._timer is not None:
             self._timer.cancel()
         self._timer = asyncio.get_running_loop().call_later(delay, callback)
+
+
+class Keepalive:
+    """Pings every live connection about once per ``interval`` seconds, and drops those that left
+    a ping unanswered for ``interval`` seconds.
+
+    One task for all connections, not a timer per reader (five more objects each for the garbage
+    collector to walk), and spread over the interval in ``TICKS`` slices, because 10k pings at
+    once would hold up an entry's fan-out as long as 10k entries would. Connections are pinged in
+    the order they came (a dict keeps it), so each one's pings stay about an interval apart.
+    """
+
+    TICKS = 20
+
+    def __init__(self, interval: float):
+        self._interval = interval
+        self._connections: dict[LiveConnection, None] = {}
+
+    def watch(self, connection: LiveConnection) -> None:
+        self._connections[connection] = None
+
+    def forget(self, connection: LiveConnection) -> None:
+        self._connections.pop(connection, None)
+
+    async def run(self) -> None:
+        """Ping until cancelled."""
+        loop = asyncio.get_running_loop()
+        while True:
+            due = list(self._connections)
+            share = -(-len(due) // self.TICKS)
+            for tick in range(self.TICKS):
+                await asyncio.sleep(self._interval / self.TICKS)
+                now = loop.time()
+                for connection in due[tick * share : (tick + 1) * share]:
+                    connection.ping(now, self._interval)

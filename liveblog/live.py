@@ -93,7 +93,7 @@ async def live(websocket: WebSocket) -> None:
     except BaseException:
         _leave(state.hub, None, readers, client, connected)
         raise
-    connection.adopt(functools.partial(_leave, state.hub, subscription, readers, client, connected))
+    connection.adopt(functools.partial(_leave, state.hub, subscription, readers, client, connected), state.keepalive)
 
 
 def _leave(hub: Hub, subscription: Subscription | None, readers: ConnectionLimiter, client: str, gauge: Gauge) -> None:

@@ -82,7 +82,7 @@ class LiveProtocol(WebSocketsSansIOProtocol):
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
         if self.response.status_code == 101:
-            self.connection = LiveConnection(self.connections, self.config.ws_max_size, self.ping_interval)
+            self.connection = LiveConnection(self.connections, self.config.ws_max_size)
             self.scope["extensions"][CONNECTION_EXTENSION] = self.connection
 
     async def send(self, message: ASGISendEvent) -> None:

@@ -24,6 +24,7 @@ from liveblog.connection import (
     MESSAGE_TOO_BIG,
     PROTOCOL_ERROR,
     FrameError,
+    Keepalive,
     parse_client_frames,
 )
 
@@ -154,3 +155,29 @@ async def test_an_idle_reader_holds_no_task_on_the_server(service):
     finally:
         for ws in readers:
             await ws.close()
+
+
+async def test_keepalive_spreads_one_ping_per_connection_over_the_interval():
+    """10k pings at once would hold up an entry's fan-out; each connection is pinged once."""
+    keepalive = Keepalive(0.2)
+    pinged: dict[int, list[float]] = {}
+    all_pinged = asyncio.Event()
+
+    class Connection:
+        def __init__(self, n: int):
+            self.n = n
+
+        def ping(self, now: float, timeout: float) -> None:
+            pinged.setdefault(self.n, []).append(now)
+            if len(pinged) == 40:
+                all_pinged.set()
+
+    for n in range(40):
+        keepalive.watch(Connection(n))
+    running = asyncio.create_task(keepalive.run())
+    try:
+        await asyncio.wait_for(all_pinged.wait(), 5)
+    finally:
+        running.cancel()
+    assert all(len(times) == 1 for times in pinged.values())
+    assert len({times[0] for times in pinged.values()}) == Keepalive.TICKS  # 2 per tick
