@@ -87,7 +87,7 @@ POOL_SIZE = 64
 IDLE_REUSE = 2.0  # seconds a pooled connection may idle and still be reused
 SATURATED_RATIO = 0.85
 SATURATED_P99_MS = 1000.0
-DEFAULT_SCHEDULE = "25000,50000,75000,100000,140000,200000,280000,400000,560000"
+DEFAULT_SCHEDULE = "25000,50000,75000,100000,140000,200000,280000,400000,560000,800000,1100000,1500000,2000000"
 
 
 def blog_names(blogs: int) -> list[str]:
@@ -585,7 +585,10 @@ def saturated(step: dict) -> bool:
 async def fanout_case(args: argparse.Namespace, server, readers: int, blogs: int) -> dict:
     schedule = [float(x) for x in args.schedule.split(",")]
     per_post = readers // blogs
-    max_posts = int(sum(d / per_post for d in schedule) * args.step_seconds + 3 * 10**6 / per_post) + 100
+    # every post of the case must fit the generator's seen-bitmaps: the ramp, the 50% step (at most
+    # half the top rate), the 5 posts/s step, and a margin for rounding
+    max_posts = int((sum(schedule) * args.step_seconds + max(schedule) * args.half_seconds) / per_post)
+    max_posts += int(5 * args.half_seconds) + 100
     case = Case(args, server, readers, blogs)
     try:
         figures = await case.connect(max_posts)
