@@ -25,6 +25,8 @@ from websockets.utils import apply_mask
 
 #: After the server sends its close frame, how long the reader gets to read its backlog and answer.
 CLOSE_GRACE = 5.0
+#: Pings are not answered while this much is waiting to be sent to the reader.
+PONG_BACKLOG = 64 * 1024
 PROTOCOL_ERROR = 1002
 UNSUPPORTED_DATA = 1003
 MESSAGE_TOO_BIG = 1009
@@ -170,12 +172,14 @@ class LiveConnection(asyncio.Protocol):
         self._set_timer(CLOSE_GRACE, self._transport.abort)
 
     def shutdown(self) -> None:
-        """uvicorn's graceful shutdown: tell the reader to come back (1012), and hang up."""
+        """uvicorn's graceful shutdown: tell the reader to come back (1012), and hang up once
+        what is queued is sent, or after ``CLOSE_GRACE`` if the reader is not reading."""
         if not self._lost:
             if not self._closing:
                 self._transport.write(close_frame(SERVICE_RESTART, "server restarting; reconnect with your cursor"))
             self._closing = True
             self._transport.close()
+            self._set_timer(CLOSE_GRACE, self._transport.abort)
 
     # -- asyncio.Protocol
 
@@ -189,7 +193,9 @@ class LiveConnection(asyncio.Protocol):
             if opcode == _PONG:
                 self._pong_due = False
             elif opcode == _PING:
-                if not self._closing:
+                # A client that pings without reading must not grow our buffer without end; RFC
+                # 6455 lets us answer only the latest of several pings, and this skips the rest.
+                if not self._closing and self._transport.get_write_buffer_size() < PONG_BACKLOG:
                     self._transport.write(Frame(Opcode.PONG, payload).serialize(mask=False))
             elif opcode == _CLOSE:
                 self._answer_close(payload)

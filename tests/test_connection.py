@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import fcntl
 import os
+import socket
 import struct
+import termios
 from dataclasses import replace
 
 import pytest
@@ -22,9 +25,11 @@ from websockets.frames import Close, Frame, Opcode
 from liveblog.connection import (
     KEEPALIVE_FAILED,
     MESSAGE_TOO_BIG,
+    PONG_BACKLOG,
     PROTOCOL_ERROR,
     FrameError,
     Keepalive,
+    LiveConnection,
     parse_client_frames,
 )
 
@@ -181,3 +186,38 @@ async def test_keepalive_spreads_one_ping_per_connection_over_the_interval():
         running.cancel()
     assert all(len(times) == 1 for times in pinged.values())
     assert len({times[0] for times in pinged.values()}) == Keepalive.TICKS  # 2 per tick
+
+
+async def stall_with_pings(service) -> tuple[LiveConnection, asyncio.StreamWriter]:
+    """A reader that pings the server hard and reads nothing; returns once the server read it all."""
+    reader, writer = await raw_reader(service.ws_url)
+    writer.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    await asyncio.wait_for(read_frame(reader), 5)  # the snapshot; from now on the client reads nothing
+    [connection] = [c for c in service.server.server_state.connections if isinstance(c, LiveConnection)]
+    server_socket = connection._transport.get_extra_info("socket")
+    ping = bytes([0x89, 0x80 | 125]) + b"\0\0\0\0" + b"p" * 125  # masked with a zero key
+    for _ in range(20):  # 100k pings: 12.7 MB of pongs if each were answered
+        writer.write(ping * 5000)
+        await writer.drain()
+    while fcntl.ioctl(server_socket.fileno(), termios.FIONREAD, b"\0\0\0\0") != b"\0\0\0\0":
+        await asyncio.sleep(0.01)  # until the server has read every ping
+    return connection, writer
+
+
+async def test_a_client_that_pings_without_reading_cannot_grow_the_servers_buffer(service):
+    await service.create_blog()
+    connection, writer = await stall_with_pings(service)
+    unsent = connection._transport.get_write_buffer_size()
+    assert PONG_BACKLOG <= unsent <= PONG_BACKLOG + 127  # it filled up to the limit, and no further
+    writer.close()
+
+
+async def test_a_reader_that_reads_nothing_does_not_hold_up_a_graceful_shutdown(redis_server):
+    loop = asyncio.get_running_loop()
+    async with running_service(redis_server.url, UNLIMITED) as service:
+        await service.create_blog()
+        _, writer = await stall_with_pings(service)
+        stopping = loop.time()
+    # cut off CLOSE_GRACE (5 s) after its close frame, not after uvicorn's 10 s shutdown timeout
+    assert loop.time() - stopping < 9
+    writer.close()
