@@ -18,6 +18,7 @@ from .connection import Keepalive
 from .hub import Hub
 from .limits import ConnectionLimiter, RateLimiter
 from .metrics import Metrics
+from .snapshots import SnapshotReads
 from .store import Store, connect
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ def create_app(settings: Settings, redis_url: str, on_fatal: Callable[[], None] 
         app.state.metrics = metrics
         app.state.pages = ShortCache()
         app.state.settings, app.state.store, app.state.hub = settings, store, hub
+        app.state.snapshots = SnapshotReads(store)
         app.state.readers = ConnectionLimiter(settings.max_readers, settings.max_readers_per_ip)
         rate = settings.connects_per_ip_per_second
         app.state.connects = RateLimiter(rate, max(1, int(rate * 10)))

@@ -22,14 +22,14 @@ from starlette.datastructures import State
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket
 
-from . import models
 from .connection import SERVICE_RESTART, LiveConnection
 from .cursor import BadCursor, Cursor, stream_id_key
 from .errors import ApiError
 from .hub import START, Hub, Message, Subscription
 from .limits import ConnectionLimiter
-from .models import SLUG_PATTERN, Blog, Snapshot
+from .models import SLUG_PATTERN, Blog
 from .server import CONNECTION_EXTENSION
+from .snapshots import SnapshotReads
 from .store import CursorGone, NotFound, Store
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ async def _join_reader(websocket: WebSocket, connection: LiveConnection, blog_id
     cursor = parse_cursor(websocket.query_params.get("cursor"))
     subscription = await hub.subscribe(blog_id, connection)
     try:
-        await join(store, subscription, blog_id, cursor, snapshot_size(websocket))
+        await join(store, websocket.app.state.snapshots, subscription, blog_id, cursor, snapshot_size(websocket))
     except BaseException:
         hub.unsubscribe(subscription)
         raise
@@ -159,8 +159,11 @@ def parse_cursor(text: str | None) -> Cursor | None:
         return None
 
 
-async def join(store: Store, subscription: Subscription, blog_id: str, cursor: Cursor | None, size: int) -> None:
+async def join(
+    store: Store, snapshots: SnapshotReads, subscription: Subscription, blog_id: str, cursor: Cursor | None, size: int
+) -> None:
     """Bring a registered reader up to date: the missed events after ``cursor``, else a snapshot."""
+    subscribed = snapshots.stamp()
     if cursor is not None:
         try:
             subscription.seek(stream_id_key(cursor.stream_id))
@@ -174,13 +177,6 @@ async def join(store: Store, subscription: Subscription, blog_id: str, cursor: C
                 after = Cursor(cursor.epoch, events[-1].stream_id)
         except CursorGone:
             pass  # another epoch, or trimmed: the reader starts over from a snapshot
-    snapshot = await store.snapshot(blog_id, size)
-    frame = models.encoder.encode(
-        Snapshot(str(snapshot.cursor), models.Raw(snapshot.blog), _raws(snapshot.entries), _raws(snapshot.pinned))
-    )
+    snapshot = await snapshots.read(blog_id, size, subscribed)
     subscription.seek(START)
-    subscription.send(Message(snapshot.cursor, frame))
-
-
-def _raws(bodies: list[bytes]) -> list[models.Raw]:
-    return [models.Raw(body) for body in bodies if body is not None]
+    subscription.send(snapshot)

@@ -102,7 +102,7 @@ async def events(request: Request) -> Response:
             subscription = await hub.subscribe(blog_id, sink)
             try:
                 yield b"retry: %d\n\n" % RETRY_MS
-                await join(store, subscription, blog_id, cursor, snapshot_size(request))
+                await join(store, request.app.state.snapshots, subscription, blog_id, cursor, snapshot_size(request))
                 subscription.go_live()
                 async for chunk in sink.chunks():
                     yield chunk

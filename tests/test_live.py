@@ -10,6 +10,7 @@ import time
 from dataclasses import replace
 
 import pytest
+import redis.asyncio
 import websockets
 from conftest import RECV_TIMEOUT, UNLIMITED, receive, running_service
 
@@ -246,3 +247,33 @@ async def test_a_reader_may_ask_for_a_bigger_snapshot_up_to_100(service):
         assert len((await receive(ws))["entries"]) == 25
     async with service.live(query="limit=5000") as ws:
         assert len((await receive(ws))["entries"]) == 20, "out of range falls back to the default"
+
+
+async def scripts_run(redis_url: str) -> int:
+    client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        return (await client.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0)
+    finally:
+        await client.aclose()
+
+
+async def test_readers_joining_together_share_snapshot_reads(service, redis_server):
+    """A reconnect storm after a restart: one snapshot read serves many readers, not one each."""
+    await service.create_blog()
+    for n in range(3):
+        await service.post(headline=f"Entry {n}")
+    async with service.live() as first:  # the blog's feed is started: what follows are joins only
+        await receive(first)
+        before = await scripts_run(redis_server.url)
+        url = f"{service.ws_url}/api/v1/blogs/ukraine/live"
+        readers = await asyncio.gather(*(websockets.connect(url) for _ in range(40)))
+        try:
+            snapshots = [await receive(ws) for ws in readers]
+            scripts = await scripts_run(redis_server.url) - before
+        finally:
+            await asyncio.gather(*(ws.close() for ws in readers))
+    assert all(
+        s["type"] == "snapshot" and [e["headline"] for e in s["entries"]] == ["Entry 2", "Entry 1", "Entry 0"]
+        for s in snapshots
+    )
+    assert 1 <= scripts <= 20, scripts  # 40 without sharing
