@@ -201,6 +201,7 @@ async def patch_blog(request: Request) -> Response:
         try:
             read = await store.get_blog_json(blog_id)
             written = await store.replace_blog(read, blogs.edit(decoders[Blog].decode(read), patch, now()))
+            request.app.state.pages.forget(blog_id)
             return _json(written.json)
         except Conflict:
             continue

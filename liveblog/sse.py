@@ -80,7 +80,7 @@ async def events(request: Request) -> Response:
     store: Store = request.app.state.store
     hub: Hub = request.app.state.hub
     blog_id = request.path_params["blog"]
-    blog = await get_blog(store, blog_id)
+    blog = await get_blog(request.app.state, blog_id)
     if not origin_allowed(blog, request):
         raise ApiError(403, "origin_not_allowed", "this origin may not embed this blog")
     cursor = parse_cursor(request.headers.get("last-event-id") or request.query_params.get("cursor"))

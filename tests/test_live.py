@@ -149,14 +149,30 @@ async def test_unknown_blog_is_closed_with_4404(service):
     assert closed.value.rcvd.code == 4404
 
 
+async def first_message_from(service, origin: str) -> str | int:
+    """What a reader embedded on ``origin`` gets first: a message type, or the close code."""
+    async with service.live(origin=origin) as ws:
+        try:
+            return (await receive(ws))["type"]
+        except websockets.ConnectionClosed as closed:
+            return closed.rcvd.code
+
+
 async def test_origin_not_in_embed_origins_is_closed_with_4403(service):
     await service.create_blog(embed_origins=["https://partner.example"])
-    async with service.live(origin="https://evil.example") as ws:
-        with pytest.raises(websockets.ConnectionClosed) as closed:
-            await receive(ws)
-    assert closed.value.rcvd.code == 4403
-    async with service.live(origin="https://partner.example") as ws:
-        assert (await receive(ws))["type"] == "snapshot"
+    assert await first_message_from(service, "https://evil.example") == 4403
+    assert await first_message_from(service, "https://partner.example") == "snapshot"
+
+
+async def test_a_change_of_embed_origins_applies_to_the_next_reader_at_once(service):
+    await service.create_blog(embed_origins=["https://partner.example"])
+    assert await first_message_from(service, "https://partner.example") == "snapshot"  # now in the page cache
+    response = await service.http.patch(
+        "/api/v1/blogs/ukraine", json={"embed_origins": ["https://other.example"]}, headers=service.auth()
+    )
+    assert response.status_code == 200
+    assert await first_message_from(service, "https://partner.example") == 4403
+    assert await first_message_from(service, "https://other.example") == "snapshot"
 
 
 async def test_binary_and_oversize_client_messages_close_the_connection(service):
