@@ -59,7 +59,8 @@ def create_app(settings: Settings, redis_url: str, on_fatal: Callable[[], None] 
         for task in background:
             task.add_done_callback(lambda task: _background_done(task, on_fatal))
         try:
-            yield
+            with metrics.timing_gc():
+                yield
         finally:
             for task in background:
                 task.cancel()

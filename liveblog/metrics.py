@@ -2,12 +2,26 @@
 
 What an operator watches at 3 a.m.: how many readers are connected and how, whether events
 still flow (delivered, and the age of the last one delivered), who is too slow, how long
-reporters wait for a post, how long one fan-out pass takes, and whether Redis is answering.
+reporters wait for a post, how long one fan-out pass takes, how long the process stood
+still collecting garbage, its memory and file descriptors, and whether Redis is answering.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import gc
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -42,6 +56,31 @@ class Metrics:
         self.redis_errors = Counter(
             "liveblog_redis_errors", "Redis connection errors and timeouts", ["where"], registry=self.registry
         )
+        self.gc_pause_seconds = Histogram(
+            "liveblog_gc_pause_seconds",
+            "Full (generation 2) garbage collections: the whole process stands still meanwhile",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=self.registry,
+        )
+        ProcessCollector(registry=self.registry)  # RSS, CPU seconds, open file descriptors
+        self._gc_started = 0.0
+
+    @contextmanager
+    def timing_gc(self) -> Iterator[None]:
+        """Time full collections while the app runs (``gc.callbacks`` is process-wide)."""
+        gc.callbacks.append(self._on_gc)
+        try:
+            yield
+        finally:
+            gc.callbacks.remove(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            self.gc_pause_seconds.observe(time.perf_counter() - self._gc_started)
 
 
 async def metrics(request: Request) -> Response:

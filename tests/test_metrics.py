@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from conftest import receive
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -34,3 +36,12 @@ async def test_metrics_show_connected_readers_delivered_events_and_post_latency(
     assert after[("liveblog_fanout_seconds_count", ())] == 1  # one event, read once, for both readers
     assert 0 <= after[("liveblog_tailer_lag_seconds", ())] < 5
     assert after[("liveblog_slow_reader_closes_total", ())] == 0
+
+
+async def test_metrics_show_the_process_memory_descriptors_and_full_gc_pauses(service):
+    before = await scrape(service)
+    gc.collect()  # the server runs in this process: a full collection stops it too
+    after = await scrape(service)
+    assert after[("process_resident_memory_bytes", ())] > 10 * 2**20
+    assert after[("process_open_fds", ())] > 3
+    assert after[("liveblog_gc_pause_seconds_count", ())] >= before[("liveblog_gc_pause_seconds_count", ())] + 1
