@@ -33,7 +33,7 @@ from websockets.frames import Frame, Opcode
 
 from .cursor import Cursor, stream_id_key
 from .metrics import Metrics
-from .store import LogEvent, NotFound, Store
+from .store import LAYOUT_CHANGED, LogEvent, NotFound, Store
 
 log = logging.getLogger(__name__)
 
@@ -227,8 +227,10 @@ class Hub:
         self._feeds: dict[str, _Feed] = {}
         self._positions: dict[str, Cursor] = {}
         # One tail loop per Redis node (one node unless Redis Cluster); each blog's log is on one.
-        self._nodes = store.nodes()
-        self._changed = {node: asyncio.Event() for node in self._nodes}
+        # A cluster's layout may change (a failover, resharding): loops start for new nodes as
+        # blogs turn up on them, and a loop whose node no longer holds a blog just waits.
+        self._changed: dict[str, asyncio.Event] = {node: asyncio.Event() for node in store.nodes()}
+        self._tasks: asyncio.TaskGroup | None = None
         self._tailer_client_ids: dict[str, int] = {}
 
     def readers(self, blog_id: str) -> int:
@@ -282,6 +284,7 @@ class Hub:
 
     async def _wake(self, node: str) -> None:
         """Make a node's tailer include a new blog now rather than after its block times out."""
+        self._tail_node(node)
         self._changed[node].set()
         if (client_id := self._tailer_client_ids.get(node)) is not None:
             try:
@@ -293,9 +296,19 @@ class Hub:
         """Tail the logs and count viewers until cancelled; if either task fails, both stop and
         the error propagates to whoever owns this one."""
         async with asyncio.TaskGroup() as tasks:
-            for node in self._nodes:
+            self._tasks = tasks
+            for node in self._changed:
                 tasks.create_task(self._tail(node), name=f"liveblog-tail-{node}")
             tasks.create_task(self._count_viewers(), name="liveblog-viewers")
+
+    def _tail_node(self, node: str) -> None:
+        """Make sure a tail loop reads ``node`` (a node that came with a cluster's new layout)."""
+        if node in self._changed:
+            return
+        self._changed[node] = asyncio.Event()
+        if self._tasks is not None:  # else run() starts it with the others
+            log.warning("tailing Redis node %s too (the cluster's layout changed)", node)
+            self._tasks.create_task(self._tail(node), name=f"liveblog-tail-{node}")
 
     async def _count_viewers(self) -> None:
         """Every ``viewers_every`` seconds, count each blog's readers cluster-wide, and tell them
@@ -332,11 +345,13 @@ class Hub:
         async with self._store.log_reader(node) as reader:
             while True:
                 changed.clear()
-                positions = {
-                    blog: cursor.stream_id
-                    for blog, cursor in self._positions.items()
-                    if self._store.node_of(blog) == node
-                }
+                positions = {}
+                for blog, cursor in self._positions.items():
+                    owner = self._store.node_of(blog)
+                    if owner == node:
+                        positions[blog] = cursor.stream_id
+                    elif owner not in self._changed:
+                        self._tail_node(owner)
                 if not positions:
                     await changed.wait()
                     continue
@@ -354,6 +369,18 @@ class Hub:
                     log.warning("tailer lost Redis %s (%s); retrying in %.2fs", node, exc, backoff)
                     await asyncio.sleep(backoff * (0.5 + random.random()))
                     backoff = min(backoff * 2, 5.0)
+                    continue
+                except LAYOUT_CHANGED as exc:
+                    # MOVED from a primary that was demoted, or CLUSTERDOWN / TRYAGAIN while a
+                    # failover settles: learn the new layout; the blogs that moved leave this loop.
+                    self._metrics.redis_errors.labels("tailer").inc()
+                    log.warning("Redis cluster layout changed under the tailer of %s (%s); re-reading it", node, exc)
+                    await asyncio.sleep(backoff * (0.5 + random.random()))
+                    backoff = min(backoff * 2, 5.0)
+                    try:
+                        await self._store.refresh_layout()
+                    except (RedisConnectionError, RedisTimeoutError) as error:
+                        log.warning("could not re-read the Redis cluster layout (%s); retrying", error)
                     continue
                 backoff = 0.05
                 for blog_id, events in batch:

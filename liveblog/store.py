@@ -21,6 +21,7 @@ import redis.asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.crc import key_slot
+from redis.exceptions import AskError, ClusterDownError, TryAgainError
 
 from . import keys
 from .cursor import Cursor, stream_id_key
@@ -106,6 +107,8 @@ CLUSTER_POLL = 0.02
 
 
 CLUSTER_SCHEME = "redis+cluster://"
+#: What a cluster node answers while its slots move (MOVED/ASK, CLUSTERDOWN, TRYAGAIN).
+LAYOUT_CHANGED = (AskError, ClusterDownError, TryAgainError)
 _TIMEOUTS = {"socket_connect_timeout": 2, "socket_timeout": 5}
 
 
@@ -334,6 +337,11 @@ class Store:
         if isinstance(self.redis, redis.RedisCluster):
             return self.redis.get_node_from_key(keys.log(blog_id)).name
         return STANDALONE
+
+    async def refresh_layout(self) -> None:
+        """Re-read which node holds which slots (after MOVED: a failover or resharding)."""
+        if isinstance(self.redis, redis.RedisCluster):
+            await self.redis.nodes_manager.initialize()
 
     def log_reader(self, node: str) -> LogReader:
         """A dedicated connection to ``node``, for blocking reads of its logs."""

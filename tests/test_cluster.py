@@ -1,13 +1,15 @@
 """The core story against a real 3-primary Redis Cluster (redis+cluster://): blogs land on
-different shards, and each shard's logs are tailed."""
+different shards, and each shard's logs are tailed, also after a shard fails over to its replica."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -31,34 +33,49 @@ def _free_port() -> int:
             continue
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[int]]:
-    ports = [_free_port() for _ in range(3)]
+@contextmanager
+def _running_cluster(tmp_path_factory: pytest.TempPathFactory, primaries: int, replicas: int) -> Iterator[list[int]]:
+    """A real cluster of embedded redis-servers, created with redis-cli; the ports of all nodes."""
+    ports = [_free_port() for _ in range(primaries * (1 + replicas))]
     nodes = [
         EmbeddedRedis(
             tmp_path_factory.mktemp(f"node{port}"),
             port=port,
             appendonly=False,
-            extra=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
+            extra=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"),
         ).start()
         for port in ports
     ]
     try:
         redis_cli = str(Path(redis_server_binary()).with_name("redis-cli"))
         subprocess.run(
-            [redis_cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports), "--cluster-yes"],
+            [redis_cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports)]
+            + ["--cluster-replicas", str(replicas), "--cluster-yes"],
             check=True,
             capture_output=True,
             timeout=30,
         )
-        deadline = time.monotonic() + 20
-        while not all(_cluster_ok(port) for port in ports):
-            assert time.monotonic() < deadline, "the cluster never reached cluster_state:ok"
+        deadline = time.monotonic() + 30
+        while not all(_cluster_ok(port) and _knows_its_replicas(port, replicas) for port in ports):
+            assert time.monotonic() < deadline, "the cluster never reached cluster_state:ok with its replicas"
             time.sleep(0.1)
         yield ports
     finally:
         for node in nodes:
             node.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[int]]:
+    with _running_cluster(tmp_path_factory, primaries=3, replicas=0) as ports:
+        yield ports
+
+
+@pytest.fixture(scope="module")
+def replicated_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[int]]:
+    """3 primaries, each with a replica."""
+    with _running_cluster(tmp_path_factory, primaries=3, replicas=1) as ports:
+        yield ports
 
 
 def _cluster_ok(port: int) -> bool:
@@ -110,3 +127,70 @@ async def test_the_core_story_runs_on_a_redis_cluster(cluster):
                 await reader.close()
         stream = await service.stream(blog)
         assert [e["event"] for e in stream] == ["entry.created", "entry.updated", "entry.created"]
+
+
+def _knows_its_replicas(port: int, replicas: int) -> bool:
+    """A primary takes part in a manual failover only once gossip told it who its replicas are."""
+    with sync_redis.Redis(port=port, decode_responses=True) as client:
+        if client.info("replication")["role"] != "master":
+            return True
+        return len(client.execute_command("CLUSTER REPLICAS", client.execute_command("CLUSTER MYID"))) == replicas
+
+
+def _replica_of(primary: str, ports: list[int]) -> int:
+    """The port of the replica of ``primary`` (``host:port``)."""
+    for port in ports:
+        with sync_redis.Redis(port=port) as client:
+            info = client.info("replication")
+            if info["role"] == "slave" and f"{info['master_host']}:{info['master_port']}" == primary:
+                return port
+    raise AssertionError(f"no replica of {primary}")
+
+
+async def test_readers_keep_getting_posts_after_their_shard_fails_over(replicated_cluster):
+    """A primary is replaced by its replica (maintenance, or a crashed machine): the readers of
+    the blogs on that shard get every later post, once and in order, without a restart."""
+    async with running_service(f"redis+cluster://127.0.0.1:{replicated_cluster[0]}", UNLIMITED) as service:
+        store = service.app.state.store
+        blogs = [f"failover-{i}" for i in range(6)]
+        for blog in blogs:
+            await service.create_blog(blog)
+        moved = blogs[0]
+        old_primary = store.node_of(moved)
+        readers = [await service.live(blog).__aenter__() for blog in blogs]
+        try:
+            for reader in readers:
+                assert (await receive(reader))["type"] == "snapshot"
+            before = await service.post(moved, headline="Before")
+            assert (await receive(readers[0]))["entry"]["id"] == before["id"]
+
+            replica = _replica_of(old_primary, replicated_cluster)
+            deadline = time.monotonic() + 20
+            while not await asyncio.to_thread(_in_sync, replica):
+                assert time.monotonic() < deadline, "the replica never caught up"
+                await asyncio.sleep(0.1)
+            with sync_redis.Redis(port=replica) as client:
+                await asyncio.to_thread(client.execute_command, "CLUSTER FAILOVER")
+            deadline = time.monotonic() + 20
+            while not await asyncio.to_thread(_is_primary, replica):
+                assert time.monotonic() < deadline, "the replica never took over"
+                await asyncio.sleep(0.1)
+
+            posted = [await service.post(blog, headline=f"After {blog}") for blog in blogs]
+            for blog, reader, entry in zip(blogs, readers, posted, strict=True):
+                event = await receive(reader, timeout=15)
+                assert (blog, event["entry"]["id"]) == (blog, entry["id"])
+            assert store.node_of(moved) == f"127.0.0.1:{replica}"
+        finally:
+            for reader in readers:
+                await reader.close()
+
+
+def _is_primary(port: int) -> bool:
+    with sync_redis.Redis(port=port) as client:
+        return client.info("replication")["role"] == "master"
+
+
+def _in_sync(port: int) -> bool:
+    with sync_redis.Redis(port=port) as client:
+        return client.info("replication").get("master_link_status") == "up"
