@@ -102,6 +102,7 @@ class LiveConnection(asyncio.Protocol):
         "_timer",
         "_pong_due",
         "_pinged_at",
+        "_owed_pong",
         "_closing",  # a close frame was sent or received, or the connection is lost
         "_lost",
         "_pending",
@@ -116,6 +117,7 @@ class LiveConnection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None  # only while closing: the grace period
         self._pong_due = False
         self._pinged_at = 0.0
+        self._owed_pong: bytes | None = None
         self._closing = False
         self._lost = False
         self._pending = b""
@@ -128,6 +130,7 @@ class LiveConnection(asyncio.Protocol):
         self._transport = transport
         self._connections.add(self)
         transport.set_protocol(self)
+        transport.set_write_buffer_limits(high=PONG_BACKLOG)  # resume_writing: time to send owed pongs
 
     def adopt(self, release: Callable[[], None], keepalive: Keepalive) -> None:
         """Call ``release`` once, when the connection ends (at once if it already has), and be
@@ -178,8 +181,7 @@ class LiveConnection(asyncio.Protocol):
             if not self._closing:
                 self._transport.write(close_frame(SERVICE_RESTART, "server restarting; reconnect with your cursor"))
             self._closing = True
-            self._transport.close()
-            self._set_timer(CLOSE_GRACE, self._transport.abort)
+            self._hang_up()
 
     # -- asyncio.Protocol
 
@@ -193,10 +195,13 @@ class LiveConnection(asyncio.Protocol):
             if opcode == _PONG:
                 self._pong_due = False
             elif opcode == _PING:
-                # A client that pings without reading must not grow our buffer without end; RFC
-                # 6455 lets us answer only the latest of several pings, and this skips the rest.
-                if not self._closing and self._transport.get_write_buffer_size() < PONG_BACKLOG:
-                    self._transport.write(Frame(Opcode.PONG, payload).serialize(mask=False))
+                # A client that pings without reading must not grow our buffer without end: while
+                # PONG_BACKLOG waits, only the latest ping is remembered (RFC 6455 allows answering
+                # just the latest of several), and answered when the backlog drains.
+                if self._transport.get_write_buffer_size() < PONG_BACKLOG:
+                    self._pong(payload)
+                else:
+                    self._owed_pong = payload
             elif opcode == _CLOSE:
                 self._answer_close(payload)
                 return
@@ -229,13 +234,28 @@ class LiveConnection(asyncio.Protocol):
                 close_frame(close.code) if payload else Frame(Opcode.CLOSE, b"").serialize(mask=False)
             )
             self._closing = True
-        self._transport.close()
+        self._hang_up()
 
     def _fail(self, code: int, reason: str) -> None:
         if not self._closing:
             self._transport.write(close_frame(code, reason))
             self._closing = True
+        self._hang_up()
+
+    def _hang_up(self) -> None:
+        """Close once what is queued is sent, and cut off a reader that does not read it in time:
+        otherwise a stalled client would hold its connection, counts and subscription for ever."""
         self._transport.close()
+        self._set_timer(CLOSE_GRACE, self._transport.abort)
+
+    def _pong(self, payload: bytes) -> None:
+        if not self._closing:
+            self._transport.write(Frame(Opcode.PONG, payload).serialize(mask=False))
+
+    def resume_writing(self) -> None:
+        if self._owed_pong is not None:
+            payload, self._owed_pong = self._owed_pong, None
+            self._pong(payload)
 
     def _set_timer(self, delay: float, callback: Callable[[], None]) -> None:
         if self._timer is not None:

@@ -252,10 +252,19 @@ class Hub:
         if feed.viewers is not None:
             subscription.push_ephemeral(feed.viewers)
         try:
+            while not first:
+                started = feed.started
+                if await wait_shared(started):
+                    break
+                # The reader that was starting the feed left first: start it ourselves, unless
+                # another joiner already does (or the feed was reset and our reader closed).
+                first = feed.started is started and self._feeds.get(blog_id) is feed
+                if first:
+                    feed.started = asyncio.get_running_loop().create_future()
+                elif self._feeds.get(blog_id) is not feed:
+                    break
             if first:
                 await self._start(blog_id, feed)
-            else:
-                await asyncio.shield(feed.started)
         except BaseException:
             self.unsubscribe(subscription)
             raise
@@ -274,6 +283,9 @@ class Hub:
     async def _start(self, blog_id: str, feed: _Feed) -> None:
         try:
             cursor = await self._store.position(blog_id)
+        except asyncio.CancelledError:
+            feed.started.cancel()  # our reader left; another joiner starts the feed (wait_shared)
+            raise
         except BaseException as exc:
             feed.started.set_exception(exc)
             feed.started.exception()  # retrieved here; later joiners re-raise it themselves
@@ -440,9 +452,25 @@ class Hub:
         # Readers who came while the batch was handed out have it from their snapshot or catch-up
         # (it was in the log before they subscribed). The feed may be gone by now (reset, or its
         # last reader left): its position must not come back then.
-        if self._feeds.get(blog_id) is feed:
+        # Only forward: after a cluster failover two tail loops may briefly read the same blog.
+        if self._feeds.get(blog_id) is feed and (
+            (known := self._positions.get(blog_id)) is None
+            or stream_id_key(known.stream_id) < stream_id_key(cursor.stream_id)
+        ):
             self._positions[blog_id] = cursor
         self._metrics.tailer_lag.set(max(0.0, time.time() - stream_id_key(cursor.stream_id)[0] / 1000))
+
+
+async def wait_shared(future: asyncio.Future) -> bool:
+    """Wait for work that another reader's call does for this one too. False if that call was
+    cancelled (its reader left) while this one was not: the caller then does the work itself."""
+    try:
+        await asyncio.shield(future)
+    except asyncio.CancelledError:
+        if future.cancelled() and not asyncio.current_task().cancelling():
+            return False
+        raise
+    return True
 
 
 async def _hand_out(

@@ -172,7 +172,6 @@ async def join(
     store: Store, snapshots: SnapshotReads, subscription: Subscription, blog_id: str, cursor: Cursor | None, size: int
 ) -> None:
     """Bring a registered reader up to date: the missed events after ``cursor``, else a snapshot."""
-    subscribed = snapshots.stamp()
     if cursor is not None:
         try:
             subscription.seek(stream_id_key(cursor.stream_id))
@@ -186,6 +185,8 @@ async def join(
                 after = Cursor(cursor.epoch, events[-1].stream_id)
         except CursorGone:
             pass  # another epoch, or trimmed: the reader starts over from a snapshot
-    snapshot = await snapshots.read(blog_id, size, subscribed)
+    # Stamped now, after any catch-up: a shared read that started later is newer than all the
+    # reader was sent, as well as started after it subscribed.
+    snapshot = await snapshots.read(blog_id, size, snapshots.stamp())
     subscription.seek(START)
     subscription.send(snapshot)

@@ -15,7 +15,7 @@ import itertools
 from typing import NamedTuple
 
 from . import models
-from .hub import Message
+from .hub import Message, wait_shared
 from .models import Snapshot
 from .store import Store
 
@@ -46,7 +46,9 @@ class SnapshotReads:
             if current is None:
                 return await self._lead(key)
             if current.started > subscribed:
-                return await asyncio.shield(current.result)
+                if await wait_shared(current.result):
+                    return current.result.result()
+                continue  # its reader left mid-read: lead the next one
             # Started before this reader subscribed: it may miss what came in between. Wait for
             # it to end (how it ends is its own readers' business) and share the next one.
             await asyncio.wait([current.result])

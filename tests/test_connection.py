@@ -22,6 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from websockets.frames import Close, Frame, Opcode
 
+import liveblog.connection as connection_module
 from liveblog.connection import (
     KEEPALIVE_FAILED,
     MESSAGE_TOO_BIG,
@@ -221,3 +222,62 @@ async def test_a_reader_that_reads_nothing_does_not_hold_up_a_graceful_shutdown(
     # cut off CLOSE_GRACE (5 s) after its close frame, not after uvicorn's 10 s shutdown timeout
     assert loop.time() - stopping < 9
     writer.close()
+
+
+async def stalled_with_backlog(service, at_least: int) -> tuple[LiveConnection, asyncio.StreamWriter, int]:
+    """A reader that read its snapshot and then stopped reading, with ``at_least`` bytes waiting
+    for it in the server (kernel buffers full); the number of entries posted meanwhile."""
+    reader, writer = await raw_reader(service.ws_url)
+    writer.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    await asyncio.wait_for(read_frame(reader), 5)
+    [connection] = [c for c in service.server.server_state.connections if isinstance(c, LiveConnection)]
+    connection._transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    posted = 0
+    while connection._transport.get_write_buffer_size() < at_least:
+        await service.post(body="<p>" + "x" * 15_000 + "</p>")
+        posted += 1
+    return connection, writer, posted
+
+
+@pytest.mark.parametrize("how", ["keepalive timeout", "client close"])
+async def test_a_reader_that_stopped_reading_is_let_go_after_the_close_grace(redis_server, monkeypatch, how):
+    """Its connection, counts and subscription are released, whatever it still had to read."""
+    monkeypatch.setattr(connection_module, "CLOSE_GRACE", 0.5)
+    settings = replace(UNLIMITED, ws_ping_interval=0.2 if how == "keepalive timeout" else 3600)
+    async with running_service(redis_server.url, settings) as service:
+        await service.create_blog()
+        connection, writer, _ = await stalled_with_backlog(service, 100_000)
+        if how == "client close":
+            writer.write(bytes([0x88, 0x82, 0, 0, 0, 0]) + struct.pack("!H", 1000))
+        state = service.app.state
+        deadline = asyncio.get_running_loop().time() + 10
+        while connection in service.server.server_state.connections:
+            assert asyncio.get_running_loop().time() < deadline, "the stalled reader is still held"
+            await asyncio.sleep(0.05)
+        assert (state.readers.count, state.hub.readers("ukraine")) == (0, 0)
+        writer.close()
+
+
+async def test_a_ping_that_came_during_a_backlog_is_answered_once_it_drains(service):
+    """A browser or proxy that pings during a burst must get its pong, or it drops a good reader."""
+    await service.create_blog()
+    port = int(service.base_url.rsplit(":", 1)[1])
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    sock.connect(("127.0.0.1", port))
+    url = f"{service.ws_url}/api/v1/blogs/ukraine/live"
+    ws = await websockets.connect(url, sock=sock, max_queue=1, ping_interval=None)
+    try:
+        assert (await receive(ws))["type"] == "snapshot"
+        [connection] = [c for c in service.server.server_state.connections if isinstance(c, LiveConnection)]
+        connection._transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
+        posted = 0
+        while connection._transport.get_write_buffer_size() < PONG_BACKLOG + 10_000:
+            await service.post(body="<p>" + "z" * 15_000 + "</p>")
+            posted += 1
+        pong = await ws.ping(b"still there?")
+        for _ in range(posted):  # the reader catches up with everything that waited
+            await receive(ws)
+        await asyncio.wait_for(pong, 5)
+    finally:
+        await ws.close()

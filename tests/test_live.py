@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import socket
 import statistics
@@ -293,3 +294,74 @@ async def test_readers_joining_together_share_snapshot_reads(service, redis_serv
         for s in snapshots
     )
     assert 1 <= scripts <= 20, scripts  # 40 without sharing
+
+
+class Gate:
+    """Holds a store call until opened, to cancel its caller mid-call: a reader leaving then."""
+
+    def __init__(self, call):
+        self.call = call
+        self.entered = asyncio.Event()
+        self.open = asyncio.Event()
+
+    async def __call__(self, *args):
+        self.entered.set()
+        await self.open.wait()
+        return await self.call(*args)
+
+
+async def test_a_reader_leaving_mid_read_does_not_fail_those_sharing_its_snapshot(service, monkeypatch):
+    await service.create_blog()
+    await service.post(headline="One")
+    store, snapshots = service.app.state.store, service.app.state.snapshots
+    gate = Gate(store.snapshot)
+    monkeypatch.setattr(store, "snapshot", gate)
+    sharer_subscribed = snapshots.stamp()
+    leaving = asyncio.create_task(snapshots.read("ukraine", 20, snapshots.stamp()))
+    await gate.entered.wait()
+    sharing = asyncio.create_task(snapshots.read("ukraine", 20, sharer_subscribed))
+    await asyncio.sleep(0)  # the sharer now waits on the leaving reader's read
+    leaving.cancel()
+    gate.open.set()
+    snapshot = await asyncio.wait_for(sharing, 5)
+    assert [e["headline"] for e in json.loads(snapshot.json)["entries"]] == ["One"]
+    with pytest.raises(asyncio.CancelledError):
+        await leaving
+
+
+async def test_a_reader_leaving_while_it_starts_a_feed_does_not_fail_the_others_joining(service, monkeypatch):
+    await service.create_blog()
+    hub, store = service.app.state.hub, service.app.state.store
+    gate = Gate(store.position)
+    monkeypatch.setattr(store, "position", gate)
+    sink = Recorder()
+    async with asyncio.timeout(5):
+        leaving = asyncio.create_task(hub.subscribe("ukraine", Recorder()))
+        await gate.entered.wait()
+        joining = asyncio.create_task(hub.subscribe("ukraine", sink))
+        await asyncio.sleep(0)  # it waits on the feed the leaving reader is starting
+        leaving.cancel()
+        gate.open.set()
+        subscription = await joining
+        assert hub.readers("ukraine") == 1
+        subscription.go_live()
+        posted = await service.post(headline="After")
+        await sink.received.wait()  # the feed was started, and is tailed
+    hub.unsubscribe(subscription)
+    assert json.loads(sink.messages[0].json)["entry"]["id"] == posted["id"]
+
+
+class Recorder:
+    """A reader's sink for the hub that keeps what it is sent."""
+
+    def __init__(self):
+        self.messages = []
+        self.received = asyncio.Event()
+
+    def send(self, message) -> int:
+        self.messages.append(message)
+        self.received.set()
+        return 0
+
+    def close(self, code: int, reason: str) -> None:
+        pass
