@@ -158,6 +158,14 @@ class Subscription:
         if self._sink.send(message) > self._limit:
             self._overflow()
 
+    def send_snapshot(self, message: Message) -> None:
+        """The reader's snapshot, which restarts it from the snapshot's position. Up to 100 long
+        entries can weigh more than the reader limit on their own: the reader gets that much
+        more room, so that a slow phone is not cut off (and rejoining, in a loop) for its join."""
+        self._limit += len(message.json)
+        self.seek(START)
+        self.send(message)
+
     def go_live(self) -> None:
         """Deliver what arrived while joining, then everything as it comes."""
         held, self._held = self._held or [], None

@@ -26,7 +26,7 @@ from .caching import ShortCache
 from .connection import SERVICE_RESTART, LiveConnection
 from .cursor import BadCursor, Cursor, stream_id_key
 from .errors import ApiError
-from .hub import START, Hub, Message, Subscription
+from .hub import Hub, Message, Subscription
 from .limits import ConnectionLimiter
 from .models import SLUG_PATTERN, Blog, decoders
 from .server import CONNECTION_EXTENSION
@@ -188,5 +188,4 @@ async def join(
     # Stamped now, after any catch-up: a shared read that started later is newer than all the
     # reader was sent, as well as started after it subscribed.
     snapshot = await snapshots.read(blog_id, size, snapshots.stamp())
-    subscription.seek(START)
-    subscription.send(snapshot)
+    subscription.send_snapshot(snapshot)

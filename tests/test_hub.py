@@ -99,3 +99,14 @@ def test_a_viewer_count_that_comes_while_joining_is_sent_once_live_after_the_hel
     reader.push_ephemeral(Message.viewers(8))  # only the latest count matters
     reader.go_live()
     assert socket.frames == [event(1).ws_frame, Message.viewers(8).ws_frame]
+
+
+def test_a_reader_is_not_cut_off_for_the_size_of_its_own_snapshot():
+    socket = Socket(unsent_after_each=3000)  # a slow phone: nothing drains
+    reader = Subscription("b", socket, limit=1000, metrics=Metrics())
+    snapshot = Message(Cursor("ep", "1-0"), b'{"type":"snapshot","entries":["%s"]}' % (b"x" * 3000))
+    reader.send_snapshot(snapshot)
+    reader.go_live()
+    assert socket.closed_with is None  # 3,000 bytes unsent, over the limit of 1,000: its snapshot
+    reader.push(event(2))
+    assert socket.closed_with == TOO_SLOW  # 6,000 unsent: 3,000 of them beyond the snapshot
