@@ -265,7 +265,7 @@ class LiveConnection(asyncio.Protocol):
 
 class Keepalive:
     """Pings every live connection about once per ``interval`` seconds, and drops those that left
-    a ping unanswered for ``interval`` seconds.
+    a ping unanswered for ``interval`` seconds (noticed at the next visit: within two intervals).
 
     One task for all connections, not a timer per reader (five more objects each for the garbage
     collector to walk), and spread over the interval in ``TICKS`` slices, because 10k pings at
