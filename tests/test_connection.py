@@ -189,12 +189,34 @@ async def test_keepalive_spreads_one_ping_per_connection_over_the_interval():
     assert len({times[0] for times in pinged.values()}) == Keepalive.TICKS  # 2 per tick
 
 
-async def stall_with_pings(service) -> tuple[LiveConnection, asyncio.StreamWriter]:
-    """A reader that pings the server hard and reads nothing; returns once the server read it all."""
+def live_connection(service) -> LiveConnection:
+    """The server's only live connection (the service runs in this process)."""
+    [connection] = [c for c in service.server.server_state.connections if isinstance(c, LiveConnection)]
+    return connection
+
+
+async def stopped_reader(service) -> tuple[LiveConnection, asyncio.StreamWriter]:
+    """A reader that read its snapshot and reads nothing more (a phone that stalled)."""
     reader, writer = await raw_reader(service.ws_url)
     writer.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    await asyncio.wait_for(read_frame(reader), 5)  # the snapshot; from now on the client reads nothing
-    [connection] = [c for c in service.server.server_state.connections if isinstance(c, LiveConnection)]
+    await asyncio.wait_for(read_frame(reader), 5)
+    return live_connection(service), writer
+
+
+async def fill_backlog(service, connection: LiveConnection, at_least: int) -> int:
+    """Post long entries until ``at_least`` bytes wait in the server for a reader that does not
+    read (its kernel buffers are full by then); how many were posted."""
+    connection._transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    posted = 0
+    while connection._transport.get_write_buffer_size() < at_least:
+        await service.post(body="<p>" + "x" * 15_000 + "</p>")
+        posted += 1
+    return posted
+
+
+async def stall_with_pings(service) -> tuple[LiveConnection, asyncio.StreamWriter]:
+    """A reader that pings the server hard and reads nothing; returns once the server read it all."""
+    connection, writer = await stopped_reader(service)
     server_socket = connection._transport.get_extra_info("socket")
     ping = bytes([0x89, 0x80 | 125]) + b"\0\0\0\0" + b"p" * 125  # masked with a zero key
     for _ in range(20):  # 100k pings: 12.7 MB of pongs if each were answered
@@ -224,21 +246,6 @@ async def test_a_reader_that_reads_nothing_does_not_hold_up_a_graceful_shutdown(
     writer.close()
 
 
-async def stalled_with_backlog(service, at_least: int) -> tuple[LiveConnection, asyncio.StreamWriter, int]:
-    """A reader that read its snapshot and then stopped reading, with ``at_least`` bytes waiting
-    for it in the server (kernel buffers full); the number of entries posted meanwhile."""
-    reader, writer = await raw_reader(service.ws_url)
-    writer.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    await asyncio.wait_for(read_frame(reader), 5)
-    [connection] = [c for c in service.server.server_state.connections if isinstance(c, LiveConnection)]
-    connection._transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-    posted = 0
-    while connection._transport.get_write_buffer_size() < at_least:
-        await service.post(body="<p>" + "x" * 15_000 + "</p>")
-        posted += 1
-    return connection, writer, posted
-
-
 @pytest.mark.parametrize("how", ["keepalive timeout", "client close"])
 async def test_a_reader_that_stopped_reading_is_let_go_after_the_close_grace(redis_server, monkeypatch, how):
     """Its connection, counts and subscription are released, whatever it still had to read."""
@@ -246,7 +253,8 @@ async def test_a_reader_that_stopped_reading_is_let_go_after_the_close_grace(red
     settings = replace(UNLIMITED, ws_ping_interval=0.2 if how == "keepalive timeout" else 3600)
     async with running_service(redis_server.url, settings) as service:
         await service.create_blog()
-        connection, writer, _ = await stalled_with_backlog(service, 100_000)
+        connection, writer = await stopped_reader(service)
+        await fill_backlog(service, connection, 100_000)
         if how == "client close":
             writer.write(bytes([0x88, 0x82, 0, 0, 0, 0]) + struct.pack("!H", 1000))
         state = service.app.state
@@ -269,12 +277,7 @@ async def test_a_ping_that_came_during_a_backlog_is_answered_once_it_drains(serv
     ws = await websockets.connect(url, sock=sock, max_queue=1, ping_interval=None)
     try:
         assert (await receive(ws))["type"] == "snapshot"
-        [connection] = [c for c in service.server.server_state.connections if isinstance(c, LiveConnection)]
-        connection._transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
-        posted = 0
-        while connection._transport.get_write_buffer_size() < PONG_BACKLOG + 10_000:
-            await service.post(body="<p>" + "z" * 15_000 + "</p>")
-            posted += 1
+        posted = await fill_backlog(service, live_connection(service), PONG_BACKLOG + 10_000)
         pong = await ws.ping(b"still there?")
         for _ in range(posted):  # the reader catches up with everything that waited
             await receive(ws)
