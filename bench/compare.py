@@ -67,7 +67,6 @@ from fanout import (  # noqa: E402
     cpu_seconds,
     entry_body,
     generator_command,
-    loadgen_binary,
     machine_seconds,
     percentile,
     raise_nofile,
@@ -805,13 +804,9 @@ def main() -> None:
     if args.generator:
         uvloop.run(generate(args))
         return
-    raise_nofile()
-    if args.generator_impl == "c":
-        loadgen_binary()  # a compile error stops the run before any server starts
+    fanout.prepare_controller(args)
     if "peer" in args.servers and not (PEER_DIR / "node_modules").exists():
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=PEER_DIR, check=True, timeout=600)
-    if args.pin:
-        os.sched_setaffinity(0, {1})  # the poster shares the generator's core
     started = time.time()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the servers are stopped below
     try:

@@ -728,16 +728,22 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def prepare_controller(args: argparse.Namespace) -> None:
+    """Before any server starts: sockets to spare, the C generator built (a compile error stops
+    the run here), and this process (the poster) on the generator's core when pinning."""
+    raise_nofile()
+    if args.generator_impl == "c":
+        loadgen_binary()
+    if args.pin:
+        os.sched_setaffinity(0, {1})
+
+
 def main() -> None:
     args = parse_args()
     if args.generator:
         uvloop.run(generate(args))
         return
-    raise_nofile()
-    if args.generator_impl == "c":
-        loadgen_binary()  # a compile error stops the run before the server starts
-    if args.pin:
-        os.sched_setaffinity(0, {1})  # the poster shares the generator's core
+    prepare_controller(args)
     with tempfile.TemporaryDirectory(prefix="liveblog-fanout-") as tmp:
         server = Server(Path(tmp), args.pin, args.readers)
         try:
