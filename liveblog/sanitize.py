@@ -17,8 +17,9 @@ ALLOWED_ATTRIBUTES = {"a": {"href"}}
 URL_SCHEMES = frozenset({"http", "https", "mailto"})
 #: nh3 adds this to every link; a widget on a partner site must not leak ``window.opener``.
 LINK_REL = "noopener noreferrer nofollow"
-#: What is left of a tag after stripping, should anything remain: ``<`` before a name, ``/``, ``!`` or ``?``.
-_TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
+#: What is left of a tag after stripping, should anything remain: ``<`` before a name, ``/``, ``!`` or ``?``
+#: (every ``<`` of a run: removing only the last one of ``<</`` would leave ``</``).
+_TAG_START = re.compile(r"<+(?=[A-Za-z/!?])")
 _MAX_LAYERS = 8
 
 
