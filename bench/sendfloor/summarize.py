@@ -1,6 +1,7 @@
-"""Aggregate results/rep*/<run>.txt: for every (run, variant) the median over repeats of the per-run
-medians, the range of us/send over repeats, and the median over repeats of the within-run ratio to the
-run's first variant (its baseline, measured interleaved in the same process).
+"""Aggregate results/rep*/<run>.txt, as written by `./run_all.sh results/repN` (the directory is not
+tracked; the figures it gave are in bench/RESULTS.md): for every (run, variant) the median over
+repeats of the per-run medians, the range of us/send over repeats, and the median over repeats of the
+within-run ratio to the run's first variant (its baseline, measured interleaved in the same process).
 usage: python3 summarize.py [results_dir=results]"""
 
 import glob
