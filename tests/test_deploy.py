@@ -1,10 +1,12 @@
 """The operator's deployment: docker-compose.yml, the Dockerfile and deploy/nginx.conf agree with the app.
 
-Docker cannot run where these tests run, so they read the files instead: the compose file with
-PyYAML, the Dockerfile line by line, and nginx.conf with a small tokenizer that resolves which
-``location`` nginx would pick for a path and which directives it would inherit there. Every
-expectation is checked against the app itself (its ``Settings`` defaults and its routes), so a
-change on either side that breaks the other fails here.
+Docker cannot run where these tests run, so the compose file (read with PyYAML) and the Dockerfile
+(read line by line) are checked against the app itself: its ``Settings``, its routes, its health
+endpoint. nginx can run, so deploy/nginx.conf is not read but run: the machine's nginx (Debian's
+package; ``apt-get install nginx``) checks it with ``nginx -t`` and serves it in front of two real
+``liveblog serve`` processes sharing one real Redis, and reporters and readers go through it as
+they would in production. Only the lines that tie the file to Docker and to the machine's own
+nginx are swapped for the test's processes and directory; see :func:`render_for_test`.
 """
 
 from __future__ import annotations
@@ -14,24 +16,48 @@ import json
 import os
 import re
 import shlex
+import shutil
+import socket
+import subprocess
 import sys
+import tempfile
+import threading
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, fields
 from fnmatch import fnmatch
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import httpx
 import pytest
 import yaml
-from conftest import UNLIMITED, running_service
+from conftest import (
+    ADMIN_TOKEN,
+    RECV_TIMEOUT,
+    STARTUP_TIMEOUT,
+    UNLIMITED,
+    Served,
+    Service,
+    assert_error,
+    receive,
+    running_service,
+)
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.routing import Route, WebSocketRoute
+from test_sse import EventStream
+from websockets.exceptions import ConnectionClosed
 
 from liveblog import api, sse, web
 from liveblog.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+NGINX_CONF = ROOT / "deploy" / "nginx.conf"
 DEFAULTS = Settings()
 #: Blog ids to try the proxy's path patterns with, including ids that look like route words.
 BLOG_IDS = ("ukraine-war", "live", "events", "a")
 LONG_LIVED = 10 * 60  # seconds: what "a long timeout for long-lived connections" means here
+#: The first open-source nginx with `server … resolve` in an upstream.
+RESOLVE_SINCE = (1, 27, 3)
 
 
 # --- docker-compose.yml ----------------------------------------------------------------------------
@@ -110,118 +136,231 @@ def _env_instructions(stage: Stage) -> dict[str, str]:
     return env
 
 
-# --- nginx.conf ------------------------------------------------------------------------------------
+def _app_settings(compose: dict) -> Settings:
+    """The Settings the compose app service runs with (interpolations stand in as a sample value)."""
+    (service,) = _app_services(compose).values()
+    env = {k: re.sub(r"\$\{[^}]*\}", "sample", v) for k, v in _environment(service).items()}
+    return Settings.from_env({k: v for k, v in env.items() if k.startswith("LIVEBLOG_")})
+
+
+def _published(compose: dict) -> tuple[str, str]:
+    """The proxy's one published port: (on the host, in the container)."""
+    (published,) = compose["services"]["proxy"]["ports"]
+    host_port, container_port = str(published).split(":")[-2:]
+    return host_port, container_port
+
+
+# --- nginx, for real ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def nginx_binary() -> str:
+    # Debian installs it in /usr/sbin, which is not on every user's PATH.
+    found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
+    if found is None:
+        pytest.fail(
+            "nginx is not installed; these tests run deploy/nginx.conf in a real one: apt-get install nginx",
+            pytrace=False,
+        )
+    return found
+
+
+def nginx_version(binary: str) -> tuple[int, ...]:
+    banner = subprocess.run([binary, "-v"], capture_output=True, text=True, check=True).stderr
+    return tuple(int(n) for n in re.search(r"nginx/(\d+(?:\.\d+)*)", banner).group(1).split("."))
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def render_for_test(compose: dict, *, listen_port: int, backends: list[str], prefix: Path, log_level: str) -> str:
+    """deploy/nginx.conf as shipped, with only what ties it to Docker and to the machine's own
+    nginx swapped for this test's processes and directory:
+
+    * the upstream's ``server app:8000 resolve;`` (the compose app service, on the app's port)
+      becomes one ``server 127.0.0.1:<port>;`` per test app. ``resolve`` makes nginx re-ask
+      Docker's DNS for that name; the test apps are addresses, with no name to resolve (and
+      Debian 12's nginx, 1.22, predates ``resolve`` in an upstream: 1.27.3). ``zone`` and
+      ``resolver`` stay: both are valid without it.
+    * ``listen 80`` (the proxy's port in the container, from compose) becomes
+      ``listen 127.0.0.1:<listen_port>``.
+    * the main ``error_log`` becomes ``error_log stderr <log_level>``: the same stream, at
+      ``notice`` for the "start worker processes" line that says nginx is listening (or
+      ``debug``, for the location it picks).
+    * added: ``pid`` and the ``*_temp_path`` directives, into ``prefix`` instead of /run and
+      /var/lib/nginx, which belong to the machine's own nginx.
+
+    Every other line (the locations, proxied headers, timeouts, buffering, body limits, error
+    pages, keepalive, the Upgrade map) is the shipped text. Each substitution must apply exactly
+    once, so a change to the shipped file that this rendering no longer fits fails, by name.
+    """
+    (app,) = _app_services(compose)
+    port, container_port = _app_settings(compose).port, _published(compose)[1]
+    temp_paths = "".join(
+        f"    {kind}_temp_path {prefix}/{kind}_temp;\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    substitutions = [
+        (
+            rf"^([ \t]*)server {re.escape(app)}:{port} resolve;",
+            lambda m: "\n".join(f"{m[1]}server {backend};" for backend in backends),
+        ),
+        (rf"^([ \t]*)listen {container_port}\b", rf"\g<1>listen 127.0.0.1:{listen_port}"),
+        (r"^error_log [^;]*;", f"error_log stderr {log_level};"),
+        (r"^http \{\n", "http {\n" + temp_paths),
+    ]
+    text = NGINX_CONF.read_text()
+    for pattern, replacement in substitutions:
+        text, count = re.subn(pattern, replacement, text, flags=re.MULTILINE)
+        assert count == 1, f"deploy/nginx.conf has {count} lines matching {pattern!r}; render_for_test needs one"
+    return f"pid {prefix}/nginx.pid;\n" + text
+
+
+def _nginx_prefix() -> Path:
+    """A directory for nginx's pid, config and temp files. Run as root, nginx's workers switch to
+    `nobody`, who must reach the temp directories: pytest's tmp_path is private to its user."""
+    prefix = Path(tempfile.mkdtemp(prefix="liveblog-nginx-"))
+    prefix.chmod(0o755)
+    return prefix
+
+
+class NginxFailed(AssertionError):
+    def __init__(self, log: str):
+        super().__init__("nginx did not start:\n" + log)
+        self.log = log
+
+
+class Nginx:
+    """nginx in the foreground (``-g 'daemon off;'``) on ``prefix/nginx.conf``, its output read
+    all along by threads (a process blocked on a full pipe would look hung)."""
+
+    def __init__(self, binary: str, prefix: Path):
+        self.prefix = prefix
+        self.conf = prefix / "nginx.conf"
+        self.process = subprocess.Popen(
+            [binary, "-p", f"{prefix}/", "-c", str(self.conf), "-g", "daemon off;"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.log: list[str] = []  # the error log (stderr); the access log goes to stdout, unread
+        listening = threading.Event()
+        self._readers = [
+            threading.Thread(target=self._read_log, args=(listening,), daemon=True),
+            threading.Thread(target=lambda: [None for _ in self.process.stdout], daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+        # The master binds its sockets, then starts its workers: from this line on, connections
+        # are taken (queued until a worker accepts them). If nginx exits instead, its log says why.
+        if not listening.wait(STARTUP_TIMEOUT) or self.process.poll() is not None:
+            raise NginxFailed(self.stop())
+
+    def _read_log(self, listening: threading.Event) -> None:
+        for line in self.process.stderr:
+            self.log.append(line)
+            if "start worker processes" in line:
+                listening.set()
+        listening.set()
+
+    def stop(self) -> str:
+        """Stop nginx (SIGTERM: its fast shutdown), remove its prefix; its whole error log."""
+        if self.process.poll() is None:
+            self.process.terminate()
+        self.process.wait(20)
+        for reader in self._readers:
+            reader.join(20)
+        shutil.rmtree(self.prefix, ignore_errors=True)
+        return "".join(self.log)
+
+
+def start_nginx(binary: str, compose: dict, backends: list[str], log_level: str = "notice") -> tuple[Nginx, int]:
+    """nginx on the rendered config, in a prefix of its own; and the port it listens on."""
+    for _ in range(5):  # a free port can be taken by someone else before nginx binds it
+        port, prefix = _free_port(), _nginx_prefix()
+        try:
+            (prefix / "nginx.conf").write_text(
+                render_for_test(compose, listen_port=port, backends=backends, prefix=prefix, log_level=log_level)
+            )
+        except BaseException:
+            shutil.rmtree(prefix)
+            raise
+        try:
+            return Nginx(binary, prefix), port
+        except NginxFailed as failed:
+            if "Address already in use" not in failed.log:
+                raise
+    raise AssertionError("no free port nginx could bind")
 
 
 @dataclass
-class Block:
-    """One nginx directive; ``children`` is None for a simple one, a list for a block."""
+class Proxied:
+    """nginx on the shipped config in front of two `liveblog serve` processes on one Redis."""
 
-    name: str
-    args: list[str]
-    children: list[Block] | None = None
-    parent: Block | None = None
+    nginx: Nginx
+    port: int
+    apps: list[Served]
+    #: What a reporter or reader does, through the proxy.
+    proxy: Service
 
-    def directives(self, name: str) -> list[Block]:
-        return [child for child in self.children or [] if child.name == name]
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
-    def one(self, name: str) -> Block:
-        found = self.directives(name)
-        assert len(found) == 1, f"expected one {name!r} in {self.name} {' '.join(self.args)}, found {len(found)}"
-        return found[0]
+    async def metric(self, app: Served, name: str, **labels: str) -> float:
+        """A value the app reports on its /metrics (asked directly, not through the proxy)."""
+        async with httpx.AsyncClient(base_url=app.url) as direct:
+            text = (await direct.get("/metrics")).text
+        (family,) = [f for f in text_string_to_metric_families(text) if f.name == name]
+        return sum(
+            s.value for s in family.samples if s.name in (name, f"{name}_total") and labels.items() <= s.labels.items()
+        )
 
-    def effective(self, name: str) -> list[Block]:
-        """The ``name`` directives in force here: nginx inherits a directive from the enclosing
-        block only when this block sets none of its own (all-or-nothing for proxy_set_header)."""
-        block: Block | None = self
-        while block is not None:
-            own = block.directives(name)
-            if own:
-                return own
-            block = block.parent
-        return []
-
-    def header(self, name: str) -> str | None:
-        """The value this location sends upstream for the header ``name``."""
-        for directive in self.effective("proxy_set_header"):
-            if directive.args[0].lower() == name.lower():
-                return directive.args[1]
-        return None
+    async def live_readers(self, app: Served) -> float:
+        """The app's own count of its open WebSocket readers."""
+        return await self.metric(app, "liveblog_readers", transport="websocket")
 
 
-def _tokens(text: str) -> list[str]:
-    pattern = r"""#[^\n]*|'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)"|([{};])|([^\s{};'"#]+)"""
-    tokens = []
-    for match in re.finditer(pattern, text):
-        single, double, punct, word = match.groups()
-        if match.group(0).startswith("#"):
-            continue
-        tokens.append(next(t for t in (single, double, punct, word) if t is not None))
-    return tokens
+def _start_proxied(binary: str, compose: dict, redis_url: str, workdir: Path, extra_env: dict[str, str]) -> Proxied:
+    (service,) = _app_services(compose).values()
+    env = {
+        # The deployment's own settings (LIVEBLOG_FORWARDED_ALLOW_IPS above all), on the test's Redis.
+        **{k: v for k, v in _environment(service).items() if k.startswith("LIVEBLOG_")},
+        "LIVEBLOG_REDIS_URL": redis_url,
+        "LIVEBLOG_ADMIN_TOKEN": ADMIN_TOKEN,
+        "LIVEBLOG_VIEWERS_INTERVAL": "3600",  # the stories count messages; no viewer counts among them
+        **extra_env,
+    }
+    apps: list[Served] = []
+    try:
+        for name in ("app1", "app2"):
+            apps.append(Served(workdir / name, env))
+        nginx, port = start_nginx(binary, compose, [urlsplit(app.url).netloc for app in apps])
+    except BaseException:
+        for app in apps:
+            app.stop()
+        raise
+    return Proxied(nginx, port, apps, Service(f"http://127.0.0.1:{port}", None, None))
 
 
-def parse_nginx(text: str) -> Block:
-    root = Block("main", [], [])
-    stack, words = [root], []
-    for token in _tokens(text):
-        if token == ";":
-            stack[-1].children.append(Block(words[0], words[1:], parent=stack[-1]))
-            words = []
-        elif token == "{":
-            block = Block(words[0], words[1:], [], parent=stack[-1])
-            stack[-1].children.append(block)
-            stack.append(block)
-            words = []
-        elif token == "}":
-            assert not words, f"unterminated directive {words}"
-            stack.pop()
-        else:
-            words.append(token)
-    assert len(stack) == 1 and not words, "unbalanced braces in nginx.conf"
-    return root
+@pytest.fixture
+async def proxied(request, compose, nginx_binary, redis_server, tmp_path):
+    """The deployment on this machine; ``indirect`` parametrisation adds ``LIVEBLOG_*`` settings."""
+    extra_env = getattr(request, "param", {})
+    stack = await asyncio.to_thread(_start_proxied, nginx_binary, compose, redis_server.url, tmp_path, extra_env)
+    try:
+        yield stack
+    finally:
+        await stack.proxy.http.aclose()
 
+        def stop() -> None:
+            stack.nginx.stop()
+            for app in stack.apps:
+                app.stop()
 
-def choose_location(server: Block, path: str) -> Block:
-    """The location nginx serves ``path`` from: ``=`` exact, else the longest prefix unless it
-    is ``^~``, else the first matching regex in file order, else that longest prefix."""
-    prefixes, regexes = [], []
-    for location in server.directives("location"):
-        modifier, pattern = location.args if len(location.args) == 2 else ("", location.args[0])
-        if modifier == "=" and path == pattern:
-            return location
-        if modifier in ("", "^~") and path.startswith(pattern):
-            prefixes.append((len(pattern), modifier, location))
-        if modifier in ("~", "~*"):
-            regexes.append((re.compile(pattern, re.IGNORECASE if modifier == "~*" else 0), location))
-    longest = max(prefixes, key=lambda item: item[0], default=None)
-    if longest and longest[1] == "^~":
-        return longest[2]
-    for regex, location in regexes:
-        if regex.search(path):
-            return location
-    assert longest, f"no location serves {path}"
-    return longest[2]
-
-
-def _seconds(value: str) -> float:
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-    number, unit = re.fullmatch(r"(\d+)(ms|s|m|h|d)?", value).groups()
-    return int(number) * units[unit or "s"]
-
-
-def _bytes(value: str) -> int:
-    number, unit = re.fullmatch(r"(\d+)([kKmMgG])?", value).groups()
-    return int(number) * {"": 1, "k": 1024, "m": 1 << 20, "g": 1 << 30}[(unit or "").lower()]
-
-
-@pytest.fixture(scope="module")
-def nginx() -> Block:
-    return parse_nginx((ROOT / "deploy" / "nginx.conf").read_text())
-
-
-@pytest.fixture(scope="module")
-def server(nginx: Block) -> Block:
-    return nginx.one("http").one("server")
+        await asyncio.to_thread(stop)
 
 
 def _sample_paths(route: Route | WebSocketRoute) -> list[str]:
@@ -244,26 +383,16 @@ EVENTS = _route("/api/v1/blogs/{blog}/events", Route)
 # --- the stories -----------------------------------------------------------------------------------
 
 
-def test_two_app_replicas_sit_behind_the_proxy_on_the_port_the_app_listens_on(compose, nginx, server):
+def test_two_app_replicas_sit_behind_the_proxy_on_the_port_the_app_listens_on(compose):
     apps = _app_services(compose)
     assert sum(_replicas(svc) for svc in apps.values()) >= 2, "a restart of one app must leave another serving"
-
-    upstreams = {u.args[0]: u for u in nginx.one("http").directives("upstream")}
-    (upstream,) = upstreams.values()
-    servers = upstream.directives("server")
-    assert {s.args[0] for s in servers} == {f"{name}:{DEFAULTS.port}" for name in apps}
-    for entry in servers:
-        name = entry.args[0].split(":")[0]
-        if _replicas(apps[name]) > 1:
-            # Without `resolve`, nginx resolves a name once at start: later replicas never get traffic.
-            assert "resolve" in entry.args, f"{name} has replicas but nginx would resolve it only once"
-            assert upstream.directives("zone") and nginx.one("http").directives("resolver")
-
-    # Every request the app can answer goes to that upstream, whichever location serves it.
-    for route in [*api.routes, *web.routes]:
-        for path in _sample_paths(route):
-            location = choose_location(server, path)
-            assert location.effective("proxy_pass")[0].args == [f"http://{upstream.args[0]}"], path
+    (name,) = apps
+    # The one thing about the upstream that only Docker could show: it names the app service on
+    # the app's port and, the service having replicas, re-resolves that name (`resolve`; without
+    # it nginx resolves once, at start, and later replicas never get traffic). render_for_test
+    # swaps this very line for the test apps, so the real nginx serves everything else.
+    upstream_servers = re.findall(r"^\s*server\s+([^;{]*);", NGINX_CONF.read_text(), flags=re.MULTILINE)
+    assert upstream_servers == [f"{name}:{_app_settings(compose).port} resolve"]
 
 
 def test_the_image_serves_on_all_interfaces_at_the_apps_port(compose, dockerfile):
@@ -328,46 +457,12 @@ async def test_health_checks_pass_on_a_ready_app_and_fail_while_redis_is_away(co
             assert await _run_healthcheck(argv, port) == 1, f"{where} passes while Redis is unreachable"
 
 
-def test_websocket_readers_get_through_the_proxy_and_are_not_cut_off_while_quiet(nginx, server):
-    upgrade = [m for m in nginx.one("http").directives("map") if m.args == ["$http_upgrade", "$connection_upgrade"]]
-    assert upgrade, "map $http_upgrade $connection_upgrade { … } is missing"
-    assert upgrade[0].one("default").args == ["upgrade"]
-
-    for path in _sample_paths(LIVE):
-        location = choose_location(server, path)
-        assert location.effective("proxy_http_version")[0].args == ["1.1"], "WebSocket needs HTTP/1.1 upstream"
-        assert location.header("Upgrade") == "$http_upgrade", path
-        assert location.header("Connection") == "$connection_upgrade", path
-        for timeout in ("proxy_read_timeout", "proxy_send_timeout"):
-            (directive,) = location.effective(timeout) or [Block(timeout, ["60s"])]  # nginx's default
-            seconds = _seconds(directive.args[0])
-            assert seconds >= LONG_LIVED and seconds > 3 * DEFAULTS.ws_ping_interval, (timeout, seconds)
-
-    # The long timeouts stay on the live channel: other API paths keep nginx's defaults.
-    assert choose_location(server, "/api/v1/blogs/live/entries") is not choose_location(server, "/api/v1/blogs/x/live")
-
-
-def test_sse_readers_get_each_event_as_it_happens(server):
-    for path in _sample_paths(EVENTS):
-        location = choose_location(server, path)
-        buffering = location.effective("proxy_buffering")
-        assert buffering and buffering[0].args == ["off"], f"{path}: buffered events arrive late, in lumps"
-        (read_timeout,) = location.effective("proxy_read_timeout") or [Block("t", ["60s"])]
-        assert _seconds(read_timeout.args[0]) >= max(LONG_LIVED, 3 * sse.HEARTBEAT)
-
-
-def test_the_app_sees_the_readers_address_and_scheme_not_the_proxys(compose, server):
+def test_the_app_trusts_the_proxys_forwarded_headers(compose):
     for svc in _app_services(compose).values():
         trusted = _environment(svc)["LIVEBLOG_FORWARDED_ALLOW_IPS"]
         assert trusted != DEFAULTS.forwarded_allow_ips, "with the default, every reader looks like the proxy"
-    # uvicorn, trusting "*", takes the first X-Forwarded-For address: a header the client could
-    # prefill ($proxy_add_x_forwarded_for) would let anyone dodge the per-address limits.
-    for path in ["/", *_sample_paths(LIVE), *_sample_paths(EVENTS), "/readyz"]:
-        location = choose_location(server, path)
-        assert location.header("X-Forwarded-For") == "$remote_addr", path
-        assert location.header("X-Forwarded-Proto") == "$scheme", path
-        # With the port: the app builds its links and oEmbed URL checks from the Host it is sent.
-        assert location.header("Host") == "$http_host", path
+    # That nginx then sends the reader's own address, not one the reader claims, is
+    # test_the_apps_limit_readers_by_the_address_they_come_from_not_one_they_claim.
 
 
 def test_every_liveblog_variable_in_the_deployment_is_a_real_setting(compose, dockerfile):
@@ -414,28 +509,17 @@ def test_the_app_runs_unprivileged_and_stops_gracefully(compose, dockerfile):
         assert _duration(svc["stop_grace_period"]) >= 15, name
 
 
-def test_nginx_refuses_exactly_the_bodies_the_app_would_refuse(server):
-    limit = _bytes(server.one("client_max_body_size").args[0])
-    assert limit <= DEFAULTS.max_body_bytes, "bigger posts would travel to an app only to be refused"
-    assert limit == DEFAULTS.max_body_bytes, "a lower limit would refuse posts the app accepts"
-    # nginx's own 413 page is HTML; the API promises its JSON error shape.
-    (error_page,) = server.directives("error_page")
-    assert error_page.args[0] == "413"
-    (named,) = [loc for loc in server.directives("location") if loc.args == [error_page.args[-1]]]
-    assert '"code":"too_large"' in named.one("return").args[1]
-
-
-def test_the_proxy_is_published_on_8080_with_this_config(compose, server):
+def test_the_proxy_is_published_on_8080_with_this_config(compose):
     proxy = compose["services"]["proxy"]
-    (published,) = proxy["ports"]
-    host_port, container_port = str(published).split(":")[-2:]
+    host_port, container_port = _published(compose)
     assert host_port == "8080"
-    assert [d.args[0].split(":")[-1] for d in server.directives("listen")] == [container_port]
+    listens = re.findall(r"^\s*listen\s+([^;]*);", NGINX_CONF.read_text(), flags=re.MULTILINE)
+    assert [address.split()[0].split(":")[-1] for address in listens] == [container_port]
     assert "./deploy/nginx.conf:/etc/nginx/nginx.conf:ro" in proxy["volumes"]
     image, version = proxy["image"].split(":")
     assert image == "nginx"
     # `server … resolve` in an upstream is in open-source nginx from 1.27.3 on.
-    assert tuple(int(n) for n in re.match(r"[\d.]+", version).group(0).rstrip(".").split(".")) >= (1, 27, 3)
+    assert tuple(int(n) for n in re.match(r"[\d.]+", version).group(0).rstrip(".").split(".")) >= RESOLVE_SINCE
 
 
 def test_the_build_context_leaves_local_state_out_and_keeps_what_the_image_needs(dockerfile):
@@ -457,3 +541,247 @@ def test_the_build_context_leaves_local_state_out_and_keeps_what_the_image_needs
     assert copied, "the Dockerfile copies the project in"
     for source in copied:
         assert not is_ignored(source.rstrip("/")), f"{source} is COPYed but .dockerignore leaves it out"
+
+
+# --- the proxy, run ----------------------------------------------------------------------------------
+
+
+def _nginx_t(binary: str, prefix: Path, conf: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [binary, "-t", "-p", f"{prefix}/", "-c", str(conf), *extra], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_nginx_accepts_the_shipped_config_as_it_is(nginx_binary, tmp_path):
+    version = nginx_version(nginx_binary)
+    if version < RESOLVE_SINCE:
+        pytest.skip(
+            f"nginx {'.'.join(map(str, version))} predates `server … resolve` in an upstream "
+            f"({'.'.join(map(str, RESOLVE_SINCE))}, the version docker-compose.yml runs): it refuses the shipped "
+            "line `server app:8000 resolve;`, so only the rendering with the test apps is checked here"
+        )
+    checked = _nginx_t(nginx_binary, tmp_path, NGINX_CONF, "-g", f"pid {tmp_path}/nginx.pid;")
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_nginx_accepts_the_config_with_the_test_apps_swapped_in_and_warns_of_nothing(compose, nginx_binary):
+    prefix = _nginx_prefix()
+    try:
+        conf = prefix / "nginx.conf"
+        conf.write_text(
+            render_for_test(
+                compose, listen_port=_free_port(), backends=["127.0.0.1:1"], prefix=prefix, log_level="notice"
+            )
+        )
+        checked = _nginx_t(nginx_binary, prefix, conf)
+    finally:
+        shutil.rmtree(prefix, ignore_errors=True)
+    assert checked.returncode == 0, checked.stderr
+    assert "test is successful" in checked.stderr
+    complaints = [line for line in checked.stderr.splitlines() if re.search(r"\[(warn|error|crit|alert|emerg)\]", line)]
+    assert not complaints, complaints
+
+
+@pytest.mark.slow
+async def test_readers_on_both_apps_get_an_entry_a_reporter_posts_through_the_proxy_once(proxied):
+    proxy = proxied.proxy
+    await proxy.create_blog()
+    token = (await proxy.mint())["token"]
+    async with AsyncExitStack() as stack:
+        readers = [await stack.enter_async_context(proxy.live()) for _ in range(6)]
+        for reader in readers:
+            assert (await receive(reader))["type"] == "snapshot"
+        # An app counts a reader before it sends the snapshot: the counts are complete now.
+        counts = [await proxied.live_readers(app) for app in proxied.apps]
+        assert sum(counts) == len(readers) and min(counts) >= 1, f"readers per app: {counts}"
+
+        first = await proxy.post(token=token, body="<p>first</p>")
+        second = await proxy.post(token=token, body="<p>second</p>")
+        for reader in readers:
+            # The first entry once: the next thing after it is the second.
+            got = [await receive(reader), await receive(reader)]
+            assert [(m["type"], m["entry"]["id"]) for m in got] == [("event", first["id"]), ("event", second["id"])]
+
+
+@pytest.mark.slow
+async def test_sse_readers_get_each_event_through_the_proxy_while_the_response_is_open(proxied):
+    proxy = proxied.proxy
+    await proxy.create_blog()
+    async with proxy.http.stream("GET", "/api/v1/blogs/ukraine/events") as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        stream = EventStream(response)
+        _, snapshot = await stream.message()
+        assert snapshot["type"] == "snapshot"
+        entry = await proxy.post(body="<p>as it happens</p>")
+        _, event = await stream.message()
+        assert event["type"] == "event" and event["entry"]["id"] == entry["id"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "proxied",
+    [{"LIVEBLOG_READER_BUFFER_BYTES": str(64 * 1024), "LIVEBLOG_WRITES_PER_TOKEN_PER_SECOND": "100000"}],
+    indirect=True,
+)
+async def test_a_stalled_sse_reader_behind_the_proxy_is_still_cut_off_by_the_app(proxied):
+    """A proxy that buffered the stream would soak up a stalled reader's backlog (nginx: up to
+    1 GiB, on disk) where the app cannot see it; this one passes it back, and the app ends the
+    stream with 4408 once its own buffer for the reader is full."""
+    proxy = proxied.proxy
+    await proxy.create_blog()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", proxied.port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    try:
+        writer.write(b"GET /api/v1/blogs/ukraine/events HTTP/1.1\r\nHost: x\r\n\r\n")
+        await asyncio.wait_for(reader.readuntil(b"retry: "), RECV_TIMEOUT)  # sent once the reader is subscribed
+        writer.transport.pause_reading()  # from here on this reader reads nothing, like a stalled phone
+
+        async def cut_off() -> float:
+            return sum([await proxied.metric(app, "liveblog_slow_reader_closes") for app in proxied.apps])
+
+        big_body = "<p>" + "Eyewitness account. " * 900 + "</p>"  # ~18 KB an event
+        for posted in range(1, 4001):  # 72 MB: far more than the sockets between app and reader hold
+            await proxy.post(body=big_body)
+            if posted % 25 == 0 and await cut_off():
+                break
+        assert await cut_off() == 1, f"the app never saw the stalled reader's backlog ({posted} events)"
+
+        writer.transport.resume_reading()
+        tail = b""
+        while not tail.endswith(b"\r\n0\r\n\r\n"):  # the end of the chunked response
+            chunk = await asyncio.wait_for(reader.read(1 << 16), RECV_TIMEOUT)
+            assert chunk, "the proxy hung up before the end of the response"
+            tail = (tail + chunk)[-4096:]
+    finally:
+        writer.close()
+    assert b'event: close\ndata: {"code":4408' in tail
+
+
+@pytest.mark.slow
+async def test_the_proxy_takes_every_post_the_app_takes_and_refuses_the_rest_in_the_apps_error_shape(proxied, compose):
+    limit = _app_settings(compose).max_body_bytes
+    proxy = proxied.proxy
+    await proxy.create_blog()
+
+    def padded(size: int) -> bytes:
+        """A valid entry, padded with JSON whitespace to ``size`` bytes."""
+        entry = b'{"body": "<p>a long one</p>"}'
+        return entry[:-1] + b" " * (size - len(entry)) + b"}"
+
+    async def post(content: bytes) -> httpx.Response:
+        headers = {**proxy.auth(), "Content-Type": "application/json"}
+        return await proxy.http.post("/api/v1/blogs/ukraine/entries", content=content, headers=headers)
+
+    at_the_limit = await post(padded(limit))
+    assert at_the_limit.status_code == 201, at_the_limit.text
+    over = await post(padded(limit + 1))
+    assert assert_error(over, 413)["code"] == "too_large"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("proxied", [{"LIVEBLOG_MAX_READERS_PER_IP": "1"}], indirect=True)
+async def test_the_apps_limit_readers_by_the_address_they_come_from_not_one_they_claim(proxied):
+    """With one live reader per address per app, the address an app counts is observable: it
+    admits a second reader only from another address. Readers connect from 127.0.0.5 and
+    127.0.0.6 (loopback, like nginx itself, which reaches the apps from 127.0.0.1), each claiming
+    an X-Forwarded-For of its own."""
+    proxy = proxied.proxy
+    await proxy.create_blog()
+
+    def reader(source: str, claimed: str):
+        return proxy.live(local_addr=(source, 0), additional_headers={"X-Forwarded-For": claimed})
+
+    # least_conn puts the second reader on the other app: one reader from 127.0.0.5 on each.
+    async with reader("127.0.0.5", "203.0.113.1") as first, reader("127.0.0.5", "203.0.113.2") as second:
+        for ws in (first, second):
+            assert (await receive(ws))["type"] == "snapshot"
+        async with reader("127.0.0.5", "203.0.113.3") as third:
+            with pytest.raises(ConnectionClosed) as closed:
+                await receive(third)
+            assert closed.value.rcvd.code == 4429, "a claimed X-Forwarded-For was believed"
+        # Another reader is counted apart, even when it claims the first one's address; were
+        # every reader the proxy's 127.0.0.1 to the apps, this one would be refused too.
+        async with reader("127.0.0.6", "127.0.0.5") as elsewhere:
+            try:
+                assert (await receive(elsewhere))["type"] == "snapshot"
+            except ConnectionClosed as refused:
+                raise AssertionError(f"a reader from another address was refused: {refused}") from None
+
+
+@pytest.mark.slow
+async def test_links_the_app_builds_point_where_the_reader_reached_the_proxy(proxied):
+    proxy = proxied.proxy
+    await proxy.create_blog()
+    # A reader on plain http who claims https is not believed either.
+    feed = await proxy.http.get("/blogs/ukraine/feed.json", headers={"X-Forwarded-Proto": "https"})
+    assert feed.status_code == 200
+    assert feed.json()["home_page_url"] == f"{proxied.url}/blogs/ukraine", "host with its port, and the scheme"
+
+
+@pytest.mark.slow
+async def test_every_path_the_app_serves_answers_the_same_through_the_proxy(proxied):
+    proxy = proxied.proxy
+    for blog in BLOG_IDS:
+        await proxy.create_blog(blog)
+    async with httpx.AsyncClient(base_url=proxied.apps[0].url) as direct:
+        for route in [*api.routes, *web.routes]:
+            if isinstance(route, WebSocketRoute) or route is EVENTS:
+                continue  # live channels: the stories above
+            for path in _sample_paths(route):
+                through, straight = await proxy.http.get(path), await direct.get(path)
+                assert (through.status_code, through.headers.get("content-type")) == (
+                    straight.status_code,
+                    straight.headers.get("content-type"),
+                ), path
+
+
+def _timeouts(dump: str, location: str) -> dict[str, float]:
+    """The proxy timeouts the ``location`` block (named as nginx's debug log names it) sets itself,
+    from ``nginx -T``'s dump of the config it loaded. The shipped locations hold no inner blocks."""
+    text = re.sub(r"#[^\n]*", "", dump)
+    pattern = rf"\blocation\s+(?:[=~^*]+\s+)?{re.escape(location)}\s*\{{([^{{}}]*)\}}"
+    (body,) = re.findall(pattern, text)
+    return {name: _seconds(value) for name, value in re.findall(r"\b(proxy_\w+_timeout)\s+(\S+);", body)}
+
+
+def _seconds(value: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = re.fullmatch(r"(\d+)(ms|s|m|h|d)?", value).groups()
+    return int(number) * units[unit or "s"]
+
+
+def test_the_proxy_does_not_cut_off_quiet_live_readers(compose, nginx_binary):
+    """Which location nginx serves each live path from, as its debug log says (Debian builds nginx
+    ``--with-debug``), and that location's timeouts, as ``nginx -T`` shows them: a quiet period
+    longer than nginx's default (60 s) is not waited out for real."""
+    nginx, port = start_nginx(nginx_binary, compose, backends=[f"127.0.0.1:{_free_port()}"], log_level="debug")
+    probes = [*_sample_paths(LIVE), *_sample_paths(EVENTS), "/api/v1/blogs/live/entries", "/"]
+    try:
+        for path in probes:  # no app behind it: each gets a 502, after nginx picked its location
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+                assert client.get(path).status_code == 502, path
+        dump = _nginx_t(nginx_binary, nginx.prefix, nginx.conf, "-T").stdout
+    finally:
+        log = nginx.stop()
+
+    served_from: dict[str, str] = {}
+    pending: dict[str, str] = {}  # connection → its request's path
+    for connection, what, value in re.findall(r'\*(\d+) (http request line: |using configuration )"([^"]*)"', log):
+        if what == "http request line: ":
+            pending[connection] = value.split()[1]
+        elif connection in pending:
+            served_from[pending.pop(connection)] = value
+    assert served_from.keys() == set(probes), "no location in nginx's debug log: was it built --with-debug?"
+
+    for path in [*_sample_paths(LIVE), *_sample_paths(EVENTS)]:
+        timeouts = _timeouts(dump, served_from[path])
+        for timeout in ("proxy_read_timeout", "proxy_send_timeout"):
+            seconds = timeouts.get(timeout, 60)  # nginx's default
+            assert seconds >= LONG_LIVED, (path, timeout, seconds)
+            assert seconds > 3 * max(DEFAULTS.ws_ping_interval, sse.HEARTBEAT), (path, timeout, seconds)
+    # The long timeouts stay on the live channels: other paths keep nginx's defaults.
+    assert served_from["/api/v1/blogs/live/entries"] == served_from["/"]
+    assert served_from["/"] not in {served_from[path] for path in _sample_paths(LIVE)}
