@@ -24,7 +24,7 @@ from .caching import ShortCache, revalidatable
 from .cursor import BadCursor, Cursor
 from .errors import ApiError, validation_error
 from .live import live
-from .metrics import metrics
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .models import (
     SLUG_PATTERN,
     Blog,
@@ -41,6 +41,7 @@ from .models import (
     encoder,
 )
 from .openapi import openapi
+from .services import services
 from .sse import events
 from .store import BlogEnded, Conflict, CursorGone, Store, fingerprint, key_digest
 
@@ -60,7 +61,7 @@ def now() -> datetime:
 
 
 def _store(request: Request) -> Store:
-    return request.app.state.store
+    return services(request).store
 
 
 def _json(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -88,7 +89,7 @@ def _entry_id(request: Request) -> str:
 
 async def _body(request: Request) -> bytes:
     """The request body, refusing (413) anything over the configured limit before reading it all."""
-    limit = request.app.state.settings.max_body_bytes
+    limit = services(request).settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and (not (declared.isascii() and declared.isdigit()) or int(declared) > limit):
         raise ApiError(413, "too_large", f"request body is over the {limit}-byte limit")
@@ -114,7 +115,7 @@ async def _principal(request: Request) -> auth.Principal:
     unauthorized = {"WWW-Authenticate": "Bearer"}
     try:
         text = auth.bearer(request.headers.get("authorization"))
-        if auth.is_admin_token(text, request.app.state.settings.admin_token):
+        if auth.is_admin_token(text, services(request).settings.admin_token):
             return auth.admin()
         token_id, secret = auth.split(text)
         record = await _store(request).get_token(token_id)
@@ -159,6 +160,10 @@ async def readyz(request: Request) -> Response:
     return _json(b'{"status":"ready"}')
 
 
+async def metrics(request: Request) -> Response:
+    return Response(services(request).metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
+
 # --- blogs ----------------------------------------------------------------------------------------
 
 
@@ -180,7 +185,7 @@ async def create_blog(request: Request) -> Response:
         raise _forbid("only admins (or an editor scoped to this blog id) create blogs")
     try:
         body = await _store(request).create_blog(blogs.create(create, now()), epoch=secrets.token_hex(4))
-        request.app.state.pages.forget(create.id)
+        services(request).pages.forget(create.id)
     except Conflict as exc:
         raise ApiError(409, "exists", str(exc), "$.id") from None
     return _json(body, 201, headers={"Location": f"/api/v1/blogs/{create.id}"})
@@ -201,7 +206,7 @@ async def patch_blog(request: Request) -> Response:
         try:
             read = await store.get_blog_json(blog_id)
             written = await store.replace_blog(read, blogs.edit(decoders[Blog].decode(read), patch, now()))
-            request.app.state.pages.forget(blog_id)
+            services(request).pages.forget(blog_id)
             return _json(written.json)
         except Conflict:
             continue
@@ -222,7 +227,7 @@ async def list_entries(request: Request) -> Response:
     before = params.get("before")
     if before is not None and not _ENTRY_ID.match(before):
         raise ApiError(400, "bad_before", "before must be an entry id", "before")
-    pages: ShortCache = request.app.state.pages
+    pages: ShortCache = services(request).pages
     if (body := pages.get(blog_id, (limit, before))) is None:
         page = await store.page(blog_id, limit, before)
         body = encoder.encode(EntryPage(str(page.cursor), [Raw(e) for e in page.entries], page.next))
@@ -258,14 +263,14 @@ async def get_entry(request: Request) -> Response:
 
 
 def _throttle_writes(request: Request, principal: auth.Principal) -> None:
-    wait = request.app.state.writes.wait_time(principal.token_id)
+    wait = services(request).writes.wait_time(principal.token_id)
     if wait:
         retry = {"Retry-After": str(math.ceil(wait))}
         raise ApiError(429, "rate_limited", "too many writes with this token; slow down", headers=retry)
 
 
 async def create_entry(request: Request) -> Response:
-    with request.app.state.metrics.post_seconds.time():
+    with services(request).metrics.post_seconds.time():
         return await _create_entry(request)
 
 
@@ -285,7 +290,7 @@ async def _create_entry(request: Request) -> Response:
     try:
         entry = entries.create(blog_id, create, principal.name, now())
         written = await _store(request).create_entry(entry, principal.token_id, idempotency)
-        request.app.state.pages.forget(blog_id)
+        services(request).pages.forget(blog_id)
     except BlogEnded as exc:
         raise ApiError(409, "blog_ended", str(exc)) from None
     except Conflict as exc:
@@ -316,7 +321,7 @@ async def patch_entry(request: Request) -> Response:
     entry, expected = await _editable(request, principal)
     try:
         written = await _store(request).replace_entry(expected, entries.edit(entry, patch, now()))
-        request.app.state.pages.forget(entry.blog)
+        services(request).pages.forget(entry.blog)
     except Conflict as exc:
         raise _stale(exc.current_version) from None
     return _entry_response(written.json, 200)
@@ -328,7 +333,7 @@ async def delete_entry(request: Request) -> Response:
     entry, expected = await _editable(request, principal)
     try:
         await _store(request).delete_entry(expected, entries.tombstone(entry, now()))
-        request.app.state.pages.forget(entry.blog)
+        services(request).pages.forget(entry.blog)
     except Conflict as exc:
         raise _stale(exc.current_version) from None
     return Response(status_code=204)

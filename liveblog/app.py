@@ -14,10 +14,11 @@ from starlette.applications import Starlette
 from . import api, errors, web
 from .caching import ShortCache
 from .config import Settings
-from .connection import Keepalive
+from .connection import Connections
 from .hub import Hub
 from .limits import ConnectionLimiter, RateLimiter
 from .metrics import Metrics
+from .services import Services
 from .snapshots import SnapshotReads
 from .store import Store, connect
 
@@ -28,14 +29,23 @@ def _stop_process() -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-def create_app(settings: Settings, redis_url: str, on_fatal: Callable[[], None] = _stop_process) -> Starlette:
-    """The service, talking to Redis at ``redis_url``.
+def create_app(
+    settings: Settings,
+    redis_url: str,
+    connections: Connections | None = None,
+    on_fatal: Callable[[], None] | None = None,
+) -> Starlette:
+    """The service, talking to Redis at ``redis_url``; its live readers are kept in
+    ``connections`` (the server tells them at shutdown, see :class:`liveblog.server.Server`).
 
     The hub's tailer and the live connections' keepalive run for the app's lifetime. If either
     ever dies of something other than a Redis outage (which the tailer rides out), that is logged
     and ``on_fatal`` is called, by default a graceful SIGTERM, so that a supervisor restarts the
-    process instead of readers silently receiving nothing.
+    process instead of readers silently receiving nothing. Once started, the app's
+    :class:`~liveblog.services.Services` are ``app.state.services``.
     """
+    live = connections if connections is not None else Connections(settings.ws_ping_interval)
+    fatal = on_fatal or _stop_process
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -43,21 +53,24 @@ def create_app(settings: Settings, redis_url: str, on_fatal: Callable[[], None] 
         store = Store(client, log_maxlen=settings.log_maxlen, idempotency_ttl=settings.idempotency_ttl)
         metrics = Metrics()
         hub = Hub(store, metrics, reader_limit=settings.reader_buffer_bytes, viewers_every=settings.viewers_interval)
-        app.state.metrics = metrics
-        app.state.pages = ShortCache()
-        app.state.settings, app.state.store, app.state.hub = settings, store, hub
-        app.state.snapshots = SnapshotReads(store)
-        app.state.readers = ConnectionLimiter(settings.max_readers, settings.max_readers_per_ip)
-        rate = settings.connects_per_ip_per_second
-        app.state.connects = RateLimiter(rate, max(1, int(rate * 10)))
-        rate = settings.writes_per_token_per_second
-        app.state.writes = RateLimiter(rate, max(1, int(rate * 5)))
-        app.state.keepalive = keepalive = Keepalive(settings.ws_ping_interval)
+        connects, writes = settings.connects_per_ip_per_second, settings.writes_per_token_per_second
+        app.state.services = Services(
+            settings=settings,
+            store=store,
+            hub=hub,
+            metrics=metrics,
+            pages=ShortCache(),
+            snapshots=SnapshotReads(store),
+            readers=ConnectionLimiter(settings.max_readers, settings.max_readers_per_ip),
+            connects=RateLimiter(connects, max(1, int(connects * 10))),
+            writes=RateLimiter(writes, max(1, int(writes * 5))),
+            connections=live,
+        )
         background = [asyncio.create_task(hub.run(), name="liveblog-tailer")]
         if settings.ws_ping_interval:
-            background.append(asyncio.create_task(keepalive.run(), name="liveblog-keepalive"))
+            background.append(asyncio.create_task(live.run(), name="liveblog-keepalive"))
         for task in background:
-            task.add_done_callback(lambda task: _background_done(task, on_fatal))
+            task.add_done_callback(lambda task: _background_done(task, fatal))
         try:
             with metrics.timing_gc():
                 yield

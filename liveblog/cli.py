@@ -14,13 +14,10 @@ from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
 
-import uvicorn
-
 from . import logs, workers
-from .app import create_app
 from .config import Settings
 from .embedded import EmbeddedRedis
-from .server import bound_port, uvicorn_config
+from .server import bind, build
 
 log = logging.getLogger("liveblog")
 
@@ -50,8 +47,10 @@ async def _serve(
 ) -> None:
     """Run the app until a signal stops it: on ``settings``' address, or on ``sockets`` (a worker),
     announcing it serves with the URL line, or with ``on_serving`` (a worker tells its parent)."""
+    if sockets is None:
+        sockets = [bind(settings.host, settings.port)]
     # log_config=None: uvicorn's loggers go through the handler logs.configure() installed.
-    server = uvicorn.Server(uvicorn_config(create_app(settings, redis_url), settings, log_config=None))
+    server = build(settings, redis_url, log_config=None)
     serving = asyncio.create_task(server.serve(sockets=sockets))
     while not server.started and not serving.done():
         await asyncio.sleep(0.02)
@@ -61,7 +60,8 @@ async def _serve(
         gc.collect()
         gc.freeze()
         if on_serving is None:
-            print(f"liveblog is serving on http://{settings.host}:{bound_port(server)}", flush=True)
+            port = sockets[0].getsockname()[1]
+            print(f"liveblog is serving on http://{settings.host}:{port}", flush=True)
         else:
             on_serving()
     await serving

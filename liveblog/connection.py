@@ -1,274 +1,308 @@
 """A live reader's WebSocket connection once the handshake is done: small, and no task of its own.
 
-uvicorn's WebSocket protocol serves the handshake and ASGI serves the admission and the join like
-any route (:mod:`liveblog.live`). At ``websocket.accept`` the transport is handed to a
-:class:`LiveConnection`, and once the reader has joined, the app call returns. What is left per
-reader is this object and its :class:`~liveblog.hub.Subscription`, a few hundred bytes, instead of
-an ASGI task with its frames, a receive queue, events and websockets' parser (which keeps the
-handshake's headers alive): a reader holds its connection for hours, and a process holds 10k.
+The handshake and the join are served as ASGI (:mod:`liveblog.server`, :mod:`liveblog.live`); at
+``websocket.accept`` the transport is handed to a :class:`LiveConnection`, and once the reader
+has joined, the app call returns. What is left per reader is this object and its
+:class:`~liveblog.hub.Subscription`, a few hundred bytes: a reader holds its connection for hours,
+and a process holds 10k.
 
 It does what a server-push channel needs and no more: write the frames the hub hands it (the same
 bytes for every reader, written at once, never awaited), answer pings, be pinged (by the one
-:class:`Keepalive` of the process) and dropped when it stops answering, both closing handshakes,
-and refuse binary messages (1003). Text messages
-from the reader are not part of the protocol and are ignored.
+:class:`Connections` of the process) and dropped when it stops answering, both closing
+handshakes, and refuse binary messages (1003). Text messages from the reader are not part of the
+protocol and are ignored.
+
+The rules are :class:`Rules`, which does no I/O: it is fed bytes, clock readings and requests,
+and answers with the bytes to write and what to do next (:class:`After`), so that keepalive,
+backlog and closing rules are tested without sockets (``tests/test_rules.py``).
+:class:`LiveConnection` is the thin asyncio adapter that does the writes and keeps the timer.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import enum
+import logging
+import struct
+from collections.abc import Callable, Iterator
+from typing import Protocol
 
-from websockets.exceptions import ProtocolError
-from websockets.frames import Close, Frame, Opcode
-from websockets.utils import apply_mask
+from .wire import (
+    EMPTY_CLOSE_FRAME,
+    CloseCode,
+    FrameError,
+    Message,
+    Opcode,
+    close_frame,
+    frame,
+    parse_client_frames,
+    parse_close,
+)
 
+log = logging.getLogger(__name__)
+
+#: The ASGI scope extension through which a live route finds its reader's connection.
+CONNECTION_EXTENSION = "liveblog.connection"
 #: After the server sends its close frame, how long the reader gets to read its backlog and answer.
 CLOSE_GRACE = 5.0
 #: Pings are not answered while this much is waiting to be sent to the reader.
 PONG_BACKLOG = 64 * 1024
-PROTOCOL_ERROR = 1002
-UNSUPPORTED_DATA = 1003
-MESSAGE_TOO_BIG = 1009
-KEEPALIVE_FAILED = 1011
-SERVICE_RESTART = 1012
-
-_CONT, _TEXT, _BINARY, _CLOSE, _PING, _PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
-_KNOWN_OPCODES = frozenset((_CONT, _TEXT, _BINARY, _CLOSE, _PING, _PONG))
-_PING_FRAME = Frame(Opcode.PING, b"").serialize(mask=False)
 
 
-class FrameError(Exception):
-    """The client broke RFC 6455; the connection is failed with ``code``."""
-
-    def __init__(self, code: int, reason: str):
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-
-
-def parse_client_frames(data: bytes, max_size: int) -> tuple[list[tuple[int, bytes]], bytes]:
-    """Split bytes a client sent into its complete frames, as ``(opcode, unmasked payload)``, and
-    the incomplete rest, to be parsed again with what comes next.
-
-    Raises :class:`FrameError` on a protocol violation (unmasked frame, reserved bits, unknown
-    opcode, fragmented or oversized control frame) or a frame over ``max_size`` bytes. Fragments
-    are returned as they are: this channel ignores text and refuses binary at its first frame.
-    """
-    frames = []
-    offset, end = 0, len(data)
-    while end - offset >= 2:
-        first, second = data[offset], data[offset + 1]
-        opcode, length = first & 0x0F, second & 0x7F
-        if first & 0x70:
-            raise FrameError(PROTOCOL_ERROR, "reserved bits set")
-        if not second & 0x80:
-            raise FrameError(PROTOCOL_ERROR, "client frames must be masked")
-        if opcode not in _KNOWN_OPCODES:
-            raise FrameError(PROTOCOL_ERROR, f"unknown opcode {opcode:#x}")
-        if opcode >= _CLOSE and (length > 125 or not first & 0x80):
-            raise FrameError(PROTOCOL_ERROR, "control frames are unfragmented and at most 125 bytes")
-        header = 2 + {126: 2, 127: 8}.get(length, 0)
-        if end - offset < header:
-            break
-        if header > 2:
-            length = int.from_bytes(data[offset + 2 : offset + header], "big")
-        if length > max_size:
-            raise FrameError(MESSAGE_TOO_BIG, f"frames are limited to {max_size} bytes")
-        start = offset + header + 4
-        if end - start < length:
-            break
-        frames.append((opcode, apply_mask(data[start : start + length], data[start - 4 : start])))
-        offset = start + length
-    return frames, data[offset:]
+class State(enum.Enum):
+    OPEN = "open"
+    #: A close frame was sent (ours, or the echo of the client's): waiting for the client to
+    #: answer or to read its backlog, at most ``CLOSE_GRACE``.
+    CLOSING = "closing"
+    #: The transport is gone.
+    CLOSED = "closed"
 
 
-def close_frame(code: int, reason: str = "") -> bytes:
-    return Frame(Opcode.CLOSE, Close(code, reason).serialize()).serialize(mask=False)
+class After(enum.Enum):
+    """What the connection does once the bytes :class:`Rules` returned are written."""
+
+    NOTHING = "nothing"
+    #: We sent a close frame: the client should answer it; cut it off after ``CLOSE_GRACE``.
+    AWAIT_CLOSE = "await close"
+    #: Close once what is queued is sent; cut the client off after ``CLOSE_GRACE`` if it does not
+    #: read it (a stalled client would otherwise hold its connection, counts and subscription).
+    HANG_UP = "hang up"
 
 
-class LiveConnection(asyncio.Protocol):
-    """The transport's protocol from ``websocket.accept`` on; the reader's sink for the hub.
+_NOTHING = (b"", After.NOTHING)
 
-    ``connections`` is uvicorn's set of open connections: it is in it while open, so a graceful
-    shutdown reaches it (:meth:`shutdown`, close code 1012) and waits for it to close.
+
+class Rules:
+    """The rules of one reader's connection, without I/O.
+
+    Each method returns ``(bytes to write, After)``. States only move forward, OPEN → CLOSING →
+    CLOSED; a request that no longer applies (closing a connection that is closing) does nothing,
+    and data after CLOSED is a bug and raises.
     """
 
-    __slots__ = (
-        "_transport",
-        "_connections",
-        "_max_size",
-        "_keepalive",
-        "_timer",
-        "_pong_due",
-        "_pinged_at",
-        "_owed_pong",
-        "_closing",  # a close frame was sent or received, or the connection is lost
-        "_lost",
-        "_pending",
-        "_release",
-    )
+    __slots__ = ("state", "max_size", "_pending", "_pinged_at", "_pong_due", "_owed_pong")
 
-    def __init__(self, connections: set, max_size: int):
-        self._transport: asyncio.Transport | None = None
-        self._connections = connections
-        self._max_size = max_size
-        self._keepalive: Keepalive | None = None
-        self._timer: asyncio.TimerHandle | None = None  # only while closing: the grace period
-        self._pong_due = False
-        self._pinged_at = 0.0
-        self._owed_pong: bytes | None = None
-        self._closing = False
-        self._lost = False
+    def __init__(self, max_size: int):
+        self.state = State.OPEN
+        self.max_size = max_size
         self._pending = b""
+        self._pinged_at = 0.0
+        self._pong_due = False
+        self._owed_pong: bytes | None = None
+
+    def on_data(self, data: bytes, backlog: int) -> tuple[bytes, After]:
+        """Bytes from the client; ``backlog`` is what waits to be sent to it."""
+        if self.state is State.CLOSED:
+            raise RuntimeError("data on a closed connection")
+        try:
+            frames, self._pending = parse_client_frames(self._pending + data, self.max_size)
+        except FrameError as error:
+            return self._fail(error.code, error.reason)
+        out = []
+        ping: bytes | None = None
+        for opcode, payload in frames:
+            if opcode == Opcode.PONG:
+                # Only the answer to our ping counts: unsolicited pongs (allowed as a one-way
+                # heartbeat) must not keep a client that reads nothing alive.
+                if self._pong_due and payload == _ping_payload(self._pinged_at):
+                    self._pong_due = False
+            elif opcode == Opcode.PING:
+                ping = payload  # RFC 6455 §5.5.3: answering only the latest ping is enough
+            elif opcode == Opcode.CLOSE:
+                written, after = self._answer_close(payload)
+                return b"".join(out) + written, after
+            elif opcode == Opcode.BINARY and self.state is State.OPEN:
+                out.append(self.on_close(CloseCode.UNSUPPORTED_DATA, "this channel takes no binary messages")[0])
+        if ping is not None and self.state is State.OPEN:
+            # A client that pings without reading must not grow our buffer without end: past
+            # PONG_BACKLOG (the transport is paused then) the pong waits until the backlog drains.
+            if backlog <= PONG_BACKLOG:
+                out.append(frame(Opcode.PONG, ping))
+            else:
+                self._owed_pong = ping
+        return b"".join(out), After.NOTHING
+
+    def on_drained(self) -> bytes:
+        """The backlog went below ``PONG_BACKLOG``: the pong owed to the latest ping, if any."""
+        payload, self._owed_pong = self._owed_pong, None
+        if payload is None or self.state is not State.OPEN:
+            return b""
+        return frame(Opcode.PONG, payload)
+
+    def on_tick(self, now: float, timeout: float) -> tuple[bytes, After]:
+        """About once per keepalive interval: ping the client, unless the last ping is still
+        unanswered; after ``timeout`` seconds unanswered (a phone that left without a word), fail
+        the connection so that it does not hold its resources for hours."""
+        if self.state is not State.OPEN:
+            return _NOTHING
+        if not self._pong_due:
+            self._pong_due, self._pinged_at = True, now
+            return frame(Opcode.PING, _ping_payload(now)), After.NOTHING
+        if now - self._pinged_at >= timeout:
+            return self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+        return _NOTHING
+
+    def on_close(self, code: int, reason: str) -> tuple[bytes, After]:
+        """The server closes: a close frame, sent behind what is queued."""
+        if self.state is not State.OPEN:
+            return _NOTHING
+        self.state = State.CLOSING
+        return close_frame(code, reason), After.AWAIT_CLOSE
+
+    def on_shutdown(self) -> tuple[bytes, After]:
+        """The process stops: tell the reader to come back (1012), and hang up."""
+        if self.state is State.CLOSED:
+            return _NOTHING
+        written = b""
+        if self.state is State.OPEN:
+            written = close_frame(CloseCode.SERVICE_RESTART, "server restarting; reconnect with your cursor")
+        self.state = State.CLOSING
+        return written, After.HANG_UP
+
+    def on_lost(self) -> None:
+        self.state = State.CLOSED
+
+    def _answer_close(self, payload: bytes) -> tuple[bytes, After]:
+        """The client's close frame: echo it (unless it answers ours), then hang up."""
+        if self.state is not State.OPEN:
+            return b"", After.HANG_UP
+        try:
+            code = parse_close(payload)
+        except FrameError as error:
+            return self._fail(error.code, error.reason)
+        self.state = State.CLOSING
+        return (close_frame(code) if code is not None else EMPTY_CLOSE_FRAME), After.HANG_UP
+
+    def _fail(self, code: CloseCode, reason: str) -> tuple[bytes, After]:
+        written = b""
+        if self.state is State.OPEN:
+            written = close_frame(code, reason)
+            self.state = State.CLOSING
+        return written, After.HANG_UP
+
+
+def _ping_payload(pinged_at: float) -> bytes:
+    # The time of the ping is its payload: a pong is matched to it without keeping more state.
+    return struct.pack("!d", pinged_at)
+
+
+class LiveConnection(Rules, asyncio.Protocol):
+    """The transport's protocol from ``websocket.accept`` on; the reader's sink for the hub."""
+
+    __slots__ = ("_transport", "_timer", "_release", "_registry")
+
+    def __init__(self, max_size: int):
+        super().__init__(max_size)
+        self._transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None  # only while closing: the grace period
         self._release: Callable[[], None] | None = None
+        self._registry: Connections | None = None
 
     # -- ownership
 
     def take_over(self, transport: asyncio.Transport) -> None:
-        """Become ``transport``'s protocol (the handshake response has been written)."""
+        """Become ``transport``'s protocol (the handshake response has been written to it)."""
         self._transport = transport
-        self._connections.add(self)
         transport.set_protocol(self)
         transport.set_write_buffer_limits(high=PONG_BACKLOG)  # resume_writing: time to send owed pongs
+        if transport.is_closing():  # the client left during the handshake
+            self.connection_lost(None)
 
-    def adopt(self, release: Callable[[], None], keepalive: Keepalive) -> None:
+    def adopt(self, release: Callable[[], None], registry: Connections) -> None:
         """Call ``release`` once, when the connection ends (at once if it already has), and be
-        pinged by ``keepalive`` until then: the app call that joined the reader returns and
+        pinged by ``registry`` until then: the app call that joined the reader returns and
         leaves the rest of the reader's life to us."""
-        if self._lost:
+        if self.state is State.CLOSED:
             release()
-        else:
-            self._release = release
-            self._keepalive = keepalive
-            keepalive.watch(self)
-
-    def ping(self, now: float, timeout: float) -> None:
-        """Called by :class:`Keepalive` about once per interval: ping the client, unless the last
-        ping is still unanswered; after ``timeout`` seconds unanswered (a phone that left without
-        a word), drop the connection so that it does not hold its resources for hours."""
-        if self._closing:
             return
-        if not self._pong_due:
-            self._pong_due, self._pinged_at = True, now
-            self._transport.write(_PING_FRAME)
-        elif now - self._pinged_at >= timeout:
-            self._fail(KEEPALIVE_FAILED, "keepalive ping timeout")
+        self._release = release
+        self._registry = registry
+        registry.watch(self)
+
+    @property
+    def adopted(self) -> bool:
+        return self._registry is not None or self._release is not None
 
     # -- the hub's sink
 
-    def send(self, message) -> int:  # noqa: ANN001 - liveblog.hub.Message; no import cycle
+    def send(self, message: Message) -> int:
         # The hot path: once per reader per message. Attribute checks and C calls only.
         transport = self._transport
-        if self._closing or transport.is_closing():
+        if self.state is not State.OPEN or transport is None or transport.is_closing():
             return 0
         transport.write(message.ws_frame)
         return transport.get_write_buffer_size()
 
+    def send_frame(self, data: bytes) -> None:
+        """Write an already-framed message (an ASGI ``websocket.send`` from the handshake's app)."""
+        if self.state is State.OPEN and self._transport is not None:
+            self._transport.write(data)
+
     def close(self, code: int, reason: str) -> None:
         """Send a close frame now, behind what is queued; cut the reader off if it has not
         answered within ``CLOSE_GRACE`` (a stalled reader never drains its backlog)."""
-        if self._closing:
-            return
-        self._closing = True
-        self._transport.write(close_frame(code, reason))
-        self._set_timer(CLOSE_GRACE, self._transport.abort)
+        self._do(*self.on_close(code, reason))
 
     def shutdown(self) -> None:
-        """uvicorn's graceful shutdown: tell the reader to come back (1012), and hang up once
-        what is queued is sent, or after ``CLOSE_GRACE`` if the reader is not reading."""
-        if not self._lost:
-            if not self._closing:
-                self._transport.write(close_frame(SERVICE_RESTART, "server restarting; reconnect with your cursor"))
-            self._closing = True
-            self._hang_up()
+        """The process stops: 1012, and hang up once what is queued is sent (or after
+        ``CLOSE_GRACE`` if the reader is not reading)."""
+        self._do(*self.on_shutdown())
+
+    def ping(self, now: float, timeout: float) -> None:
+        self._do(*self.on_tick(now, timeout))
 
     # -- asyncio.Protocol
 
     def data_received(self, data: bytes) -> None:
-        try:
-            frames, self._pending = parse_client_frames(self._pending + data, self._max_size)
-        except FrameError as error:
-            self._fail(error.code, error.reason)
-            return
-        for opcode, payload in frames:
-            if opcode == _PONG:
-                self._pong_due = False
-            elif opcode == _PING:
-                # A client that pings without reading must not grow our buffer without end: while
-                # PONG_BACKLOG waits, only the latest ping is remembered (RFC 6455 allows answering
-                # just the latest of several), and answered when the backlog drains.
-                if self._transport.get_write_buffer_size() < PONG_BACKLOG:
-                    self._pong(payload)
-                else:
-                    self._owed_pong = payload
-            elif opcode == _CLOSE:
-                self._answer_close(payload)
-                return
-            elif opcode == _BINARY:
-                self.close(UNSUPPORTED_DATA, "this channel takes no binary messages")
+        assert self._transport is not None
+        self._do(*self.on_data(data, self._transport.get_write_buffer_size()))
+
+    def resume_writing(self) -> None:
+        if pong := self.on_drained():
+            self._do(pong, After.NOTHING)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._lost = self._closing = True
-        self._connections.discard(self)
+        if self.state is State.CLOSED:
+            return
+        self.on_lost()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._keepalive is not None:
-            self._keepalive.forget(self)
+        if self._registry is not None:
+            self._registry.forget(self)
         if self._release is not None:
             release, self._release = self._release, None
             release()
 
-    # -- internals
+    # -- the adapter
 
-    def _answer_close(self, payload: bytes) -> None:
-        """The client's close frame: echo it (unless it answers ours), then hang up."""
-        if not self._closing:
-            try:
-                close = Close.parse(payload)
-            except (ProtocolError, UnicodeDecodeError):
-                self._fail(PROTOCOL_ERROR, "invalid close frame")
-                return
-            self._transport.write(
-                close_frame(close.code) if payload else Frame(Opcode.CLOSE, b"").serialize(mask=False)
-            )
-            self._closing = True
-        self._hang_up()
-
-    def _fail(self, code: int, reason: str) -> None:
-        if not self._closing:
-            self._transport.write(close_frame(code, reason))
-            self._closing = True
-        self._hang_up()
-
-    def _hang_up(self) -> None:
-        """Close once what is queued is sent, and cut off a reader that does not read it in time:
-        otherwise a stalled client would hold its connection, counts and subscription for ever."""
-        self._transport.close()
-        self._set_timer(CLOSE_GRACE, self._transport.abort)
-
-    def _pong(self, payload: bytes) -> None:
-        if not self._closing:
-            self._transport.write(Frame(Opcode.PONG, payload).serialize(mask=False))
-
-    def resume_writing(self) -> None:
-        if self._owed_pong is not None:
-            payload, self._owed_pong = self._owed_pong, None
-            self._pong(payload)
-
-    def _set_timer(self, delay: float, callback: Callable[[], None]) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = asyncio.get_running_loop().call_later(delay, callback)
+    def _do(self, written: bytes, after: After) -> None:
+        transport = self._transport
+        if transport is None or self.state is State.CLOSED:
+            return
+        if written:
+            transport.write(written)
+        if after is not After.NOTHING:
+            if after is After.HANG_UP:
+                transport.close()
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = asyncio.get_running_loop().call_later(CLOSE_GRACE, transport.abort)
 
 
-class Keepalive:
-    """Pings every live connection about once per ``interval`` seconds, and drops those that left
-    a ping unanswered for ``interval`` seconds (noticed at the next visit: within two intervals).
+class Closable(Protocol):
+    def shutdown(self) -> None:
+        """Tell the reader the process is stopping (1012) and end the connection."""
 
-    One task for all connections, not a timer per reader (five more objects each for the garbage
-    collector to walk), and spread over the interval in ``TICKS`` slices, because 10k pings at
+
+class Connections:
+    """The process's live connections: each WebSocket is pinged about once per ``interval``
+    seconds and dropped when a ping is unanswered for ``interval`` seconds (noticed at the next
+    visit: within two intervals); at shutdown every reader, WebSocket or SSE, is told to come back
+    elsewhere (1012) at once, before anything else stops.
+
+    One task pings all connections, not a timer per reader (five more objects each for the
+    garbage collector to walk), spread over the interval in ``TICKS`` slices, because 10k pings at
     once would hold up an entry's fan-out as long as 10k entries would. Connections are pinged in
     the order they came (a dict keeps it), so each one's pings stay about an interval apart.
     """
@@ -278,12 +312,37 @@ class Keepalive:
     def __init__(self, interval: float):
         self._interval = interval
         self._connections: dict[LiveConnection, None] = {}
+        self._streams: set[Closable] = set()
+        self._stopping = False
+        self._empty = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._connections) + len(self._streams)
+
+    def __iter__(self) -> Iterator[LiveConnection]:
+        """The WebSocket connections being pinged."""
+        return iter(list(self._connections))
 
     def watch(self, connection: LiveConnection) -> None:
-        self._connections[connection] = None
+        if self._stopping:
+            connection.shutdown()
+        else:
+            self._connections[connection] = None
 
     def forget(self, connection: LiveConnection) -> None:
         self._connections.pop(connection, None)
+        self._check_empty()
+
+    def watch_stream(self, stream: Closable) -> None:
+        """An SSE reader: not pinged (its heartbeat is its own), but told at shutdown."""
+        if self._stopping:
+            stream.shutdown()
+        else:
+            self._streams.add(stream)
+
+    def forget_stream(self, stream: Closable) -> None:
+        self._streams.discard(stream)
+        self._check_empty()
 
     async def run(self) -> None:
         """Ping until cancelled."""
@@ -296,3 +355,20 @@ class Keepalive:
                 now = loop.time()
                 for connection in due[tick * share : (tick + 1) * share]:
                     connection.ping(now, self._interval)
+
+    def begin_shutdown(self) -> None:
+        """Tell every reader, and every one that joins from now on, to come back elsewhere."""
+        self._stopping = True
+        for connection in list(self._connections):
+            connection.shutdown()
+        for stream in list(self._streams):
+            stream.shutdown()
+        self._check_empty()
+
+    async def wait_closed(self) -> None:
+        """Until every reader told so has gone (each is cut off within ``CLOSE_GRACE``)."""
+        await self._empty.wait()
+
+    def _check_empty(self) -> None:
+        if self._stopping and not self._connections and not self._streams:
+            self._empty.set()

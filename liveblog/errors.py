@@ -19,6 +19,7 @@ from starlette.responses import Response
 
 from .entries import NothingLeft
 from .models import ErrorBody, ErrorResponse, encoder
+from .services import services
 from .store import NotFound
 
 log = logging.getLogger(__name__)
@@ -39,11 +40,14 @@ class ApiError(Exception):
         return error_response(self.status, self.code, self.message, self.field, self.headers)
 
 
+def error_body(code: str, message: str, field: str | None = None) -> bytes:
+    return encoder.encode(ErrorResponse(ErrorBody(code=code, message=message, field=field)))
+
+
 def error_response(
     status: int, code: str, message: str, field: str | None = None, headers: dict[str, str] | None = None
 ) -> Response:
-    body = encoder.encode(ErrorResponse(ErrorBody(code=code, message=message, field=field)))
-    return Response(body, status, headers=headers, media_type="application/json")
+    return Response(error_body(code, message, field), status, headers=headers, media_type="application/json")
 
 
 _AT_PATH = re.compile(r" - at `(\$[^`]*)`$")
@@ -90,7 +94,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _redis_down(request: Request, exc: Exception) -> Response:
     log.warning("Redis unavailable during %s %s: %s", _method(request), request.url.path, exc)
-    request.app.state.metrics.redis_errors.labels("api").inc()
+    services(request).metrics.redis_errors.labels("api").inc()
     return error_response(503, "unavailable", "storage is unreachable; retry shortly", headers={"Retry-After": "1"})
 
 

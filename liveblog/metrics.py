@@ -22,8 +22,6 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from starlette.requests import Request
-from starlette.responses import Response
 
 
 class Metrics:
@@ -82,6 +80,9 @@ class Metrics:
         else:
             self.gc_pause_seconds.observe(time.perf_counter() - self._gc_started)
 
+    def render(self) -> bytes:
+        """The registry in Prometheus' text format (``CONTENT_TYPE``)."""
+        return generate_latest(self.registry)
 
-async def metrics(request: Request) -> Response:
-    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST

@@ -1,149 +1,323 @@
-"""Serving: uvicorn, with a WebSocket protocol that hands live readers to a lean connection.
+"""Serving: uvicorn for HTTP, and liveblog's own protocol for WebSocket upgrades.
 
 ASGI's ``await send(...)`` costs one await per reader per message and, under uvicorn, waits while
 that reader's transport is paused, so one stalled phone would hold up the loop that serves
 everyone; and an ASGI WebSocket holds a task, its frames and queues for as long as it is open.
-The live channel therefore runs its handshake and join as ASGI, then continues on a
-:class:`~liveblog.connection.LiveConnection` that writes already-framed messages straight to the
-transport and reports the backlog, the shape ``websockets.broadcast()`` and picows use.
-Everything else is plain ASGI under uvicorn.
+So a WebSocket upgrade goes to :class:`LiveProtocol`, plugged in through uvicorn's ``ws``
+setting: it answers the handshake with websockets' sans-I/O ``ServerProtocol`` and serves the
+handshake and the join as ASGI, like any route; at ``websocket.accept`` the transport is handed
+to a :class:`~liveblog.connection.LiveConnection`, which writes already-framed messages straight
+to the transport and reports the backlog, the shape ``websockets.broadcast()`` and picows use.
+
+Only public APIs of uvicorn and websockets are used; ``docs/serving.md`` lists them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import http
+import logging
+import socket
+from collections.abc import Callable, MutableMapping
+from typing import Any, cast
+from urllib.parse import unquote
+
 import uvicorn
-from httptools import HttpParserCallbackError
-from uvicorn._types import ASGISendEvent
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-from uvicorn.protocols.utils import ClientDisconnected
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from websockets.http11 import Request
+from starlette.applications import Starlette
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+from websockets.server import ServerProtocol
 
+from .app import create_app
 from .config import Settings
-from .connection import LiveConnection
+from .connection import CONNECTION_EXTENSION, Connections, LiveConnection
+from .errors import error_body
+from .guard import GuardedHttp
+from .services import Services
+from .wire import CloseCode, Opcode, frame
 
-CONNECTION_EXTENSION = "liveblog.connection"
-#: Request line plus headers; browsers send a few KiB, proxies refuse beyond 8-16 KiB.
-MAX_HEAD_BYTES = 16 * 1024
+log = logging.getLogger(__name__)
+
+ASGIApp = Callable[..., Any]
+Message = MutableMapping[str, Any]
 
 
-class HttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, refusing request heads over ``MAX_HEAD_BYTES`` with 431.
+class LiveProtocol(asyncio.Protocol):
+    """A WebSocket upgrade, from the request uvicorn hands over to the ``websocket.accept``.
 
-    httptools itself accepts headers of any size; a client sending megabytes of them would
-    otherwise cost that much memory per connection.
+    uvicorn creates it with its config, server state and the lifespan state, gives it the
+    transport, then the request head (its documented ``ws`` protocol-class interface). The app
+    runs as ASGI with a ``websocket`` scope: ``websocket.accept`` hands the transport to the
+    :class:`LiveConnection` found in the scope extension ``liveblog.connection``; a refusal
+    (``websocket.close`` before accepting: 403; or a ``websocket.http.response``) is sent as an
+    HTTP response. The connection outlives the app call if the app adopted it
+    (:meth:`LiveConnection.adopt`), and is closed (1000) when the call returns otherwise.
+    Messages from the client are not passed to the app: the channel is server push.
     """
 
-    _head_bytes = 0
+    def __init__(self, config: uvicorn.Config, server_state: object, app_state: dict[str, Any], **more: Any):
+        # ``more``: whatever else a uvicorn release passes its protocol classes
+        self._app = cast(ASGIApp, config.app)
+        self._root_path = config.root_path
+        self._max_size = config.ws_max_size
+        self._app_state = app_state
+        self._handshake = ServerProtocol(max_size=config.ws_max_size)
+        self._transport: asyncio.Transport | None = None
+        self._request: Request | None = None
+        self._connection: LiveConnection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._connected_sent = False
+        self._accepted = False
+        self._responded = False  # an HTTP response (a refusal) was sent instead
+        self._refusal: tuple[int, list[tuple[bytes, bytes]]] | None = None
+        self._refusal_body: list[bytes] = []
+        self._gone: asyncio.Future[int] | None = None
 
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._head_bytes = 0
+    # -- asyncio.Protocol, until the handshake is answered
 
-    def on_url(self, url: bytes) -> None:
-        self._count(len(url))
-        super().on_url(url)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._count(len(name) + len(value))
-        super().on_header(name, value)
+    def data_received(self, data: bytes) -> None:
+        if self._request is not None:
+            return  # nothing but the request is expected before the response (RFC 6455 §4.1)
+        self._handshake.receive_data(data)
+        for event in self._handshake.events_received():
+            if isinstance(event, Request):
+                self._start(event)
+                return
+        if self._handshake.handshake_exc is not None:
+            self._respond(http.HTTPStatus.BAD_REQUEST, "bad_request", "not a valid HTTP request")
 
-    def _count(self, size: int) -> None:
-        self._head_bytes += size
-        if self._head_bytes > MAX_HEAD_BYTES:
-            raise HttpParserCallbackError("request head too large")  # uvicorn answers via send_400_response
+    def connection_lost(self, exc: Exception | None) -> None:
+        # Before the handshake was answered: the app call, if any, is for nobody now.
+        if self._connection is not None:
+            self._connection.connection_lost(exc)
+        if self._task is not None and not self._accepted:
+            self._task.cancel()
+        self._disconnected(1006)
 
-    def send_400_response(self, msg: str) -> None:
-        if self._head_bytes <= MAX_HEAD_BYTES:
-            super().send_400_response(msg)
+    # -- the handshake
+
+    def _start(self, request: Request) -> None:
+        self._request = request
+        response = self._handshake.accept(request)
+        if response.status_code != http.HTTPStatus.SWITCHING_PROTOCOLS:
+            reason = response.body.decode(errors="replace").strip() or response.reason_phrase
+            self._respond(response.status_code, "bad_handshake", reason, response.headers)
             return
-        body = b'{"error":{"code":"head_too_large","message":"request line and headers are over %d bytes"}}' % (
-            MAX_HEAD_BYTES
-        )
-        self.transport.write(
-            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
-            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
-        )
-        self.transport.close()
+        self._connection = LiveConnection(self._max_size)
+        scope = self._scope(request)
+        # The scope is complete before the task exists: an eager task factory runs the app at once.
+        self._task = asyncio.get_running_loop().create_task(self._run(scope, response))
 
+    def _scope(self, request: Request) -> dict[str, Any]:
+        assert self._transport is not None
+        path, _, query = request.path.partition("?")
+        return {
+            "type": "websocket",
+            "asgi": {"version": "3.0", "spec_version": "2.4"},
+            "http_version": "1.1",
+            "scheme": "wss" if self._transport.get_extra_info("sslcontext") else "ws",
+            "server": _address(self._transport.get_extra_info("sockname")),
+            "client": _address(self._transport.get_extra_info("peername")),
+            "root_path": self._root_path,
+            "path": unquote(path),
+            "raw_path": path.encode("latin-1"),
+            "query_string": query.encode("latin-1"),
+            "headers": [
+                (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in request.headers.raw_items()
+            ],
+            "subprotocols": [
+                part.strip() for value in request.headers.get_all("Sec-WebSocket-Protocol") for part in value.split(",")
+            ],
+            "state": self._app_state.copy(),
+            "extensions": {"websocket.http.response": {}, CONNECTION_EXTENSION: self._connection},
+        }
 
-class LiveProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's sans-I/O websockets protocol, handing accepted connections to a LiveConnection.
+    async def _run(self, scope: dict[str, Any], response: Response) -> None:
+        connection = self._connection
+        assert connection is not None
 
-    The app finds the connection in the scope extension ``liveblog.connection``; from
-    ``websocket.accept`` on, it is the transport's protocol and the app talks to the reader only
-    through it. The connection then outlives the app call: uvicorn would close it when the app
-    returns, this protocol leaves that to the LiveConnection.
-    """
+        async def send(message: Message) -> None:
+            self._send(message, response)
 
-    connection: LiveConnection | None = None
-    handed_over = False
-
-    def handle_connect(self, event: Request) -> None:
-        super().handle_connect(event)
-        if self.response.status_code == 101:
-            self.connection = LiveConnection(self.connections, self.config.ws_max_size)
-            self.scope["extensions"][CONNECTION_EXTENSION] = self.connection
-
-    async def send(self, message: ASGISendEvent) -> None:
-        await super().send(message)
-        if message["type"] == "websocket.accept":
-            self.stop_keepalive()
-            self.request = self.response = None  # the handshake's headers are not needed again
-            if self.handshake_complete and not self.transport.is_closing():
-                self.connections.discard(self)
-                self.connection.take_over(self.transport)
-                self.handed_over = True
-            else:  # the client left during the handshake: the app finds its connection closed
-                self.connection.connection_lost(None)
-        elif message["type"] == "websocket.http.response.body" and not message.get("more_body", False):
-            # A denial response (429, 503) ends the handshake too; uvicorn would log it as an error.
-            self.handshake_complete = True
-
-    async def run_asgi(self) -> None:
-        """uvicorn's, except that a connection handed over to its LiveConnection is left open."""
         try:
-            await self.app(self.scope, self.receive, self.send)
-        except ClientDisconnected:
-            pass
-        except BaseException:
-            self.logger.exception("Exception in ASGI application\n")
-            if self.handed_over:
-                self.connection.close(1011, "internal error")
+            await self._app(scope, self._receive, send)
+        except Exception:
+            log.exception("live WebSocket app failed on %s", scope["path"])
+            if self._accepted:
+                connection.close(CloseCode.INTERNAL_ERROR, "internal error")
+            elif not self._responded:
+                self._respond(500, "internal", "internal server error")
+            return
+        if self._accepted:
+            if not connection.adopted:
+                connection.close(CloseCode.NORMAL, "")
+        elif not self._responded:
+            log.error("live WebSocket app returned without accepting or refusing %s", scope["path"])
+            self._respond(500, "internal", "internal server error")
+
+    async def _receive(self) -> Message:
+        if not self._connected_sent:
+            self._connected_sent = True
+            return {"type": "websocket.connect"}
+        if self._gone is None:
+            self._gone = asyncio.get_running_loop().create_future()
+            if self._transport is None or self._transport.is_closing():
+                self._disconnected(1006)
+        return {"type": "websocket.disconnect", "code": await self._gone}
+
+    def _send(self, message: Message, response: Response) -> None:
+        kind = message["type"]
+        connection, transport = self._connection, self._transport
+        assert connection is not None and transport is not None
+        if self._responded:
+            raise RuntimeError(f"{kind!r} after the handshake was refused")
+        if kind == "websocket.accept" and not self._accepted:
+            self._accepted = True
+            _drop(response.headers, "Server")
+            if message.get("subprotocol"):
+                _replace(response.headers, "Sec-WebSocket-Protocol", message["subprotocol"])
+            for name, value in message.get("headers", []):
+                response.headers[name.decode("latin-1")] = value.decode("latin-1")
+            self._handshake.send_response(response)
+            self._write_handshake()
+            # From here on the transport belongs to the connection (and to the app, through it).
+            connection.take_over(transport)
+        elif kind == "websocket.send" and self._accepted:
+            text, data = message.get("text"), message.get("bytes")
+            connection.send_frame(frame(Opcode.TEXT, text.encode()) if text is not None else frame(Opcode.BINARY, data))
+        elif kind == "websocket.close":
+            if self._accepted:
+                connection.close(message.get("code", CloseCode.NORMAL), message.get("reason") or "")
             else:
-                self.send_500_response()
+                self._respond(http.HTTPStatus.FORBIDDEN, "forbidden", "the WebSocket was refused")
+        elif kind == "websocket.http.response.start" and not self._accepted and self._refusal is None:
+            self._refusal = (message["status"], list(message.get("headers", [])))
+        elif kind == "websocket.http.response.body" and self._refusal is not None:
+            self._refusal_body.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                status, headers = self._refusal
+                self._send_response(
+                    Response(
+                        status,
+                        http.HTTPStatus(status).phrase,
+                        Headers((name.decode("latin-1"), value.decode("latin-1")) for name, value in headers),
+                        b"".join(self._refusal_body),
+                    )
+                )
         else:
-            if not self.handshake_complete:
-                self.logger.error("ASGI callable returned without completing handshake.")
-                self.send_500_response()
-        if not self.handed_over and self.close_timer is None:
-            self.transport.close()
+            raise RuntimeError(f"unexpected ASGI message {kind!r} in this state of the WebSocket handshake")
+
+    def _respond(self, status: int, code: str, message: str, headers: Headers | None = None) -> None:
+        """An HTTP response in the contract's error shape instead of the upgrade."""
+        extra = Headers(headers or {})
+        for name in ("Content-Length", "Date", "Server"):
+            _drop(extra, name)
+        _replace(extra, "Content-Type", "application/json")
+        self._send_response(Response(status, http.HTTPStatus(status).phrase, extra, error_body(code, message)))
+
+    def _send_response(self, response: Response) -> None:
+        self._responded = True
+        _replace(response.headers, "Content-Length", str(len(response.body)))
+        _replace(response.headers, "Connection", "close")
+        self._handshake.send_response(response)
+        self._write_handshake()
+        if self._transport is not None:
+            self._transport.close()
+
+    def _write_handshake(self) -> None:
+        assert self._transport is not None
+        for data in self._handshake.data_to_send():
+            if data:  # b"" means "half-close": the transport is closed by whoever ends the exchange
+                self._transport.write(data)
+
+    def _disconnected(self, code: int) -> None:
+        if self._gone is not None and not self._gone.done():
+            self._gone.set_result(code)
 
 
-def uvicorn_config(app: object, settings: Settings, **overrides: object) -> uvicorn.Config:
-    options: dict = dict(
+def _drop(headers: Headers, name: str) -> None:
+    if name in headers:
+        del headers[name]
+
+
+def _replace(headers: Headers, name: str, value: str) -> None:
+    _drop(headers, name)
+    headers[name] = value
+
+
+def _address(value: object) -> tuple[str, int] | None:
+    if isinstance(value, tuple) and len(value) >= 2:
+        return str(value[0]), int(value[1])
+    return None
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, telling live readers to come back elsewhere (1012) as soon as it stops,
+    before it waits for requests in flight to finish: readers are the connections that never
+    finish by themselves. ``app`` is the liveblog app it serves."""
+
+    def __init__(self, config: uvicorn.Config, app: Starlette, connections: Connections):
+        super().__init__(config)
+        self.app = app
+        self.connections = connections
+
+    @property
+    def services(self) -> Services:
+        """The app's services, once it has started."""
+        found: Services = self.app.state.services
+        return found
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.connections.begin_shutdown()
+        await super().shutdown(sockets)
+        await self.connections.wait_closed()
+
+
+def build(settings: Settings, redis_url: str, on_fatal: Callable[[], None] | None = None, **overrides: Any) -> Server:
+    """The liveblog app for ``redis_url`` and the server for it (``overrides``: uvicorn settings)."""
+    connections = Connections(settings.ws_ping_interval)
+    app = create_app(settings, redis_url, connections, on_fatal)
+    return Server(uvicorn_config(app, settings, **overrides), app, connections)
+
+
+def uvicorn_config(app: ASGIApp, settings: Settings, **overrides: Any) -> uvicorn.Config:
+    """uvicorn's settings for ``app``; proxy headers are handled by a middleware around the app,
+    so that HTTP requests and WebSocket upgrades see the same client address."""
+    options: dict[str, Any] = dict(
         host=settings.host,
         port=settings.port,
         ws=LiveProtocol,
-        http=HttpProtocol,
-        loop="uvloop",
+        http=GuardedHttp,
+        loop="none",  # the caller's loop: uvloop for `liveblog serve`
         lifespan="on",
         ws_max_size=settings.ws_max_message_bytes,
-        ws_per_message_deflate=False,  # frames are encoded once and shared; deflate is per reader
-        ws_ping_interval=settings.ws_ping_interval,
-        ws_ping_timeout=settings.ws_ping_interval,
         h11_max_incomplete_event_size=16 * 1024,
         timeout_graceful_shutdown=10,
         server_header=False,
-        proxy_headers=True,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
+        proxy_headers=False,
         access_log=False,
         log_level="warning",  # not a line per connection at 10k readers; liveblog logs what matters
     )
     options.update(overrides)
-    return uvicorn.Config(app, **options)
+    return uvicorn.Config(ProxyHeadersMiddleware(app, trusted_hosts=settings.forwarded_allow_ips), **options)
 
 
-def bound_port(server: uvicorn.Server) -> int:
-    """The TCP port a started server listens on (useful with port 0)."""
-    return server.servers[0].sockets[0].getsockname()[1]
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (port 0: any free one); its port is the server's."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say so, and without it
+    # every response waits out the client's delayed ACK (40 ms).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock

@@ -17,19 +17,9 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from .errors import ApiError
-from .hub import Hub, Message
-from .limits import ConnectionLimiter
-from .live import (
-    TOO_MANY_FROM_CLIENT,
-    admission,
-    client_address,
-    get_blog,
-    join,
-    origin_allowed,
-    parse_cursor,
-    snapshot_size,
-)
-from .store import Store
+from .reader import admission, client_address, get_blog, join, origin_allowed, parse_cursor, snapshot_size
+from .services import services
+from .wire import CloseCode, Message
 
 HEARTBEAT = 15.0
 #: How long EventSource waits before reconnecting (ms): soon, but not a reconnect storm.
@@ -58,6 +48,9 @@ class BufferedSink:
         self._closing = b'event: close\ndata: {"code":%d,"reason":"%s"}\n\n' % (code, reason.encode())
         self._ready.set()
 
+    def shutdown(self) -> None:
+        self.close(CloseCode.SERVICE_RESTART, "server restarting; reconnect with your cursor")
+
     async def chunks(self) -> AsyncIterator[bytes]:
         """What to write, as it comes; a heartbeat comment when nothing came for a while."""
         while True:
@@ -77,38 +70,40 @@ class BufferedSink:
 
 
 async def events(request: Request) -> Response:
-    store: Store = request.app.state.store
-    hub: Hub = request.app.state.hub
+    state = services(request)
+    store, hub = state.store, state.hub
     blog_id = request.path_params["blog"]
-    blog = await get_blog(request.app.state, blog_id)
+    blog = await get_blog(state, blog_id)
     if not origin_allowed(blog, request):
         raise ApiError(403, "origin_not_allowed", "this origin may not embed this blog")
     cursor = parse_cursor(request.headers.get("last-event-id") or request.query_params.get("cursor"))
     client = client_address(request)
-    refusal = admission(request.app.state, client)
+    refusal = admission(state, client)
     if refusal is not None:
-        if refusal.status == TOO_MANY_FROM_CLIENT:
+        if refusal.status == CloseCode.TOO_MANY_CONNECTIONS:
             refusal.status = 429
         raise refusal
     sink = BufferedSink()
-    readers: ConnectionLimiter = request.app.state.readers
-    connected = request.app.state.metrics.readers.labels("sse")
+    readers = state.readers
+    connected = state.metrics.readers.labels("sse")
 
     async def body() -> AsyncIterator[bytes]:
         # Counted from inside the body: it is the body's end that releases the count.
         readers.opened(client)
         connected.inc()
+        state.connections.watch_stream(sink)
         try:
             subscription = await hub.subscribe(blog_id, sink)
             try:
                 yield b"retry: %d\n\n" % RETRY_MS
-                await join(store, request.app.state.snapshots, subscription, blog_id, cursor, snapshot_size(request))
+                await join(store, state.snapshots, subscription, blog_id, cursor, snapshot_size(request))
                 subscription.go_live()
                 async for chunk in sink.chunks():
                     yield chunk
             finally:
                 hub.unsubscribe(subscription)
         finally:
+            state.connections.forget_stream(sink)
             readers.closed(client)
             connected.dec()
 

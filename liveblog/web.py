@@ -32,6 +32,7 @@ from .caching import revalidatable
 from .errors import ApiError
 from .models import SLUG_PATTERN, Author, Blog, Entry, decoders
 from .sanitize import clean_html
+from .services import services
 from .store import NotFound, Store
 
 #: The widget changes only with a deploy; partners' pages pick up a new one within minutes.
@@ -69,10 +70,10 @@ class Live(NamedTuple):
 
 
 async def _live(request: Request, blog_id: str) -> Live:
-    store: Store = request.app.state.store
+    store: Store = services(request).store
     if not _SLUG.match(blog_id):  # an id that cannot be a blog is simply not found
         raise NotFound(f"blog {blog_id!r} does not exist")
-    snapshot = await store.snapshot(blog_id, request.app.state.settings.snapshot_size)
+    snapshot = await store.snapshot(blog_id, services(request).settings.snapshot_size)
     entry = decoders[Entry].decode
     pinned = [entry(body) for body in snapshot.pinned if body is not None]
     latest = [entry(body) for body in snapshot.entries if body is not None]

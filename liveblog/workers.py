@@ -69,10 +69,10 @@ def listen(host: str, port: int) -> socket.socket:
     liveblog on the same port, say) without a word; binding a plain socket first makes that fail.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         if REUSEPORT:
-            with socket.socket(family, socket.SOCK_STREAM) as probe:
+            with socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP) as probe:
                 probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 probe.bind((host, port))
                 port = probe.getsockname()[1]
@@ -92,7 +92,7 @@ def _worker_socket(parent: socket.socket) -> socket.socket:
     """Runs in a worker: its own listening socket on the parent's port (see :func:`listen`)."""
     if not REUSEPORT:
         return parent
-    sock = socket.socket(parent.family, socket.SOCK_STREAM)
+    sock = socket.socket(parent.family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind(parent.getsockname())

@@ -22,13 +22,12 @@ from pathlib import Path
 import httpx
 import pytest
 import redis as sync_redis
-import uvicorn
 import websockets
 
-from liveblog.app import create_app
 from liveblog.config import Settings
 from liveblog.embedded import EmbeddedRedis
-from liveblog.server import bound_port, uvicorn_config
+from liveblog.server import Server, bind, build
+from liveblog.services import Services
 
 ADMIN_TOKEN = "test-admin-token"
 RECV_TIMEOUT = 5.0
@@ -67,12 +66,17 @@ def settings() -> Settings:
 class Service:
     """A running liveblog, and what a reporter or reader would do with it."""
 
-    def __init__(self, base_url: str, server: uvicorn.Server, app: object):
+    def __init__(self, base_url: str, server: Server | None = None):
         self.base_url = base_url
-        self.app = app
         self.ws_url = base_url.replace("http://", "ws://")
         self.server = server
         self.http = httpx.AsyncClient(base_url=base_url, timeout=10)
+
+    @property
+    def services(self) -> Services:
+        """The running app's services (only for a service in this process)."""
+        assert self.server is not None
+        return self.server.services
 
     @staticmethod
     def auth(token: str = ADMIN_TOKEN) -> dict[str, str]:
@@ -136,17 +140,17 @@ class running_service:
 
     async def __aenter__(self) -> Service:
         fatal: list[str] = []
-        app = create_app(self.settings, self.redis_url, on_fatal=lambda: fatal.append("tailer died"))
-        self.server = uvicorn.Server(uvicorn_config(app, replace(self.settings, port=0), log_level="warning"))
-        self.server.config.setup_event_loop = lambda: None  # type: ignore[method-assign]
-        self.task = asyncio.create_task(self.server.serve())
+        settings = replace(self.settings, port=0)
+        self.server = build(settings, self.redis_url, on_fatal=lambda: fatal.append("tailer died"), log_level="warning")
+        sock = bind(settings.host, 0)
+        self.task = asyncio.create_task(self.server.serve(sockets=[sock]))
         while not self.server.started:
             if self.task.done():
                 self.task.result()
                 raise RuntimeError("server exited during startup")
             await asyncio.sleep(0.01)
         self.fatal = fatal
-        self.svc = Service(f"http://127.0.0.1:{bound_port(self.server)}", self.server, app)
+        self.svc = Service(f"http://127.0.0.1:{sock.getsockname()[1]}", self.server)
         return self.svc
 
     async def __aexit__(self, *exc: object) -> None:

@@ -86,7 +86,7 @@ def _cluster_ok(port: int) -> bool:
 async def test_the_core_story_runs_on_a_redis_cluster(cluster):
     async with running_service(f"redis+cluster://127.0.0.1:{cluster[0]}", UNLIMITED) as service:
         blogs = [f"story-{i}" for i in range(8)]
-        store = service.app.state.store
+        store = service.services.store
         assert len({store.node_of(blog) for blog in blogs}) >= 2, "the blogs should span shards"
         for blog in blogs:
             await service.create_blog(blog)
@@ -151,7 +151,7 @@ async def test_readers_keep_getting_posts_after_their_shard_fails_over(replicate
     """A primary is replaced by its replica (maintenance, or a crashed machine): the readers of
     the blogs on that shard get every later post, once and in order, without a restart."""
     async with running_service(f"redis+cluster://127.0.0.1:{replicated_cluster[0]}", UNLIMITED) as service:
-        store = service.app.state.store
+        store = service.services.store
         blogs = [f"failover-{i}" for i in range(6)]
         for blog in blogs:
             await service.create_blog(blog)

@@ -342,7 +342,7 @@ def _start_proxied(binary: str, compose: dict, redis_url: str, workdir: Path, ex
         for app in apps:
             app.stop()
         raise
-    return Proxied(nginx, port, apps, Service(f"http://127.0.0.1:{port}", None, None))
+    return Proxied(nginx, port, apps, Service(f"http://127.0.0.1:{port}"))
 
 
 @pytest.fixture

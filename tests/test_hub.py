@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 
 from liveblog.cursor import Cursor
-from liveblog.hub import SLICE, START, TOO_SLOW, Message, Subscription, _hand_out
+from liveblog.hub import SLICE, START, Subscription, hand_out
 from liveblog.metrics import Metrics
 from liveblog.store import LogEvent
+from liveblog.wire import CloseCode, Message
+
+TOO_SLOW = CloseCode.TOO_SLOW
 
 
 class Socket:
@@ -85,7 +88,7 @@ async def test_a_large_fan_out_lets_other_work_run_between_slices_of_readers():
             await asyncio.sleep(0)
 
     async with asyncio.TaskGroup() as tasks:
-        tasks.create_task(_hand_out(readers, Subscription.push, event(1)))
+        tasks.create_task(hand_out(readers, Subscription.push, event(1)))
         tasks.create_task(other_work())
     assert written_when_others_ran == [SLICE, 2 * SLICE, 2 * SLICE + 1]  # it ran after each slice
     assert all(socket.frames == [event(1).ws_frame] for socket in sockets)

@@ -204,7 +204,7 @@ async def test_reader_that_stops_reading_is_closed_with_4408_and_others_do_not_w
     settings = replace(UNLIMITED, reader_buffer_bytes=64 * 1024)
     async with running_service(redis_server.url, settings) as service:
         await service.create_blog()
-        hub = service.app.state.hub
+        hub = service.services.hub
         big_body = "<p>" + "Eyewitness account. " * 900 + "</p>"  # ~18 KB per entry
 
         async with service.live() as control:
@@ -313,7 +313,7 @@ class Gate:
 async def test_a_reader_leaving_mid_read_does_not_fail_those_sharing_its_snapshot(service, monkeypatch):
     await service.create_blog()
     await service.post(headline="One")
-    store, snapshots = service.app.state.store, service.app.state.snapshots
+    store, snapshots = service.services.store, service.services.snapshots
     gate = Gate(store.snapshot)
     monkeypatch.setattr(store, "snapshot", gate)
     sharer_subscribed = snapshots.stamp()
@@ -331,7 +331,7 @@ async def test_a_reader_leaving_mid_read_does_not_fail_those_sharing_its_snapsho
 
 async def test_a_reader_leaving_while_it_starts_a_feed_does_not_fail_the_others_joining(service, monkeypatch):
     await service.create_blog()
-    hub, store = service.app.state.hub, service.app.state.store
+    hub, store = service.services.hub, service.services.store
     gate = Gate(store.position)
     monkeypatch.setattr(store, "position", gate)
     sink = Recorder()

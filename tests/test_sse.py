@@ -76,7 +76,7 @@ async def test_stalled_sse_reader_is_told_4408_and_the_stream_ends(redis_server)
     settings = replace(UNLIMITED, reader_buffer_bytes=64 * 1024)
     async with running_service(redis_server.url, settings) as service:
         await service.create_blog()
-        hub = service.app.state.hub
+        hub = service.services.hub
         port = int(service.base_url.rsplit(":", 1)[1])
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)

@@ -27,6 +27,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from liveblog.sanitize import clean_text
+from liveblog.server import bind
 
 CHROMIUM = "/usr/bin/chromium"
 if not Path(CHROMIUM).exists():
@@ -88,12 +89,12 @@ class PartnerSite:
 
     async def __aenter__(self) -> PartnerSite:
         app = Starlette(routes=[Route("/{name}", self._page)])
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_level="warning"))
-        self.server.config.setup_event_loop = lambda: None  # type: ignore[method-assign]
-        self.task = asyncio.create_task(self.server.serve())
+        self.server = uvicorn.Server(uvicorn.Config(app, loop="none", lifespan="off", log_level="warning"))
+        sock = bind("127.0.0.1", 0)
+        self.task = asyncio.create_task(self.server.serve(sockets=[sock]))
         while not self.server.started:
             await asyncio.sleep(0.01)
-        self.origin = f"http://127.0.0.1:{self.server.servers[0].sockets[0].getsockname()[1]}"
+        self.origin = f"http://127.0.0.1:{sock.getsockname()[1]}"
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -468,7 +469,7 @@ async def test_an_xss_corpus_executes_nothing(service, partner, reader):
 
     # The server-rendered page, with the widget taking over, is just as inert.
     await reader.page.goto(f"{service.base_url}/blogs/ukraine")
-    snapshot_size = service.app.state.settings.snapshot_size
+    snapshot_size = service.services.settings.snapshot_size
     await reader.page.wait_for_function(f"() => ({SHOWN_IDS})()?.length === {snapshot_size}", timeout=WAIT_MS)
     await reader.settled()
 
@@ -484,7 +485,7 @@ async def test_the_widget_says_when_the_blog_has_ended_and_stops(service, partne
     response = await service.http.patch("/api/v1/blogs/ukraine", json={"status": "ended"}, headers=service.auth())
     assert response.status_code == 200
     await reader.widget(".st").filter(has_text="This live blog has ended.").wait_for(timeout=WAIT_MS)
-    hub = service.app.state.hub
+    hub = service.services.hub
     connections = len(reader.connections)
     await reader.page.evaluate("() => dispatchEvent(new Event('online'))")  # would normally reconnect at once
     await reader.settled()

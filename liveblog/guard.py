@@ -1,0 +1,98 @@
+"""The HTTP protocol liveblog gives uvicorn: its httptools protocol, behind a guard at the door.
+
+httptools accepts request heads of any size; a client sending megabytes of headers would cost that
+much memory per connection. The guard reads the same bytes with an httptools parser of its own
+(counting, never interpreting) and refuses a head over ``MAX_HEAD_BYTES`` with 431, in the
+contract's error shape, before uvicorn's protocol has buffered it. Everything else is uvicorn's:
+the guard forwards every call of the ``asyncio.Protocol`` interface to it unchanged. Plugged in
+through uvicorn's ``http`` setting, which takes a protocol class built with ``config``,
+``server_state`` and ``app_state`` as keywords.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httptools
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from .errors import error_body
+
+#: Request line plus headers; browsers send a few KiB, proxies refuse beyond 8-16 KiB.
+MAX_HEAD_BYTES = 16 * 1024
+
+
+class HeadTooLarge(Exception):
+    pass
+
+
+class GuardedHttp(asyncio.Protocol):
+    """uvicorn's httptools protocol, refusing request heads over ``MAX_HEAD_BYTES`` with 431."""
+
+    def __init__(self, config: uvicorn.Config, server_state: Any, app_state: dict[str, Any], **more: Any):
+        # ``more``: what else a uvicorn release passes its protocol classes (the loop, in some)
+        self._inner = HttpToolsProtocol(config=config, server_state=server_state, app_state=app_state)
+        self._parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._head_bytes = 0
+
+    # -- asyncio.Protocol, forwarded
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        self._inner.connection_made(transport)  # type: ignore[arg-type]
+
+    def data_received(self, data: bytes) -> None:
+        if self._transport is not None and self._transport.is_closing():
+            return  # refused
+        if self._parser is None:  # an Upgrade that uvicorn did not take (else it has the transport now)
+            self._parser = httptools.HttpRequestParser(self)
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._parser = None
+        except httptools.HttpParserCallbackError:
+            self._refuse()
+            return
+        except httptools.HttpParserError:
+            pass  # malformed: uvicorn's parser sees the same bytes and answers 400
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+    # -- httptools callbacks (of the guard's own parser)
+
+    def on_message_begin(self) -> None:
+        self._head_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value))
+
+    def _count(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > MAX_HEAD_BYTES:
+            raise HeadTooLarge  # httptools raises HttpParserCallbackError from feed_data
+
+    def _refuse(self) -> None:
+        assert self._transport is not None
+        body = error_body("head_too_large", f"request line and headers are over {MAX_HEAD_BYTES} bytes")
+        self._transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
+        )
+        self._transport.close()

@@ -1,0 +1,42 @@
+"""What a request handler works with: one typed object per process, made at startup."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import HTTPConnection
+
+from .caching import ShortCache
+from .config import Settings
+from .connection import Connections
+from .hub import Hub
+from .limits import ConnectionLimiter, RateLimiter
+from .metrics import Metrics
+from .snapshots import SnapshotReads
+from .store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: Settings
+    store: Store
+    hub: Hub
+    metrics: Metrics
+    #: Rendered pages and blog records, for a second (see :mod:`liveblog.caching`).
+    pages: ShortCache
+    #: Snapshot reads shared by readers joining at the same time.
+    snapshots: SnapshotReads
+    #: Open live connections per process and per client address.
+    readers: ConnectionLimiter
+    #: New live connections per client address.
+    connects: RateLimiter
+    #: Entry writes per token.
+    writes: RateLimiter
+    #: The live connections, pinged and told at shutdown.
+    connections: Connections
+
+
+def services(connection: HTTPConnection) -> Services:
+    """The services of the app serving ``connection`` (set by its lifespan, see :mod:`liveblog.app`)."""
+    found: Services = connection.app.state.services
+    return found

@@ -1,0 +1,145 @@
+"""The tailer: one task per Redis node reads every active blog's log on it, for the hub.
+
+Each loop reads all active logs on its node with a blocking XREAD from the position the hub has
+delivered up to, and hands each blog's new events to :meth:`Hub.dispatch`. Readers never talk to
+Redis on the hot path. There is one node unless Redis Cluster; a cluster's layout may change (a
+failover, resharding): loops start for new nodes as blogs turn up on them, and a loop whose node
+no longer holds a blog just waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .cursor import Cursor, stream_id_key
+from .metrics import Metrics
+from .store import LAYOUT_CHANGED, NotFound, Store
+
+if TYPE_CHECKING:
+    from .hub import Hub
+
+log = logging.getLogger(__name__)
+
+
+class Tailer:
+    """Reads the active logs for ``hub``; :meth:`start` its loops in a task group that owns them."""
+
+    def __init__(self, store: Store, metrics: Metrics, hub: Hub, *, block_ms: int, verify_every: float):
+        self._store = store
+        self._metrics = metrics
+        self._hub = hub
+        self._block_ms = block_ms
+        self._verify_every = verify_every
+        self._changed: dict[str, asyncio.Event] = {node: asyncio.Event() for node in store.nodes()}
+        self._client_ids: dict[str, int] = {}
+        self._tasks: asyncio.TaskGroup | None = None
+
+    def start(self, tasks: asyncio.TaskGroup) -> None:
+        """Start a loop per known node in ``tasks``, and later ones there as nodes turn up."""
+        self._tasks = tasks
+        for node in self._changed:
+            tasks.create_task(self._tail(node), name=f"liveblog-tail-{node}")
+
+    async def wake(self, node: str) -> None:
+        """Make a node's loop include a new blog now rather than after its block times out."""
+        self._follow(node)
+        self._changed[node].set()
+        if (client_id := self._client_ids.get(node)) is not None:
+            try:
+                await self._store.unblock(node, client_id)
+            except (RedisConnectionError, RedisTimeoutError):
+                pass  # the loop is reconnecting; it re-reads the positions when it is back
+
+    def _follow(self, node: str) -> None:
+        """Make sure a loop reads ``node`` (a node that came with a cluster's new layout)."""
+        if node in self._changed:
+            return
+        self._changed[node] = asyncio.Event()
+        if self._tasks is not None:  # else start() starts it with the others
+            log.warning("tailing Redis node %s too (the cluster's layout changed)", node)
+            self._tasks.create_task(self._tail(node), name=f"liveblog-tail-{node}")
+
+    def _positions(self, node: str) -> dict[str, str]:
+        positions = {}
+        for blog_id, cursor in self._hub.positions():
+            owner = self._store.node_of(blog_id)
+            if owner == node:
+                positions[blog_id] = cursor.stream_id
+            elif owner not in self._changed:
+                self._follow(owner)
+        return positions
+
+    async def _tail(self, node: str) -> None:
+        """Read every active log on ``node``; survives Redis outages by retrying with backoff.
+
+        Every ``verify_every`` seconds, and after every outage, it checks that each active log is
+        still the one it was reading (see :meth:`_verify`).
+        """
+        backoff = 0.05
+        loop = asyncio.get_running_loop()
+        verify_at = loop.time() + self._verify_every
+        changed = self._changed[node]
+        async with self._store.log_reader(node) as reader:
+            while True:
+                changed.clear()
+                positions = self._positions(node)
+                if not positions:
+                    await changed.wait()
+                    continue
+                try:
+                    if node not in self._client_ids:
+                        self._client_ids[node] = await reader.client_id()
+                    batch = await reader.read(positions, self._block_ms)
+                    if loop.time() >= verify_at:
+                        await self._verify(positions)
+                        verify_at = loop.time() + self._verify_every
+                except (RedisConnectionError, RedisTimeoutError) as exc:
+                    self._metrics.redis_errors.labels("tailer").inc()
+                    self._client_ids.pop(node, None)
+                    verify_at = 0.0  # whatever Redis comes back may have lost data
+                    log.warning("tailer lost Redis %s (%s); retrying in %.2fs", node, exc, backoff)
+                    await asyncio.sleep(backoff * (0.5 + random.random()))
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                except LAYOUT_CHANGED as exc:
+                    # MOVED from a primary that was demoted, or CLUSTERDOWN / TRYAGAIN while a
+                    # failover settles: learn the new layout; the blogs that moved leave this loop.
+                    self._metrics.redis_errors.labels("tailer").inc()
+                    log.warning("Redis cluster layout changed under the tailer of %s (%s); re-reading it", node, exc)
+                    await asyncio.sleep(backoff * (0.5 + random.random()))
+                    backoff = min(backoff * 2, 5.0)
+                    try:
+                        await self._store.refresh_layout()
+                    except (RedisConnectionError, RedisTimeoutError) as error:
+                        log.warning("could not re-read the Redis cluster layout (%s); retrying", error)
+                    continue
+                backoff = 0.05
+                for blog_id, events in batch:
+                    await self._hub.dispatch(blog_id, events)
+
+    async def _verify(self, blogs: Iterable[str]) -> None:
+        """Restart the readers of any blog whose log was lost or recreated under us.
+
+        A flush, or a Redis restart without (or with lagging) persistence, gives a blog a new epoch
+        or a log that ends before where we read. Readers would otherwise wait silently on a log
+        that is gone.
+        """
+        for blog_id in blogs:
+            feed = self._hub.feeds.get(blog_id)
+            if feed is None or (cursor := feed.position) is None:
+                continue
+            try:
+                current: Cursor | None = await self._store.position(blog_id)
+            except NotFound:
+                current = None
+            if current is not None and current.epoch == cursor.epoch:
+                if stream_id_key(current.stream_id) >= stream_id_key(cursor.stream_id):
+                    continue
+            self._hub.reset(blog_id, current)
