@@ -43,7 +43,8 @@ from .models import (
 from .openapi import openapi
 from .services import services
 from .sse import events
-from .store import BlogEnded, Conflict, CursorGone, Store, fingerprint, key_digest
+from .storage import BlogEnded, Conflict, CursorGone, Storage
+from .store import fingerprint, key_digest
 
 T = TypeVar("T")
 
@@ -60,7 +61,7 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def _store(request: Request) -> Store:
+def _store(request: Request) -> Storage:
     return services(request).store
 
 
@@ -154,7 +155,7 @@ async def healthz(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     try:
-        await _store(request).redis.ping()
+        await _store(request).ping()
     except Exception as exc:  # any failure to reach Redis means "not ready", which is the answer
         return _json(b'{"status":"unavailable","reason":%s}' % encoder.encode(str(exc)), 503)
     return _json(b'{"status":"ready"}')
@@ -235,7 +236,7 @@ async def list_entries(request: Request) -> Response:
     return _reader_json(request, body)
 
 
-async def _events_since(store: Store, blog_id: str, text: str, limit: int) -> bytes:
+async def _events_since(store: Storage, blog_id: str, text: str, limit: int) -> bytes:
     try:
         cursor = Cursor.parse(text)
     except BadCursor as exc:

@@ -20,7 +20,8 @@ from .limits import ConnectionLimiter, RateLimiter
 from .metrics import Metrics
 from .services import Services
 from .snapshots import SnapshotReads
-from .store import Store, connect
+from .store import Store
+from .topology import Topology, connect
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +52,16 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         client = await connect(redis_url)
         store = Store(client, log_maxlen=settings.log_maxlen, idempotency_ttl=settings.idempotency_ttl)
+        topology = Topology(client)
         metrics = Metrics()
-        hub = Hub(store, metrics, reader_limit=settings.reader_buffer_bytes, viewers_every=settings.viewers_interval)
+        hub = Hub(
+            store, topology, metrics, reader_limit=settings.reader_buffer_bytes, viewers_every=settings.viewers_interval
+        )
         connects, writes = settings.connects_per_ip_per_second, settings.writes_per_token_per_second
         app.state.services = Services(
             settings=settings,
             store=store,
+            topology=topology,
             hub=hub,
             metrics=metrics,
             pages=ShortCache(),

@@ -20,7 +20,7 @@ from starlette.responses import Response
 from .entries import NothingLeft
 from .models import ErrorBody, ErrorResponse, encoder
 from .services import services
-from .store import NotFound
+from .storage import NotFound
 
 log = logging.getLogger(__name__)
 

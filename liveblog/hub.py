@@ -28,8 +28,9 @@ from typing import Protocol
 from .cursor import Cursor, stream_id_key
 from .metrics import Metrics
 from .presence import Presence
-from .store import LogEvent, Store
+from .storage import LogEvent, Storage
 from .tailer import Tailer
+from .topology import Topology
 from .wire import CloseCode, Message
 
 log = logging.getLogger(__name__)
@@ -156,7 +157,8 @@ class Hub:
 
     def __init__(
         self,
-        store: Store,
+        store: Storage,
+        topology: Topology,
         metrics: Metrics,
         *,
         reader_limit: int = 1 << 20,
@@ -165,10 +167,11 @@ class Hub:
         viewers_every: float = 5.0,
     ):
         self._store = store
+        self._topology = topology
         self._metrics = metrics
         self._limit = reader_limit
         self.feeds: dict[str, Feed] = {}
-        self._tailer = Tailer(store, metrics, self, block_ms=block_ms, verify_every=verify_every)
+        self._tailer = Tailer(store, topology, metrics, self, block_ms=block_ms, verify_every=verify_every)
         self._presence = Presence(store, metrics, self, every=viewers_every)
 
     def readers(self, blog_id: str) -> int:
@@ -242,7 +245,7 @@ class Hub:
             raise
         feed.started.set_result(cursor)
         feed.position = cursor
-        await self._tailer.wake(self._store.node_of(blog_id))
+        await self._tailer.wake(self._topology.node_of(blog_id))
 
     def reset(self, blog_id: str, now: Cursor | None) -> None:
         """The blog's log was lost or recreated under us: its readers reconnect (with 1012) and,
@@ -251,8 +254,8 @@ class Hub:
         if feed is None:
             return
         log.warning(
-            "log of blog %r was reset (read up to %s, now %s); restarting its readers",
-            blog_id, feed.position, now)
+            "log of blog %r was reset (read up to %s, now %s); restarting its readers", blog_id, feed.position, now
+        )
         for subscription in list(feed.subscriptions):
             subscription.close(CloseCode.SERVICE_RESTART, "the blog's log was reset; reconnect with your cursor")
 
@@ -317,4 +320,3 @@ async def hand_out(
             await asyncio.sleep(0)
         for subscription in subscriptions[start : start + SLICE]:
             push(subscription, message)
-

@@ -23,7 +23,7 @@ from .hub import Hub, Subscription
 from .limits import ConnectionLimiter
 from .reader import admission, client_address, get_blog, join, origin_allowed, parse_cursor, snapshot_size
 from .services import Services, services
-from .store import NotFound
+from .storage import NotFound
 from .wire import CloseCode
 
 log = logging.getLogger(__name__)
@@ -90,5 +90,3 @@ async def _join_reader(
         raise
     subscription.go_live()
     return subscription
-
-

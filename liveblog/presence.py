@@ -10,7 +10,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .metrics import Metrics
-from .store import Store
+from .storage import Storage
 from .wire import Message
 
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 class Presence:
     """Every ``every`` seconds, report this process's readers of each blog and read the total."""
 
-    def __init__(self, store: Store, metrics: Metrics, hub: Hub, *, every: float):
+    def __init__(self, store: Storage, metrics: Metrics, hub: Hub, *, every: float):
         self._store = store
         self._metrics = metrics
         self._hub = hub

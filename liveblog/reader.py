@@ -15,7 +15,7 @@ from .hub import Subscription
 from .models import SLUG_PATTERN, Blog, decoders
 from .services import Services, services
 from .snapshots import SnapshotReads
-from .store import CursorGone, NotFound, Store
+from .storage import CursorGone, NotFound, Storage
 from .wire import CloseCode, Message
 
 _SLUG = re.compile(SLUG_PATTERN)
@@ -88,7 +88,7 @@ def snapshot_size(connection: HTTPConnection) -> int:
 
 
 async def join(
-    store: Store, snapshots: SnapshotReads, subscription: Subscription, blog_id: str, cursor: Cursor | None, size: int
+    store: Storage, snapshots: SnapshotReads, subscription: Subscription, blog_id: str, cursor: Cursor | None, size: int
 ) -> None:
     """Bring a registered reader up to date: the missed events after ``cursor``, else a snapshot."""
     if cursor is not None:

@@ -13,13 +13,16 @@ from .hub import Hub
 from .limits import ConnectionLimiter, RateLimiter
 from .metrics import Metrics
 from .snapshots import SnapshotReads
-from .store import Store
+from .storage import Storage
+from .topology import Topology
 
 
 @dataclass(frozen=True, slots=True)
 class Services:
     settings: Settings
-    store: Store
+    store: Storage
+    #: Which Redis node holds which blog's log.
+    topology: Topology
     hub: Hub
     metrics: Metrics
     #: Rendered pages and blog records, for a second (see :mod:`liveblog.caching`).

@@ -17,7 +17,7 @@ from typing import NamedTuple
 from . import models
 from .hub import Message, wait_shared
 from .models import Snapshot
-from .store import Store
+from .storage import Storage
 
 
 class _Read(NamedTuple):
@@ -28,7 +28,7 @@ class _Read(NamedTuple):
 class SnapshotReads:
     """Shared snapshot reads of one process (one per app)."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Storage):
         self._store = store
         self._reads: dict[tuple[str, int], _Read] = {}
         self._clock = itertools.count()

@@ -1,4 +1,4 @@
-"""The storage contract: blogs, entries, tokens and change logs in Redis.
+"""The store: :class:`~liveblog.storage.Storage` on Redis (blogs, entries, tokens, change logs).
 
 Every mutation is one Lua script that checks its precondition, writes the state and appends the
 event to the blog's log, so state and log never disagree. Reads that must be consistent with a
@@ -11,76 +11,18 @@ on a Redis Cluster (``redis+cluster://``); only the global indexes live elsewher
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Sequence
 from importlib import resources
-from typing import Any, NamedTuple
+from typing import Any
 
 import redis.asyncio as redis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
-from redis.crc import key_slot
-from redis.exceptions import AskError, ClusterDownError, TryAgainError
 
 from . import keys
 from .cursor import Cursor, stream_id_key
 from .entries import score
 from .models import Blog, Entry, Token, Tombstone, decoders, encoder
-
-
-class NotFound(LookupError):
-    """The blog or entry does not exist."""
-
-
-class Conflict(Exception):
-    """The precondition failed: the thing exists already, or another writer changed it first."""
-
-    def __init__(self, message: str, current_version: int | None = None):
-        super().__init__(message)
-        self.current_version = current_version
-
-
-class BlogEnded(Exception):
-    """The blog's coverage has ended; it takes no new entries."""
-
-
-class CursorGone(Exception):
-    """The cursor can no longer be resumed (other epoch, or trimmed from the log)."""
-
-
-class Snapshot(NamedTuple):
-    cursor: Cursor
-    blog: bytes
-    entries: list[bytes]
-    pinned: list[bytes]
-
-
-class Page(NamedTuple):
-    cursor: Cursor
-    entries: list[bytes]
-    next: str | None
-
-
-class LogEvent(NamedTuple):
-    """One change-log entry: its stream id, the event JSON (``{"event": …, …}``) and the epoch
-    of the log it was written to."""
-
-    stream_id: str
-    payload: bytes
-    epoch: str
-
-    def with_cursor(self, epoch: str, head: bytes = b"") -> bytes:
-        """The event's JSON with ``head`` and its cursor (under the reader's ``epoch``) as the
-        first members, spliced in without decoding it: ``{<head>"cursor":"…","event":…}``."""
-        return b'{%s"cursor":"%s",%s' % (head, str(Cursor(epoch, self.stream_id)).encode(), self.payload[1:])
-
-
-class Written(NamedTuple):
-    """What a mutation returns: the stored JSON and the log position of its event."""
-
-    json: bytes
-    stream_id: str | None
+from .storage import BlogEnded, Conflict, CursorGone, LogEvent, NotFound, Page, Snapshot, Written
 
 
 def _script(name: str) -> str:
@@ -96,48 +38,13 @@ def _event(kind: str, field: str, body: bytes) -> bytes:
     return b'{"event":"%s","%s":%s}' % (kind.encode(), field.encode(), body)
 
 
-#: Connections per process. When all are busy (a thousand readers joining at once), callers
-#: wait up to POOL_WAIT seconds for one instead of failing.
-POOL_SIZE = 256
-POOL_WAIT = 5.0
-#: The node name of a single (non-cluster) Redis.
-STANDALONE = "redis"
-#: How often a cluster node's logs are polled while idle (see LogReader).
-CLUSTER_POLL = 0.02
-
-
-CLUSTER_SCHEME = "redis+cluster://"
-#: What a cluster node answers while its slots move (MOVED/ASK, CLUSTERDOWN, TRYAGAIN).
-LAYOUT_CHANGED = (AskError, ClusterDownError, TryAgainError)
-_TIMEOUTS = {"socket_connect_timeout": 2, "socket_timeout": 5}
-
-
-async def connect(url: str) -> redis.Redis | redis.RedisCluster:
-    """A client pool for ``url`` that fails fast when Redis is away (callers turn that into 503).
-
-    ``redis+cluster://host:port`` connects to a Redis Cluster through any of its nodes; the
-    cluster's layout is read now, so that the hub knows which nodes to tail.
-    """
-    if url.startswith(CLUSTER_SCHEME):
-        cluster = redis.RedisCluster.from_url(
-            "redis://" + url.removeprefix(CLUSTER_SCHEME), max_connections=POOL_SIZE, **_TIMEOUTS
-        )
-        return await cluster.initialize()
-    pool = redis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=POOL_SIZE,
-        timeout=POOL_WAIT,
-        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
-        health_check_interval=30,
-        **_TIMEOUTS,
-    )
-    return redis.Redis(connection_pool=pool)
-
-
 class Store:
-    """Blogs, entries and tokens. ``log_maxlen`` bounds each change log; entries are never trimmed."""
+    """:class:`~liveblog.storage.Storage` on ``client``. ``log_maxlen`` bounds each change log;
+    entries are never trimmed."""
 
-    def __init__(self, client: redis.Redis, *, log_maxlen: int = 10_000, idempotency_ttl: int = 86_400):
+    def __init__(
+        self, client: redis.Redis | redis.RedisCluster, *, log_maxlen: int = 10_000, idempotency_ttl: int = 86_400
+    ):
         self.redis = client
         self.log_maxlen = log_maxlen
         self.idempotency_ttl = idempotency_ttl
@@ -163,6 +70,9 @@ class Store:
         if status == "not_found":
             raise NotFound(f"blog {blog_id!r} does not exist")
         return [status, *reply[1:]]
+
+    async def ping(self) -> None:
+        await self.redis.ping()
 
     # --- blogs ---------------------------------------------------------------------------------
 
@@ -325,45 +235,6 @@ class Store:
         script = self._scripts["viewers"]
         return int(await script(keys=[keys.viewers(blog_id)], args=[process_id, readers, fresh_ms]))
 
-    # --- where logs live --------------------------------------------------------------------------
-
-    def nodes(self) -> list[str]:
-        """The Redis nodes that hold logs: one, or each primary of a cluster (``host:port``)."""
-        if isinstance(self.redis, redis.RedisCluster):
-            return sorted(node.name for node in self.redis.get_primaries())
-        return [STANDALONE]
-
-    def node_of(self, blog_id: str) -> str:
-        if isinstance(self.redis, redis.RedisCluster):
-            return self.redis.get_node_from_key(keys.log(blog_id)).name
-        return STANDALONE
-
-    async def refresh_layout(self) -> None:
-        """Re-read which node holds which slots (after MOVED: a failover or resharding)."""
-        if isinstance(self.redis, redis.RedisCluster):
-            await self.redis.nodes_manager.initialize()
-
-    def log_reader(self, node: str) -> LogReader:
-        """A dedicated connection to ``node``, for blocking reads of its logs."""
-        if isinstance(self.redis, redis.RedisCluster):
-            host, _, port = node.rpartition(":")
-            node_client = redis.Redis(host=host, port=int(port), single_connection_client=True, **_TIMEOUTS)
-            return LogReader(node_client, cluster=True)
-        # Outside the shared pool: a join storm must never starve the tailer.
-        shared = self.redis.connection_pool
-        own = redis.ConnectionPool(
-            connection_class=shared.connection_class, max_connections=1, **shared.connection_kwargs
-        )
-        return LogReader(redis.Redis(connection_pool=own, single_connection_client=True))
-
-    async def unblock(self, node: str, client_id: int) -> None:
-        """End a tailer's blocking read on ``node`` now (it then reads again, with new blogs)."""
-        if isinstance(self.redis, redis.RedisCluster):
-            target = self.redis.get_node(node_name=node)
-            await self.redis.execute_command("CLIENT UNBLOCK", client_id, target_nodes=target)
-        else:
-            await self.redis.client_unblock(client_id)
-
     # --- tokens --------------------------------------------------------------------------------
 
     async def add_token(self, token: Token) -> None:
@@ -384,51 +255,3 @@ def fingerprint(body: bytes) -> str:
 def key_digest(token_id: str, idempotency_key: str) -> str:
     """Idempotency keys are per token: two reporters may pick the same key without colliding."""
     return hashlib.sha256(f"{token_id}\0{idempotency_key}".encode()).hexdigest()[:32]
-
-
-class LogReader:
-    """A dedicated connection that waits on several blogs' logs at once (``async with``).
-
-    On one Redis that is one blocking XREAD over every log. A cluster node refuses a command
-    whose keys are in different slots, so there the logs of different slots are read in one
-    pipeline of non-blocking XREADs, repeated every ``CLUSTER_POLL`` seconds while idle.
-    """
-
-    def __init__(self, client: redis.Redis, *, cluster: bool = False):
-        self._client = client
-        self._cluster = cluster
-
-    async def __aenter__(self) -> LogReader:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._client.aclose(close_connection_pool=True)
-
-    async def client_id(self) -> int:
-        """This connection's id, for CLIENT UNBLOCK from another connection."""
-        return int(await self._client.client_id())
-
-    async def read(self, positions: dict[str, str], block_ms: int) -> list[tuple[str, list[LogEvent]]]:
-        """Events after each blog's stream id; waits up to ``block_ms`` for the first one."""
-        slots: dict[int, dict[str, str]] = {}
-        for blog_id, stream_id in positions.items():
-            slots.setdefault(key_slot(keys.log(blog_id).encode()) if self._cluster else 0, {})[keys.log(blog_id)] = (
-                stream_id
-            )
-        if len(slots) == 1:
-            replies = [await self._client.xread(next(iter(slots.values())), count=500, block=block_ms)]
-        else:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for streams in slots.values():
-                    pipe.xread(streams, count=500)
-                replies = await pipe.execute()
-            if not any(replies):
-                await asyncio.sleep(CLUSTER_POLL)
-        return [
-            (
-                keys.blog_of(_s(stream)),
-                [LogEvent(_s(sid), fields[b"e"], _s(fields[b"epoch"])) for sid, fields in events],
-            )
-            for reply in replies
-            for stream, events in reply or []
-        ]

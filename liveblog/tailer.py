@@ -20,7 +20,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .cursor import Cursor, stream_id_key
 from .metrics import Metrics
-from .store import LAYOUT_CHANGED, NotFound, Store
+from .storage import NotFound, Storage
+from .topology import LAYOUT_CHANGED, Topology
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -31,13 +32,16 @@ log = logging.getLogger(__name__)
 class Tailer:
     """Reads the active logs for ``hub``; :meth:`start` its loops in a task group that owns them."""
 
-    def __init__(self, store: Store, metrics: Metrics, hub: Hub, *, block_ms: int, verify_every: float):
+    def __init__(
+        self, store: Storage, topology: Topology, metrics: Metrics, hub: Hub, *, block_ms: int, verify_every: float
+    ):
         self._store = store
+        self._topology = topology
         self._metrics = metrics
         self._hub = hub
         self._block_ms = block_ms
         self._verify_every = verify_every
-        self._changed: dict[str, asyncio.Event] = {node: asyncio.Event() for node in store.nodes()}
+        self._changed: dict[str, asyncio.Event] = {node: asyncio.Event() for node in topology.nodes()}
         self._client_ids: dict[str, int] = {}
         self._tasks: asyncio.TaskGroup | None = None
 
@@ -53,7 +57,7 @@ class Tailer:
         self._changed[node].set()
         if (client_id := self._client_ids.get(node)) is not None:
             try:
-                await self._store.unblock(node, client_id)
+                await self._topology.unblock(node, client_id)
             except (RedisConnectionError, RedisTimeoutError):
                 pass  # the loop is reconnecting; it re-reads the positions when it is back
 
@@ -69,7 +73,7 @@ class Tailer:
     def _positions(self, node: str) -> dict[str, str]:
         positions = {}
         for blog_id, cursor in self._hub.positions():
-            owner = self._store.node_of(blog_id)
+            owner = self._topology.node_of(blog_id)
             if owner == node:
                 positions[blog_id] = cursor.stream_id
             elif owner not in self._changed:
@@ -86,7 +90,7 @@ class Tailer:
         loop = asyncio.get_running_loop()
         verify_at = loop.time() + self._verify_every
         changed = self._changed[node]
-        async with self._store.log_reader(node) as reader:
+        async with self._topology.log_reader(node) as reader:
             while True:
                 changed.clear()
                 positions = self._positions(node)
@@ -116,7 +120,7 @@ class Tailer:
                     await asyncio.sleep(backoff * (0.5 + random.random()))
                     backoff = min(backoff * 2, 5.0)
                     try:
-                        await self._store.refresh_layout()
+                        await self._topology.refresh_layout()
                     except (RedisConnectionError, RedisTimeoutError) as error:
                         log.warning("could not re-read the Redis cluster layout (%s); retrying", error)
                     continue

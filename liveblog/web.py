@@ -33,7 +33,7 @@ from .errors import ApiError
 from .models import SLUG_PATTERN, Author, Blog, Entry, decoders
 from .sanitize import clean_html
 from .services import services
-from .store import NotFound, Store
+from .storage import NotFound, Storage
 
 #: The widget changes only with a deploy; partners' pages pick up a new one within minutes.
 SCRIPT_CACHE = "public, max-age=300, stale-while-revalidate=86400"
@@ -70,7 +70,7 @@ class Live(NamedTuple):
 
 
 async def _live(request: Request, blog_id: str) -> Live:
-    store: Store = services(request).store
+    store: Storage = services(request).store
     if not _SLUG.match(blog_id):  # an id that cannot be a blog is simply not found
         raise NotFound(f"blog {blog_id!r} does not exist")
     snapshot = await store.snapshot(blog_id, services(request).settings.snapshot_size)

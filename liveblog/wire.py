@@ -12,7 +12,7 @@ import enum
 import struct
 
 from .cursor import Cursor, stream_id_key
-from .store import LogEvent
+from .storage import LogEvent
 
 
 class CloseCode(enum.IntEnum):

@@ -86,8 +86,8 @@ def _cluster_ok(port: int) -> bool:
 async def test_the_core_story_runs_on_a_redis_cluster(cluster):
     async with running_service(f"redis+cluster://127.0.0.1:{cluster[0]}", UNLIMITED) as service:
         blogs = [f"story-{i}" for i in range(8)]
-        store = service.services.store
-        assert len({store.node_of(blog) for blog in blogs}) >= 2, "the blogs should span shards"
+        topology = service.services.topology
+        assert len({topology.node_of(blog) for blog in blogs}) >= 2, "the blogs should span shards"
         for blog in blogs:
             await service.create_blog(blog)
         token = (await service.mint(role="reporter", blogs=tuple(blogs)))["token"]
@@ -151,12 +151,12 @@ async def test_readers_keep_getting_posts_after_their_shard_fails_over(replicate
     """A primary is replaced by its replica (maintenance, or a crashed machine): the readers of
     the blogs on that shard get every later post, once and in order, without a restart."""
     async with running_service(f"redis+cluster://127.0.0.1:{replicated_cluster[0]}", UNLIMITED) as service:
-        store = service.services.store
+        topology = service.services.topology
         blogs = [f"failover-{i}" for i in range(6)]
         for blog in blogs:
             await service.create_blog(blog)
         moved = blogs[0]
-        old_primary = store.node_of(moved)
+        old_primary = topology.node_of(moved)
         readers = [await service.live(blog).__aenter__() for blog in blogs]
         try:
             for reader in readers:
@@ -180,7 +180,7 @@ async def test_readers_keep_getting_posts_after_their_shard_fails_over(replicate
             for blog, reader, entry in zip(blogs, readers, posted, strict=True):
                 event = await receive(reader, timeout=15)
                 assert (blog, event["entry"]["id"]) == (blog, entry["id"])
-            assert store.node_of(moved) == f"127.0.0.1:{replica}"
+            assert topology.node_of(moved) == f"127.0.0.1:{replica}"
         finally:
             for reader in readers:
                 await reader.close()

@@ -7,7 +7,7 @@ import asyncio
 from liveblog.cursor import Cursor
 from liveblog.hub import SLICE, START, Subscription, hand_out
 from liveblog.metrics import Metrics
-from liveblog.store import LogEvent
+from liveblog.storage import LogEvent
 from liveblog.wire import CloseCode, Message
 
 TOO_SLOW = CloseCode.TOO_SLOW

@@ -1,0 +1,66 @@
+"""Reading several blogs' logs at once, on one dedicated connection: what the tailer waits on."""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis.asyncio as redis
+from redis.crc import key_slot
+
+from . import keys
+from .storage import LogEvent
+
+#: How often a cluster node's logs are polled while idle.
+CLUSTER_POLL = 0.02
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class LogReader:
+    """A dedicated connection that waits on several blogs' logs at once (``async with``).
+
+    On one Redis that is one blocking XREAD over every log. A cluster node refuses a command
+    whose keys are in different slots, so there the logs of different slots are read in one
+    pipeline of non-blocking XREADs, repeated every ``CLUSTER_POLL`` seconds while idle.
+    """
+
+    def __init__(self, client: redis.Redis, *, cluster: bool = False):
+        self._client = client
+        self._cluster = cluster
+
+    async def __aenter__(self) -> LogReader:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._client.aclose(close_connection_pool=True)
+
+    async def client_id(self) -> int:
+        """This connection's id, for CLIENT UNBLOCK from another connection."""
+        return int(await self._client.client_id())
+
+    async def read(self, positions: dict[str, str], block_ms: int) -> list[tuple[str, list[LogEvent]]]:
+        """Events after each blog's stream id; waits up to ``block_ms`` for the first one."""
+        slots: dict[int, dict[str, str]] = {}
+        for blog_id, stream_id in positions.items():
+            slots.setdefault(key_slot(keys.log(blog_id).encode()) if self._cluster else 0, {})[keys.log(blog_id)] = (
+                stream_id
+            )
+        if len(slots) == 1:
+            replies = [await self._client.xread(next(iter(slots.values())), count=500, block=block_ms)]
+        else:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for streams in slots.values():
+                    pipe.xread(streams, count=500)
+                replies = await pipe.execute()
+            if not any(replies):
+                await asyncio.sleep(CLUSTER_POLL)
+        return [
+            (
+                keys.blog_of(_s(stream)),
+                [LogEvent(_s(sid), fields[b"e"], _s(fields[b"epoch"])) for sid, fields in events],
+            )
+            for reply in replies
+            for stream, events in reply or []
+        ]

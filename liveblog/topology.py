@@ -1,0 +1,95 @@
+"""Where Redis is: the client for a URL, and which node holds which blog's log.
+
+One Redis is one node (``STANDALONE``). A Redis Cluster (``redis+cluster://``) has a primary per
+shard; a blog's keys share a hash slot (:mod:`liveblog.keys`), so each blog's log lives on one
+node, which can change with a failover or resharding.
+"""
+
+from __future__ import annotations
+
+import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import AskError, ClusterDownError, TryAgainError
+
+from . import keys
+from .logreader import LogReader
+
+#: Connections per process. When all are busy (a thousand readers joining at once), callers
+#: wait up to POOL_WAIT seconds for one instead of failing.
+POOL_SIZE = 256
+POOL_WAIT = 5.0
+#: The node name of a single (non-cluster) Redis.
+STANDALONE = "redis"
+
+
+CLUSTER_SCHEME = "redis+cluster://"
+#: What a cluster node answers while its slots move (MOVED/ASK, CLUSTERDOWN, TRYAGAIN).
+LAYOUT_CHANGED = (AskError, ClusterDownError, TryAgainError)
+_TIMEOUTS = {"socket_connect_timeout": 2, "socket_timeout": 5}
+
+
+async def connect(url: str) -> redis.Redis | redis.RedisCluster:
+    """A client pool for ``url`` that fails fast when Redis is away (callers turn that into 503).
+
+    ``redis+cluster://host:port`` connects to a Redis Cluster through any of its nodes; the
+    cluster's layout is read now, so that the hub knows which nodes to tail.
+    """
+    if url.startswith(CLUSTER_SCHEME):
+        cluster = redis.RedisCluster.from_url(
+            "redis://" + url.removeprefix(CLUSTER_SCHEME), max_connections=POOL_SIZE, **_TIMEOUTS
+        )
+        return await cluster.initialize()
+    pool = redis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=POOL_SIZE,
+        timeout=POOL_WAIT,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
+        health_check_interval=30,
+        **_TIMEOUTS,
+    )
+    return redis.Redis(connection_pool=pool)
+
+
+class Topology:
+    """The nodes of ``client`` that hold logs, and a dedicated reader for each."""
+
+    def __init__(self, client: redis.Redis | redis.RedisCluster):
+        self._client = client
+
+    def nodes(self) -> list[str]:
+        """The Redis nodes that hold logs: one, or each primary of a cluster (``host:port``)."""
+        if isinstance(self._client, redis.RedisCluster):
+            return sorted(node.name for node in self._client.get_primaries())
+        return [STANDALONE]
+
+    def node_of(self, blog_id: str) -> str:
+        if isinstance(self._client, redis.RedisCluster):
+            return self._client.get_node_from_key(keys.log(blog_id)).name
+        return STANDALONE
+
+    async def refresh_layout(self) -> None:
+        """Re-read which node holds which slots (after MOVED: a failover or resharding)."""
+        if isinstance(self._client, redis.RedisCluster):
+            await self._client.nodes_manager.initialize()
+
+    def log_reader(self, node: str) -> LogReader:
+        """A dedicated connection to ``node``, for blocking reads of its logs."""
+        if isinstance(self._client, redis.RedisCluster):
+            host, _, port = node.rpartition(":")
+            node_client = redis.Redis(host=host, port=int(port), single_connection_client=True, **_TIMEOUTS)
+            return LogReader(node_client, cluster=True)
+        # Outside the shared pool: a join storm must never starve the tailer.
+        shared = self._client.connection_pool
+        own = redis.ConnectionPool(
+            connection_class=shared.connection_class, max_connections=1, **shared.connection_kwargs
+        )
+        return LogReader(redis.Redis(connection_pool=own, single_connection_client=True))
+
+    async def unblock(self, node: str, client_id: int) -> None:
+        """End a tailer's blocking read on ``node`` now (it then reads again, with new blogs)."""
+        if isinstance(self._client, redis.RedisCluster):
+            target = self._client.get_node(node_name=node)
+            await self._client.execute_command("CLIENT UNBLOCK", client_id, target_nodes=target)
+        else:
+            await self._client.client_unblock(client_id)
