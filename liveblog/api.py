@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 import msgspec
+from msgspec import Struct
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
@@ -37,7 +39,7 @@ from .models import (
     EventPage,
     Raw,
     TokenCreate,
-    decoders,
+    decode,
     encoder,
 )
 from .openapi import openapi
@@ -46,7 +48,7 @@ from .sse import events
 from .storage import BlogEnded, Conflict, CursorGone, Storage
 from .store import fingerprint, key_digest
 
-T = TypeVar("T")
+T = TypeVar("T", bound=Struct)
 
 _SLUG = re.compile(SLUG_PATTERN)
 _ENTRY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -75,14 +77,14 @@ def _reader_json(request: Request, body: bytes) -> Response:
 
 
 def _blog_id(request: Request) -> str:
-    blog_id = request.path_params["blog"]
+    blog_id: str = request.path_params["blog"]
     if not _SLUG.match(blog_id):
         raise ApiError(404, "not_found", "no such blog")
     return blog_id
 
 
 def _entry_id(request: Request) -> str:
-    entry_id = request.path_params["entry"]
+    entry_id: str = request.path_params["entry"]
     if not _ENTRY_ID.match(entry_id):
         raise ApiError(404, "not_found", "no such entry")
     return entry_id
@@ -105,7 +107,7 @@ async def _body(request: Request) -> bytes:
 
 def _decode(kind: type[T], body: bytes) -> T:
     try:
-        return decoders[kind].decode(body)
+        return decode(kind, body)
     except msgspec.ValidationError as exc:
         raise validation_error(exc) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
@@ -206,7 +208,7 @@ async def patch_blog(request: Request) -> Response:
     for _ in range(5):  # compare-and-set: re-apply the patch if another editor wrote in between
         try:
             read = await store.get_blog_json(blog_id)
-            written = await store.replace_blog(read, blogs.edit(decoders[Blog].decode(read), patch, now()))
+            written = await store.replace_blog(read, blogs.edit(decode(Blog, read), patch, now()))
             services(request).pages.forget(blog_id)
             return _json(written.json)
         except Conflict:
@@ -249,7 +251,7 @@ async def _events_since(store: Storage, blog_id: str, text: str, limit: int) -> 
     return encoder.encode(EventPage(last, [Raw(event.with_cursor(cursor.epoch)) for event in events]))
 
 
-def _int(params, name: str, default: int, maximum: int) -> int:  # noqa: ANN001
+def _int(params: QueryParams, name: str, default: int, maximum: int) -> int:
     raw = params.get(name)
     if raw is None:
         return default
@@ -311,8 +313,9 @@ async def _editable(request: Request, principal: auth.Principal) -> tuple[Entry,
     return entry, expected
 
 
-def _stale(current: int) -> ApiError:
-    return ApiError(412, "version_conflict", f"someone edited this entry first; it is now at version {current}")
+def _stale(current: int | None) -> ApiError:
+    now_at = f"; it is now at version {current}" if current is not None else ""
+    return ApiError(412, "version_conflict", f"someone edited this entry first{now_at}")
 
 
 async def patch_entry(request: Request) -> Response:

@@ -6,8 +6,10 @@ The README's configuration table lists the same names, flags and defaults as ``F
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,14 +47,14 @@ class Settings:
     workers: int = 1
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Defaults, then ``LIVEBLOG_<NAME>`` variables, then ``overrides`` that are not None."""
         environ = os.environ if environ is None else environ
-        values: dict[str, object] = {}
+        values: dict[str, Any] = {}
         for field in fields(cls):
             raw = environ.get(f"LIVEBLOG_{field.name.upper()}")
             if raw is not None:
-                kind = type(field.default)
+                kind: type[Any] = type(field.default)
                 try:
                     values[field.name] = kind(raw)
                 except ValueError:

@@ -98,7 +98,7 @@ class Rules:
             frames, self._pending = parse_client_frames(self._pending + data, self.max_size)
         except FrameError as error:
             return self._fail(error.code, error.reason)
-        out = []
+        out: list[bytes] = []
         ping: bytes | None = None
         for opcode, payload in frames:
             if opcode == Opcode.PONG:

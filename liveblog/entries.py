@@ -7,7 +7,9 @@ a server. The store persists what they return, atomically, or refuses if the ver
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import msgspec
 
@@ -53,7 +55,7 @@ def _clean_media(media: Media | None) -> Media | None:
 
 
 #: How each field a reporter writes is cleaned: HTML to the allow-list, everything else to text.
-_CLEANERS = {
+_CLEANERS: dict[str, Callable[[Any], object]] = {
     "body": lambda value: _required(clean_html(value), "$.body"),
     "headline": _optional,
     "author": _clean_author,
@@ -62,7 +64,7 @@ _CLEANERS = {
 }
 
 
-def _cleaned(changes: dict[str, object]) -> dict[str, object]:
+def _cleaned(changes: dict[str, Any]) -> dict[str, Any]:
     return {name: _CLEANERS[name](value) if name in _CLEANERS else value for name, value in changes.items()}
 
 

@@ -68,7 +68,8 @@ def validation_error(exc: msgspec.ValidationError) -> ApiError:
 
 def _method(connection: HTTPConnection) -> str:
     """The HTTP method, or WEBSOCKET: these handlers also see errors from WebSocket routes."""
-    return connection.scope.get("method", "WEBSOCKET")
+    method: str = connection.scope.get("method", "WEBSOCKET")
+    return method
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
@@ -89,7 +90,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     codes = {404: "not_found", 405: "method_not_allowed"}
     code = codes.get(exc.status_code, "http_error")
-    return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+    headers = dict(exc.headers) if exc.headers is not None else None
+    return error_response(exc.status_code, code, str(exc.detail), headers=headers)
 
 
 async def _redis_down(request: Request, exc: Exception) -> Response:

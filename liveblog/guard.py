@@ -60,8 +60,8 @@ class GuardedHttp(asyncio.Protocol):
             pass  # malformed: uvicorn's parser sees the same bytes and answers 400
         self._inner.data_received(data)
 
-    def eof_received(self) -> bool | None:
-        return self._inner.eof_received()
+    def eof_received(self) -> None:
+        self._inner.eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._inner.connection_lost(exc)

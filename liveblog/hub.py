@@ -23,7 +23,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 from .cursor import Cursor, stream_id_key
 from .metrics import Metrics
@@ -296,7 +296,7 @@ class Hub:
         self._metrics.tailer_lag.set(max(0.0, time.time() - stream_id_key(cursor.stream_id)[0] / 1000))
 
 
-async def wait_shared(future: asyncio.Future[object]) -> bool:
+async def wait_shared(future: asyncio.Future[Any]) -> bool:
     """Wait for work that another reader's call does for this one too. False if that call was
     cancelled (its reader left) while this one was not: the caller then does the work itself."""
     try:

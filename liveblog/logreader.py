@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import redis.asyncio as redis
 from redis.crc import key_slot
+from redis.typing import KeyT, StreamIdT
 
 from . import keys
 from .storage import LogEvent
@@ -42,11 +44,12 @@ class LogReader:
 
     async def read(self, positions: dict[str, str], block_ms: int) -> list[tuple[str, list[LogEvent]]]:
         """Events after each blog's stream id; waits up to ``block_ms`` for the first one."""
-        slots: dict[int, dict[str, str]] = {}
+        slots: dict[int, dict[KeyT, StreamIdT]] = {}
         for blog_id, stream_id in positions.items():
             slots.setdefault(key_slot(keys.log(blog_id).encode()) if self._cluster else 0, {})[keys.log(blog_id)] = (
                 stream_id
             )
+        replies: list[Any]  # [[stream, [(id, {field: value})]]] per XREAD, or None
         if len(slots) == 1:
             replies = [await self._client.xread(next(iter(slots.values())), count=500, block=block_ms)]
         else:

@@ -72,7 +72,7 @@ class Metrics:
         finally:
             gc.callbacks.remove(self._on_gc)
 
-    def _on_gc(self, phase: str, info: dict) -> None:
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
         if info["generation"] != 2:
             return
         if phase == "start":

@@ -8,10 +8,11 @@ to the fields they bound, so every input has one.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
-from msgspec import UNSET, Meta, Raw, Struct, UnsetType
+from msgspec import UNSET, Meta, Struct, UnsetType
+from msgspec import Raw as Raw  # re-exported: callers splice stored JSON into responses
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 Slug = Annotated[str, Meta(pattern=SLUG_PATTERN, description="lowercase slug")]
@@ -193,12 +194,21 @@ class ErrorResponse(Struct):
 
 encoder = msgspec.json.Encoder()
 
-decoders = {
+S = TypeVar("S", bound=Struct)
+
+_decoders: dict[type[Struct], msgspec.json.Decoder[Any]] = {
     cls: msgspec.json.Decoder(cls)
     for cls in (BlogCreate, BlogPatch, EntryCreate, EntryPatch, TokenCreate, Blog, Entry, Token)
 }
 
 
-def fields_set(patch: Struct) -> dict[str, object]:
+def decode(kind: type[S], body: bytes | str) -> S:
+    """``body`` (JSON) as a ``kind``; msgspec's ``ValidationError`` (with the path) or
+    ``DecodeError`` if it is not one."""
+    value: S = _decoders[kind].decode(body)
+    return value
+
+
+def fields_set(patch: Struct) -> dict[str, Any]:
     """The fields a PATCH body actually sent (absent ones are ``UNSET``; ``null`` is a value)."""
     return {name: value for name in patch.__struct_fields__ if (value := getattr(patch, name)) is not UNSET}

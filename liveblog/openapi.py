@@ -68,45 +68,48 @@ _MODELS = [
     EventList,
     BlogList,
 ]
+#: A JSON object of the OpenAPI document.
+JSON = dict[str, Any]
+
 _ERROR = {
     "description": "an error",
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
 }
 
 
-def _ref(model: type) -> dict:
+def _ref(model: type) -> JSON:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
-def _body(model: type) -> dict:
+def _body(model: type) -> JSON:
     return {"required": True, "content": {"application/json": {"schema": _ref(model)}}}
 
 
-def _ok(status: int, model: type | None = None) -> dict:
-    response: dict = {"description": "success"}
+def _ok(status: int, model: type | None = None) -> JSON:
+    response: JSON = {"description": "success"}
     if model is not None:
         response["content"] = {"application/json": {"schema": _ref(model)}}
     return {str(status): response, "default": _ERROR}
 
 
-def _path(name: str, pattern: str) -> dict:
+def _path(name: str, pattern: str) -> JSON:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string", "pattern": pattern}}
 
 
-def _query(name: str, schema: dict) -> dict:
+def _query(name: str, schema: JSON) -> JSON:
     return {"name": name, "in": "query", "required": False, "schema": schema}
 
 
-def _header(name: str, required: bool, schema: dict) -> dict:
+def _header(name: str, required: bool, schema: JSON) -> JSON:
     return {"name": name, "in": "header", "required": required, "schema": schema}
 
 
 _BLOG = _path("blog", SLUG_PATTERN)
 _ENTRY = _path("entry", r"^[A-Za-z0-9_-]{1,64}$")
-_AUTH = [{"bearer": []}]
+_AUTH: list[JSON] = [{"bearer": []}]
 
 
-def document() -> dict:
+def document() -> JSON:
     (_, components) = msgspec.json.schema_components(
         [*_MODELS, ErrorResponse], ref_template="#/components/schemas/{name}"
     )

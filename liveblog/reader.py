@@ -12,7 +12,7 @@ from starlette.requests import HTTPConnection
 from .cursor import BadCursor, Cursor, stream_id_key
 from .errors import ApiError
 from .hub import Subscription
-from .models import SLUG_PATTERN, Blog, decoders
+from .models import SLUG_PATTERN, Blog, decode
 from .services import Services, services
 from .snapshots import SnapshotReads
 from .storage import CursorGone, NotFound, Storage
@@ -58,7 +58,7 @@ async def get_blog(state: Services, blog_id: str) -> Blog:
     if (body := pages.get(blog_id, "blog")) is None:
         body = await state.store.get_blog_json(blog_id)
         pages.put(blog_id, "blog", body)
-    return decoders[Blog].decode(body)
+    return decode(Blog, body)
 
 
 def origin_allowed(blog: Blog, connection: HTTPConnection) -> bool:

@@ -188,7 +188,12 @@ class LiveProtocol(asyncio.Protocol):
             connection.take_over(transport)
         elif kind == "websocket.send" and self._accepted:
             text, data = message.get("text"), message.get("bytes")
-            connection.send_frame(frame(Opcode.TEXT, text.encode()) if text is not None else frame(Opcode.BINARY, data))
+            if text is not None:
+                connection.send_frame(frame(Opcode.TEXT, text.encode()))
+            elif data is not None:
+                connection.send_frame(frame(Opcode.BINARY, data))
+            else:
+                raise RuntimeError("websocket.send carries neither text nor bytes")
         elif kind == "websocket.close":
             if self._accepted:
                 connection.close(message.get("code", CloseCode.NORMAL), message.get("reason") or "")

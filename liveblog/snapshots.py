@@ -15,9 +15,10 @@ import itertools
 from typing import NamedTuple
 
 from . import models
-from .hub import Message, wait_shared
+from .hub import wait_shared
 from .models import Snapshot
 from .storage import Storage
+from .wire import Message
 
 
 class _Read(NamedTuple):

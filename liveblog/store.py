@@ -14,14 +14,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as redis
 
 from . import keys
 from .cursor import Cursor, stream_id_key
 from .entries import score
-from .models import Blog, Entry, Token, Tombstone, decoders, encoder
+from .models import Blog, Entry, Token, Tombstone, decode, encoder
 from .storage import BlogEnded, Conflict, CursorGone, LogEvent, NotFound, Page, Snapshot, Written
 
 
@@ -64,7 +64,7 @@ class Store:
             )
         }
 
-    async def _run(self, name: str, blog_id: str, args: Sequence[Any], extra_keys: Sequence[str] = ()) -> list:
+    async def _run(self, name: str, blog_id: str, args: Sequence[Any], extra_keys: Sequence[str] = ()) -> list[Any]:
         reply = await self._scripts[name](keys=[*keys.blog_keys(blog_id), *extra_keys], args=args)
         status = _s(reply[0])
         if status == "not_found":
@@ -88,13 +88,13 @@ class Store:
         return body
 
     async def get_blog_json(self, blog_id: str) -> bytes:
-        body = await self.redis.hget(keys.meta(blog_id), "blog")
+        body = cast(bytes | None, await self.redis.hget(keys.meta(blog_id), "blog"))  # the client returns bytes
         if body is None:
             raise NotFound(f"blog {blog_id!r} does not exist")
         return body
 
     async def get_blog(self, blog_id: str) -> Blog:
-        return decoders[Blog].decode(await self.get_blog_json(blog_id))
+        return decode(Blog, await self.get_blog_json(blog_id))
 
     async def replace_blog(self, read: bytes, blog: Blog) -> Written:
         """Write ``blog`` if the stored blog is still exactly ``read``; else raise :class:`Conflict`."""
@@ -107,7 +107,7 @@ class Store:
         return Written(body, _s(rest[0]))
 
     async def list_blogs(self, limit: int = 100) -> list[bytes]:
-        ids = await self.redis.zrevrange(keys.BLOGS, 0, limit - 1)
+        ids = cast(list[bytes], await self.redis.zrevrange(keys.BLOGS, 0, limit - 1))
         if not ids:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -157,7 +157,7 @@ class Store:
             body, owner = await pipe.execute()
         if body is None:
             raise NotFound(f"entry {entry_id!r} does not exist in blog {blog_id!r}")
-        return decoders[Entry].decode(body), _s(owner) if owner is not None else None
+        return decode(Entry, body), _s(owner) if owner is not None else None
 
     async def replace_entry(self, expected_version: int, entry: Entry) -> Written:
         body = encoder.encode(entry)
@@ -186,11 +186,11 @@ class Store:
         return self._checked(status, rest, tombstone.id, body)
 
     @staticmethod
-    def _checked(status: str, rest: list, entry_id: str, body: bytes) -> Written:
+    def _checked(status: str, rest: list[Any], entry_id: str, body: bytes) -> Written:
         if status == "no_entry":
             raise NotFound(f"entry {entry_id!r} does not exist")
         if status == "conflict":
-            current = decoders[Entry].decode(rest[0])
+            current = decode(Entry, rest[0])
             raise Conflict("the entry was changed by someone else first", current_version=current.version)
         return Written(body, _s(rest[0]))
 
@@ -242,7 +242,7 @@ class Store:
 
     async def get_token(self, token_id: str) -> Token | None:
         body = await self.redis.hget(keys.TOKENS, token_id)
-        return None if body is None else decoders[Token].decode(body)
+        return None if body is None else decode(Token, body)
 
     async def revoke_token(self, token_id: str) -> bool:
         return bool(await self.redis.hdel(keys.TOKENS, token_id))

@@ -26,7 +26,7 @@ STANDALONE = "redis"
 CLUSTER_SCHEME = "redis+cluster://"
 #: What a cluster node answers while its slots move (MOVED/ASK, CLUSTERDOWN, TRYAGAIN).
 LAYOUT_CHANGED = (AskError, ClusterDownError, TryAgainError)
-_TIMEOUTS = {"socket_connect_timeout": 2, "socket_timeout": 5}
+_CONNECT_TIMEOUT, _TIMEOUT = 2.0, 5.0
 
 
 async def connect(url: str) -> redis.Redis | redis.RedisCluster:
@@ -37,7 +37,10 @@ async def connect(url: str) -> redis.Redis | redis.RedisCluster:
     """
     if url.startswith(CLUSTER_SCHEME):
         cluster = redis.RedisCluster.from_url(
-            "redis://" + url.removeprefix(CLUSTER_SCHEME), max_connections=POOL_SIZE, **_TIMEOUTS
+            "redis://" + url.removeprefix(CLUSTER_SCHEME),
+            max_connections=POOL_SIZE,
+            socket_connect_timeout=_CONNECT_TIMEOUT,
+            socket_timeout=_TIMEOUT,
         )
         return await cluster.initialize()
     pool = redis.BlockingConnectionPool.from_url(
@@ -46,7 +49,8 @@ async def connect(url: str) -> redis.Redis | redis.RedisCluster:
         timeout=POOL_WAIT,
         retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
         health_check_interval=30,
-        **_TIMEOUTS,
+        socket_connect_timeout=_CONNECT_TIMEOUT,
+        socket_timeout=_TIMEOUT,
     )
     return redis.Redis(connection_pool=pool)
 
@@ -65,7 +69,10 @@ class Topology:
 
     def node_of(self, blog_id: str) -> str:
         if isinstance(self._client, redis.RedisCluster):
-            return self._client.get_node_from_key(keys.log(blog_id)).name
+            node = self._client.get_node_from_key(keys.log(blog_id))
+            if node is None:
+                raise RuntimeError(f"the cluster's layout has no node for blog {blog_id!r}")
+            return node.name
         return STANDALONE
 
     async def refresh_layout(self) -> None:
@@ -77,7 +84,13 @@ class Topology:
         """A dedicated connection to ``node``, for blocking reads of its logs."""
         if isinstance(self._client, redis.RedisCluster):
             host, _, port = node.rpartition(":")
-            node_client = redis.Redis(host=host, port=int(port), single_connection_client=True, **_TIMEOUTS)
+            node_client = redis.Redis(
+                host=host,
+                port=int(port),
+                single_connection_client=True,
+                socket_connect_timeout=_CONNECT_TIMEOUT,
+                socket_timeout=_TIMEOUT,
+            )
             return LogReader(node_client, cluster=True)
         # Outside the shared pool: a join storm must never starve the tailer.
         shared = self._client.connection_pool

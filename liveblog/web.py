@@ -30,7 +30,7 @@ from starlette.routing import Route
 
 from .caching import revalidatable
 from .errors import ApiError
-from .models import SLUG_PATTERN, Author, Blog, Entry, decoders
+from .models import SLUG_PATTERN, Author, Blog, Entry, decode
 from .sanitize import clean_html
 from .services import services
 from .storage import NotFound, Storage
@@ -74,12 +74,11 @@ async def _live(request: Request, blog_id: str) -> Live:
     if not _SLUG.match(blog_id):  # an id that cannot be a blog is simply not found
         raise NotFound(f"blog {blog_id!r} does not exist")
     snapshot = await store.snapshot(blog_id, services(request).settings.snapshot_size)
-    entry = decoders[Entry].decode
-    pinned = [entry(body) for body in snapshot.pinned if body is not None]
-    latest = [entry(body) for body in snapshot.entries if body is not None]
+    pinned = [decode(Entry, body) for body in snapshot.pinned if body is not None]
+    latest = [decode(Entry, body) for body in snapshot.entries if body is not None]
     pinned_ids = {e.id for e in pinned}
     rest = [e for e in latest if e.id not in pinned_ids]
-    return Live(decoders[Blog].decode(snapshot.blog), pinned + rest, latest)
+    return Live(decode(Blog, snapshot.blog), pinned + rest, latest)
 
 
 def _base(request: Request) -> str:

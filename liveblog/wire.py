@@ -131,7 +131,7 @@ def parse_close(payload: bytes) -> int | None:
         return None
     if len(payload) < 2:
         raise FrameError(CloseCode.PROTOCOL_ERROR, "a close frame's code takes two bytes")
-    (code,) = struct.unpack("!H", payload[:2])
+    code = int.from_bytes(payload[:2], "big")
     if code not in _CLIENT_CLOSE_CODES and not 3000 <= code < 5000:
         raise FrameError(CloseCode.PROTOCOL_ERROR, f"invalid close code {code}")
     try:
