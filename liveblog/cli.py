@@ -1,4 +1,5 @@
-"""``liveblog serve``: run the service, with an embedded Redis unless ``LIVEBLOG_REDIS_URL`` is set."""
+"""The command line: ``liveblog serve`` runs the service, with an embedded Redis unless
+``LIVEBLOG_REDIS_URL`` is set."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
 
-from . import logs, workers
+from . import __version__, logs, workers
 from .config import Settings
 from .embedded import EmbeddedRedis
 from .server import bind, build
@@ -128,9 +129,18 @@ def serve(settings: Settings) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="liveblog", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="liveblog",
+        description="A live-blog backend: reporters post over HTTP, readers get each entry pushed live.",
+    )
+    parser.add_argument("--version", action="version", version=f"liveblog {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("serve", help="run the service")
+    run = commands.add_parser(
+        "serve",
+        help="run the service",
+        description="Run the service. Without LIVEBLOG_REDIS_URL it starts an embedded redis-server "
+        "that keeps its data in the data directory.",
+    )
     run.add_argument("--host", help="listen address (LIVEBLOG_HOST, default 127.0.0.1)")
     run.add_argument("--port", type=int, help="listen port, 0 for any free one (LIVEBLOG_PORT, default 8000)")
     run.add_argument("--data-dir", type=Path, help="embedded Redis data and admin token (LIVEBLOG_DATA_DIR)")

@@ -99,6 +99,7 @@ class Rules:
         except FrameError as error:
             return self._fail(error.code, error.reason)
         out: list[bytes] = []
+        after = After.NOTHING
         ping: bytes | None = None
         for opcode, payload in frames:
             if opcode == Opcode.PONG:
@@ -112,7 +113,8 @@ class Rules:
                 written, after = self._answer_close(payload)
                 return b"".join(out) + written, after
             elif opcode == Opcode.BINARY and self.state is State.OPEN:
-                out.append(self.on_close(CloseCode.UNSUPPORTED_DATA, "this channel takes no binary messages")[0])
+                written, after = self.on_close(CloseCode.UNSUPPORTED_DATA, "this channel takes no binary messages")
+                out.append(written)
         if ping is not None and self.state is State.OPEN:
             # A client that pings without reading must not grow our buffer without end: past
             # PONG_BACKLOG (the transport is paused then) the pong waits until the backlog drains.
@@ -120,7 +122,7 @@ class Rules:
                 out.append(frame(Opcode.PONG, ping))
             else:
                 self._owed_pong = ping
-        return b"".join(out), After.NOTHING
+        return b"".join(out), after
 
     def on_drained(self) -> bytes:
         """The backlog went below ``PONG_BACKLOG``: the pong owed to the latest ping, if any."""
@@ -324,10 +326,9 @@ class Connections:
         return iter(list(self._connections))
 
     def watch(self, connection: LiveConnection) -> None:
-        if self._stopping:
+        self._connections[connection] = None
+        if self._stopping:  # it joined while the process stops: it is told at once, and waited for
             connection.shutdown()
-        else:
-            self._connections[connection] = None
 
     def forget(self, connection: LiveConnection) -> None:
         self._connections.pop(connection, None)
@@ -335,10 +336,9 @@ class Connections:
 
     def watch_stream(self, stream: Closable) -> None:
         """An SSE reader: not pinged (its heartbeat is its own), but told at shutdown."""
+        self._streams.add(stream)
         if self._stopping:
             stream.shutdown()
-        else:
-            self._streams.add(stream)
 
     def forget_stream(self, stream: Closable) -> None:
         self._streams.discard(stream)
@@ -366,8 +366,11 @@ class Connections:
         self._check_empty()
 
     async def wait_closed(self) -> None:
-        """Until every reader told so has gone (each is cut off within ``CLOSE_GRACE``)."""
-        await self._empty.wait()
+        """Once the shutdown has begun, until every reader told so has gone (each is cut off
+        within ``CLOSE_GRACE``), those that joined since included."""
+        while not self._stopping or self._connections or self._streams:
+            self._empty.clear()
+            await self._empty.wait()
 
     def _check_empty(self) -> None:
         if self._stopping and not self._connections and not self._streams:

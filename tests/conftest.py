@@ -21,7 +21,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+import pytest_asyncio
 import redis as sync_redis
+import uvloop
 import websockets
 
 from liveblog.config import Settings
@@ -31,6 +33,23 @@ from liveblog.services import Services
 
 ADMIN_TOKEN = "test-admin-token"
 RECV_TIMEOUT = 5.0
+
+# The suite runs on uvloop, the loop `liveblog serve` runs on. LIVEBLOG_TEST_LOOP=asyncio runs it
+# on the standard library's loop instead (CI does, for the fast subset).
+STDLIB_LOOP = os.environ.get("LIVEBLOG_TEST_LOOP") == "asyncio"
+_PYTEST_ASYNCIO = tuple(int(part) for part in pytest_asyncio.__version__.split(".")[:2])
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-asyncio >= 1.4 calls it; older ones do not know it
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, object]:
+    return {"asyncio": asyncio.new_event_loop} if STDLIB_LOOP else {"uvloop": uvloop.new_event_loop}
+
+
+if _PYTEST_ASYNCIO < (1, 4):  # 1.4 deprecates overriding event_loop_policy, for the hook above
+
+    @pytest.fixture(scope="session")
+    def event_loop_policy() -> asyncio.AbstractEventLoopPolicy:
+        return asyncio.DefaultEventLoopPolicy() if STDLIB_LOOP else uvloop.EventLoopPolicy()
 
 
 @pytest.fixture(scope="session")

@@ -286,12 +286,6 @@ def test_a_fragmented_binary_message_is_refused_at_its_first_fragment():
     assert answered(rules.on_data(client(Opcode.CONT, b"\x01"), 0)) == NOTHING_WRITTEN
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Rules.on_data returns After.NOTHING after writing its 1003 close for a binary message "
-    "(it discards on_close's AWAIT_CLOSE), so no CLOSE_GRACE timer starts; and on_tick does "
-    "nothing once CLOSING, so a client that sends binary and then never answers is held forever",
-)
 def test_a_reader_refused_for_a_binary_message_is_cut_off_if_it_never_answers_the_close():
     rules = Rules(MAX)
     code, after = closed_with(rules.on_data(client(Opcode.BINARY, b"\x00\x01"), 0))

@@ -1,4 +1,11 @@
-from conftest import receive
+"""The first story, and the ground it runs on."""
+
+import asyncio
+import sys
+
+import pytest
+import uvloop
+from conftest import STDLIB_LOOP, receive
 
 
 async def test_post_reaches_live_reader(service):
@@ -10,3 +17,23 @@ async def test_post_reaches_live_reader(service):
         event = await receive(ws)
         assert event["event"] == "entry.created"
         assert event["entry"]["id"] == entry["id"]
+
+
+async def test_the_suite_runs_on_the_loop_liveblog_serve_runs_on():
+    loop = asyncio.get_running_loop()
+    if STDLIB_LOOP:
+        assert not isinstance(loop, uvloop.Loop), type(loop)
+    else:
+        assert isinstance(loop, uvloop.Loop), type(loop)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="asyncio.eager_task_factory is Python 3.12+")
+async def test_readers_are_served_when_tasks_start_eagerly(service):
+    """With an eager task factory a task runs up to its first await as it is created: the live
+    channel's app call must find its connection in the scope already (it once got a 500)."""
+    loop = asyncio.get_running_loop()
+    loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined]
+    try:
+        await test_post_reaches_live_reader(service)
+    finally:
+        loop.set_task_factory(None)

@@ -261,12 +261,6 @@ async def test_a_server_without_readers_is_closed_as_soon_as_it_stops():
     assert reader.told == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Connections.watch/watch_stream after begin_shutdown() call shutdown() but do not keep "
-    "the reader, so wait_closed() returns while it is still open (its 1012 possibly unsent), "
-    "contrary to 'Until every reader told so has gone'",
-)
 async def test_the_server_waits_for_a_reader_that_joined_during_the_shutdown():
     connections = Connections(interval=5.0)
     early, late = Reader(), Reader()
