@@ -75,35 +75,88 @@ async def _read_until(ws, last_cursor: str) -> list[dict]:
     return messages
 
 
+class HandedOut:
+    """A live reader in the background: the entries the hub has handed to every reader so far."""
+
+    def __init__(self, ws: websockets.ClientConnection):
+        self._seen: dict[str, asyncio.Event] = {}
+        self._task = asyncio.create_task(self._read(ws))
+
+    async def _read(self, ws: websockets.ClientConnection) -> None:
+        async for raw in ws:
+            message = json.loads(raw)
+            if message["type"] == "event" and "entry" in message:
+                self._event(message["entry"]["id"]).set()
+
+    def _event(self, entry_id: str) -> asyncio.Event:
+        return self._seen.setdefault(entry_id, asyncio.Event())
+
+    async def post(self, service, body: str) -> None:
+        """Post an entry and return once the hub has handed it out (so every subscribed reader,
+        joining or not, has been given it)."""
+        entry = await service.post(body=body)
+        await asyncio.wait_for(self._event(entry["id"]).wait(), RECV_TIMEOUT)
+
+    def stop(self) -> None:
+        self._task.cancel()
+
+
 @pytest.mark.parametrize("round_", range(3))
-async def test_reader_joining_during_a_burst_misses_nothing_and_gets_nothing_twice(service, round_):
+async def test_reader_joining_during_a_burst_misses_nothing_and_gets_nothing_twice(service, monkeypatch, round_):
+    """Readers join at random points of a burst of posts. Each snapshot read, besides, has an entry
+    posted and handed out right before it (the joining readers hold it, and find it in their
+    snapshot: it must not come twice) and right after it (they hold it, and their snapshot does
+    not have it: it must not be lost)."""
     await service.create_blog()
     rng = random.Random(round_)
-    posts = 60
-    done_posting = asyncio.Event()
+    posts, readers = 60, 8
+    posted = [asyncio.Event() for _ in range(posts)]
+    joined: list[dict] = []
+    all_joined = asyncio.Event()
+    last_cursor: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
     async def reporter():
         for i in range(posts):
             await service.post(body=f"<p>burst {i}</p>")
-            if i % 7 == 0:
-                await asyncio.sleep(0)
-        done_posting.set()
+            posted[i].set()
 
-    async def reader():
-        await asyncio.sleep(rng.random() * 0.3)
+    async def reader(after: int):
+        await posted[after].wait()  # join while the burst goes on
         async with service.live() as ws:
             snapshot = await receive(ws)
-            await done_posting.wait()
-            stream = await service.stream()
-            if stream[-1]["cursor"] == snapshot["cursor"]:
-                return snapshot, []  # joined after the last post
-            return snapshot, await _read_until(ws, stream[-1]["cursor"])
+            joined.append(snapshot)
+            if len(joined) == readers:
+                all_joined.set()
+            return snapshot, await _read_until(ws, await last_cursor)
 
-    results = await asyncio.gather(reporter(), *(reader() for _ in range(8)))
-    log = [e["cursor"] for e in await service.stream()]
-    for snapshot, events in results[1:]:
-        joined_at = log.index(snapshot["cursor"]) + 1 if snapshot["cursor"] in log else 0  # 0: joined before any post
-        expected = log[joined_at:]
+    async with service.live() as control:
+        await receive(control)
+        handed_out = HandedOut(control)
+        store = service.app.state.store
+        read = store.snapshot
+
+        async def snapshot_read_in_a_burst(*args):
+            await handed_out.post(service, "<p>just before a snapshot read</p>")
+            snapshot = await read(*args)
+            await handed_out.post(service, "<p>just after a snapshot read</p>")
+            return snapshot
+
+        monkeypatch.setattr(store, "snapshot", snapshot_read_in_a_burst)
+        try:
+            reading = [asyncio.create_task(reader(rng.randrange(posts - 10))) for _ in range(readers)]
+            await reporter()
+            await asyncio.wait_for(all_joined.wait(), RECV_TIMEOUT)
+            monkeypatch.undo()
+            log = [e["cursor"] for e in await service.stream()]
+            last_cursor.set_result(log[-1])
+            results = await asyncio.gather(*reading)
+        finally:
+            handed_out.stop()
+
+    for snapshot, events in results:
+        assert snapshot["cursor"] in log, "every reader joined after a post"
+        expected = log[log.index(snapshot["cursor"]) + 1 :]
+        assert expected, "every reader joined before the last post, and so has events to check"
         received = [m["cursor"] for m in events]
         lost = set(expected) - set(received)
         duplicated = len(received) - len(set(received))
@@ -112,6 +165,7 @@ async def test_reader_joining_during_a_burst_misses_nothing_and_gets_nothing_twi
         in_snapshot = {e["id"] for e in snapshot["entries"]}
         after = {m["entry"]["id"] for m in events}
         assert not in_snapshot & after, "an entry arrived both in the snapshot and as an event"
+        assert "<p>just before a snapshot read</p>" in [e["body"] for e in snapshot["entries"]]
 
 
 async def test_reader_resumes_from_its_cursor_without_a_snapshot(service):
