@@ -15,6 +15,9 @@ import redis.asyncio
 import websockets
 from conftest import RECV_TIMEOUT, UNLIMITED, receive, running_service
 
+import liveblog.hub
+import liveblog.snapshots
+
 
 async def test_snapshot_has_latest_entries_newest_first_and_the_pinned_ones(service):
     await service.create_blog()
@@ -355,13 +358,31 @@ class Gate:
 
     def __init__(self, call):
         self.call = call
+        self.calls = 0
         self.entered = asyncio.Event()
         self.open = asyncio.Event()
 
     async def __call__(self, *args):
+        self.calls += 1
         self.entered.set()
         await self.open.wait()
         return await self.call(*args)
+
+
+class Waits:
+    """Wraps ``wait_shared`` (how a reader waits on work another reader's call does for it) to
+    say when someone waits: the test then knows that reader is waiting, not that it may be."""
+
+    def __init__(self, wait_shared):
+        self._wait_shared = wait_shared
+        self.on: list[asyncio.Future] = []
+        self.waiting = asyncio.Event()
+
+    async def __call__(self, future: asyncio.Future) -> bool:
+        self.on.append(future)
+        self.waiting.set()
+        # The event wakes the test only after this task has suspended in the real wait.
+        return await self._wait_shared(future)
 
 
 async def test_a_reader_leaving_mid_read_does_not_fail_those_sharing_its_snapshot(service, monkeypatch):
@@ -370,15 +391,20 @@ async def test_a_reader_leaving_mid_read_does_not_fail_those_sharing_its_snapsho
     store, snapshots = service.app.state.store, service.app.state.snapshots
     gate = Gate(store.snapshot)
     monkeypatch.setattr(store, "snapshot", gate)
-    sharer_subscribed = snapshots.stamp()
-    leaving = asyncio.create_task(snapshots.read("ukraine", 20, snapshots.stamp()))
-    await gate.entered.wait()
-    sharing = asyncio.create_task(snapshots.read("ukraine", 20, sharer_subscribed))
-    await asyncio.sleep(0)  # the sharer now waits on the leaving reader's read
-    leaving.cancel()
-    gate.open.set()
-    snapshot = await asyncio.wait_for(sharing, 5)
+    waits = Waits(liveblog.snapshots.wait_shared)
+    monkeypatch.setattr(liveblog.snapshots, "wait_shared", waits)
+    async with asyncio.timeout(5):
+        sharer_subscribed = snapshots.stamp()
+        leaving = asyncio.create_task(snapshots.read("ukraine", 20, snapshots.stamp()))
+        await gate.entered.wait()  # the leaving reader's read is under way, and held
+        sharing = asyncio.create_task(snapshots.read("ukraine", 20, sharer_subscribed))
+        await waits.waiting.wait()  # the sharer waits on the leaving reader's read
+        assert (len(waits.on), gate.calls) == (1, 1), "the sharer waits on the read under way, not a read of its own"
+        leaving.cancel()
+        gate.open.set()
+        snapshot = await sharing
     assert [e["headline"] for e in json.loads(snapshot.json)["entries"]] == ["One"]
+    assert gate.calls == 2, "the sharer read the snapshot itself once the read it waited on was gone"
     with pytest.raises(asyncio.CancelledError):
         await leaving
 
@@ -388,21 +414,27 @@ async def test_a_reader_leaving_while_it_starts_a_feed_does_not_fail_the_others_
     hub, store = service.app.state.hub, service.app.state.store
     gate = Gate(store.position)
     monkeypatch.setattr(store, "position", gate)
+    waits = Waits(liveblog.hub.wait_shared)
+    monkeypatch.setattr(liveblog.hub, "wait_shared", waits)
     sink = Recorder()
     async with asyncio.timeout(5):
         leaving = asyncio.create_task(hub.subscribe("ukraine", Recorder()))
-        await gate.entered.wait()
+        await gate.entered.wait()  # the leaving reader is starting the blog's feed, and is held
         joining = asyncio.create_task(hub.subscribe("ukraine", sink))
-        await asyncio.sleep(0)  # it waits on the feed the leaving reader is starting
+        await waits.waiting.wait()  # the joining reader waits on the feed the leaving one starts
+        assert (len(waits.on), gate.calls) == (1, 1), "the joiner waits on the start under way, not one of its own"
         leaving.cancel()
         gate.open.set()
         subscription = await joining
         assert hub.readers("ukraine") == 1
+        assert gate.calls == 2, "the joiner started the feed itself once the start it waited on was gone"
         subscription.go_live()
         posted = await service.post(headline="After")
         await sink.received.wait()  # the feed was started, and is tailed
     hub.unsubscribe(subscription)
     assert json.loads(sink.messages[0].json)["entry"]["id"] == posted["id"]
+    with pytest.raises(asyncio.CancelledError):
+        await leaving
 
 
 class Recorder:
