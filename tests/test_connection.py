@@ -130,8 +130,8 @@ async def test_a_client_ping_is_answered_and_a_client_close_is_echoed(service):
     await service.create_blog()
     async with service.live() as ws:
         await receive(ws)
-        latency = await asyncio.wait_for(await ws.ping(b"are you there"), 5)
-        assert latency >= 0
+        # websockets resolves this only on a pong carrying the ping's own bytes
+        await asyncio.wait_for(await ws.ping(b"are you there"), 5)
         await ws.close(4000, "bye")
         assert ws.protocol.close_rcvd is not None and ws.protocol.close_rcvd.code == 4000
 
