@@ -141,24 +141,31 @@ def app_calls() -> list[asyncio.Task]:
     return [task for task in asyncio.all_tasks() if task.get_coro().__qualname__.endswith("Protocol.run_asgi")]
 
 
-async def test_an_idle_reader_holds_no_task_on_the_server(service):
+async def test_an_idle_reader_holds_no_task_on_the_server(service, monkeypatch):
     """What a reader costs while nothing happens: after the join, the app call has returned."""
     await service.create_blog()
+    store = service.app.state.store
+    snapshot, snapshot_read = store.snapshot, asyncio.Event()
+
+    async def held_snapshot(*args):
+        await snapshot_read.wait()
+        return await snapshot(*args)
+
+    monkeypatch.setattr(store, "snapshot", held_snapshot)  # every join waits for its snapshot until told
     url = f"{service.ws_url}/api/v1/blogs/ukraine/live"
     readers = await asyncio.gather(*(websockets.connect(url) for _ in range(20)))
     try:
+        assert len(app_calls()) == 20, "app_calls() sees each reader's app call while it joins"
+        snapshot_read.set()
         for ws in readers:
             assert (await receive(ws))["type"] == "snapshot"
-        # each reader's app call ends right after its snapshot was written
-        for _ in range(200):
-            if not app_calls():
-                break
-            await asyncio.sleep(0.01)
+        # each reader's app call ended as its snapshot was written, before the reader could read it
         assert app_calls() == []
         await service.post(headline="To all twenty")
         for ws in readers:
             assert (await receive(ws))["entry"]["headline"] == "To all twenty"
     finally:
+        snapshot_read.set()
         for ws in readers:
             await ws.close()
 
