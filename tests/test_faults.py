@@ -40,11 +40,11 @@ async def test_redis_dies_and_returns_reporters_get_503_readers_miss_nothing(tmp
                 await receive(reader)
                 redis.kill()
 
-                started = time.monotonic()
+                # Redis comes back only once this is answered: a write waiting for it would never be
                 refused = await service.http.post(
                     "/api/v1/blogs/ukraine/entries", json={"body": "<p>during</p>"}, headers=service.auth()
                 )
-                assert refused.status_code == 503 and time.monotonic() - started < 3, "writes fail fast"
+                assert refused.status_code == 503, "writes fail while Redis is away, they do not wait for it"
                 assert refused.json()["error"]["code"] == "unavailable"
                 assert (await service.http.get("/readyz")).status_code == 503
                 assert 'liveblog_redis_errors_total{where="api"} 1.0' in (await service.http.get("/metrics")).text
@@ -174,7 +174,6 @@ async def test_sigterm_finishes_requests_in_flight_closes_readers_with_1012_and_
             + body[:10]
         )
         await asyncio.sleep(0.2)  # let the server start reading this request before the signal
-        started = time.monotonic()
         served.process.send_signal(15)
         try:
             await asyncio.wait_for(reader.wait_closed(), 5)
@@ -185,8 +184,11 @@ async def test_sigterm_finishes_requests_in_flight_closes_readers_with_1012_and_
         assert in_flight.recv(4096).startswith(b"HTTP/1.1 201")
         in_flight.close()
     exit_code = await asyncio.to_thread(served.wait)
-    assert exit_code == 0 and time.monotonic() - started < 15
-    assert "Embedded redis-server stopped." in served.text
+    assert exit_code == 0
+    # Nothing was cut short (no shutdown timeout ran out, no error): once it was serving, all it
+    # said is that its Redis stopped.
+    serving = next(n for n, line in enumerate(served.output) if "liveblog is serving on" in line)
+    assert served.output[serving + 1 :] == ["Embedded redis-server stopped.\n"], served.text
     again = await asyncio.to_thread(Served, data_dir, {"LIVEBLOG_ADMIN_TOKEN": ADMIN_TOKEN})
     try:
         entries = again.http.get("/api/v1/blogs/ukraine/entries").json()["entries"]
