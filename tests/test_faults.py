@@ -181,9 +181,11 @@ async def test_app_killed_mid_stream_readers_resume_on_a_new_process_with_nothin
         stream = await _stream(second.url)
         await until(lambda: _async(all(r.cursor == stream[-1]["cursor"] for r in readers)), timeout=30, tasks=following)
     finally:
-        await stop(following)
-        if second is not None:
-            second.stop()
+        try:
+            await stop(following)
+        finally:
+            if second is not None:
+                second.stop()
     log = [e["cursor"] for e in stream]
     assert len(stream) == 40, "each retried post made exactly one entry"
     for reader in readers:

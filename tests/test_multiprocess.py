@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from conftest import ADMIN_TOKEN, UNLIMITED, Served, receive, running_service
-from test_faults import Reader, _async, _post_with_retries, _stream, until
+from test_faults import Reader, _async, _post_with_retries, _stream, stop, until
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -19,28 +19,31 @@ async def test_readers_on_one_process_get_posts_made_through_another_and_survive
     env = {"LIVEBLOG_REDIS_URL": redis_server.url, "LIVEBLOG_ADMIN_TOKEN": ADMIN_TOKEN}
     a = await asyncio.to_thread(Served, tmp_path / "a", env)
     b = await asyncio.to_thread(Served, tmp_path / "b", env)
+    following: list[asyncio.Task] = []
     try:
         assert b.http.post("/api/v1/blogs", json={"id": "ukraine", "title": "Live"}, headers=ADMIN).status_code == 201
-        urls = [a.ws_url]  # the readers' balancer sends them to A
-        readers = [Reader(urls) for _ in range(4)]
+        urls, cut = [a.ws_url], set()  # the readers' balancer sends them to A
+        readers = [Reader(urls, cut) for _ in range(4)]
         following = [asyncio.create_task(reader.follow()) for reader in readers]
-        await until(lambda: _async(all(r.joined_at for r in readers)))
+        await until(lambda: _async(all(r.joined_at for r in readers)), tasks=following)
         posting_through_b = [b.ws_url]
         for i in range(20):
             await _post_with_retries(posting_through_b, f"<p>via B {i}</p>", key=f"b-{i}")
         stream = await _stream(b.url)
-        await until(lambda: _async(all(r.cursor == stream[-1]["cursor"] for r in readers)))
+        await until(lambda: _async(all(r.cursor == stream[-1]["cursor"] for r in readers)), tasks=following)
 
+        cut.add(a.ws_url)
         a.kill()
         urls.append(b.ws_url)  # the balancer now sends everyone to B
         for i in range(20, 40):
             await _post_with_retries(posting_through_b, f"<p>via B {i}</p>", key=f"b-{i}")
         stream = await _stream(b.url)
-        await until(lambda: _async(all(r.cursor == stream[-1]["cursor"] for r in readers)), timeout=30)
+        await until(lambda: _async(all(r.cursor == stream[-1]["cursor"] for r in readers)), timeout=30, tasks=following)
     finally:
-        for task in following:
-            task.cancel()
-        b.stop()
+        try:
+            await stop(following)
+        finally:
+            b.stop()
     log = [e["cursor"] for e in stream]
     assert len(log) == 40
     for reader in readers:
