@@ -13,11 +13,14 @@ import random
 from pathlib import Path
 
 import httpx
+import pytest
 import websockets
 from conftest import ADMIN_TOKEN, Served
 from test_faults import raise_failed, reconnect_after, stop
 
 from liveblog.embedded import EmbeddedRedis
+
+pytestmark = pytest.mark.slow
 
 READERS = 100
 CHANGES = 1000

@@ -12,6 +12,7 @@ from collections.abc import Collection, Iterable
 from pathlib import Path
 
 import httpx
+import pytest
 import redis as sync_redis
 import websockets
 from conftest import ADMIN_TOKEN, UNLIMITED, Served, receive, running_service
@@ -159,6 +160,7 @@ async def _post_with_retries(urls: list[str], body: str, key: str, cut: Collecti
     raise AssertionError("the post never landed")
 
 
+@pytest.mark.slow
 async def test_app_killed_mid_stream_readers_resume_on_a_new_process_with_nothing_lost(
     data_dir: Path, redis_server: EmbeddedRedis
 ):
@@ -209,6 +211,7 @@ async def _stream(base_url: str) -> list[dict]:
         return events
 
 
+@pytest.mark.slow
 async def test_sigterm_finishes_requests_in_flight_closes_readers_with_1012_and_stops_redis(data_dir: Path):
     served = await asyncio.to_thread(Served, data_dir, {"LIVEBLOG_ADMIN_TOKEN": ADMIN_TOKEN})
     assert served.http.post("/api/v1/blogs", json={"id": "ukraine", "title": "Live"}, headers=ADMIN).status_code == 201

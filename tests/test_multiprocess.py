@@ -7,12 +7,14 @@ import asyncio
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from conftest import ADMIN_TOKEN, UNLIMITED, Served, receive, running_service
 from test_faults import Reader, _async, _post_with_retries, _stream, stop, until
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
+@pytest.mark.slow
 async def test_readers_on_one_process_get_posts_made_through_another_and_survive_its_death(
     tmp_path: Path, redis_server
 ):

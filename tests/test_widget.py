@@ -48,7 +48,7 @@ ARTIFACTS = Path(__file__).parent / "artifacts"
 WAIT_MS = 5000
 
 #: One browser for the whole file; each test gets its own service, context and page.
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.browser]
 
 #: The entry ids the widget shows, in order (null until it has rendered).
 SHOWN_IDS = """() => {

@@ -23,7 +23,7 @@ import websockets
 from conftest import ADMIN_TOKEN, Served
 from test_faults import _async, _post_with_retries, _stream, reconnect_after, stop, until
 
-pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+pytestmark = [pytest.mark.skipif(sys.platform != "linux", reason="reads /proc"), pytest.mark.slow]
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 #: Dozens of readers from 127.0.0.1, reconnecting at once: no per-address limit gets in the way.
