@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import sys
 import time
 from collections.abc import Collection, Iterable
 from pathlib import Path
@@ -211,7 +212,25 @@ async def _stream(base_url: str) -> list[dict]:
         return events
 
 
+def not_yet_read(client: socket.socket) -> int:
+    """Bytes sent on ``client`` (a local TCP connection) that the other end has not read yet, as
+    the kernel's TCP table counts them: unacknowledged at our end, or waiting in the peer's."""
+    ours, theirs = client.getsockname()[1], client.getpeername()[1]
+    unread = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, queues = fields[1], fields[2], fields[4]
+        ports = (int(local.rsplit(":", 1)[1], 16), int(remote.rsplit(":", 1)[1], 16))
+        tx_queue, rx_queue = (int(size, 16) for size in queues.split(":"))
+        if ports == (ours, theirs):
+            unread += tx_queue
+        elif ports == (theirs, ours):
+            unread += rx_queue
+    return unread
+
+
 @pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
 async def test_sigterm_finishes_requests_in_flight_closes_readers_with_1012_and_stops_redis(data_dir: Path):
     served = await asyncio.to_thread(Served, data_dir, {"LIVEBLOG_ADMIN_TOKEN": ADMIN_TOKEN})
     assert served.http.post("/api/v1/blogs", json={"id": "ukraine", "title": "Live"}, headers=ADMIN).status_code == 201
@@ -226,7 +245,7 @@ async def test_sigterm_finishes_requests_in_flight_closes_readers_with_1012_and_
             % (ADMIN_TOKEN.encode(), len(body))
             + body[:10]
         )
-        await asyncio.sleep(0.2)  # let the server start reading this request before the signal
+        await until(lambda: _async(not_yet_read(in_flight) == 0))  # the server has read what was sent
         served.process.send_signal(15)
         try:
             await asyncio.wait_for(reader.wait_closed(), 5)
