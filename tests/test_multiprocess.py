@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import ADMIN_TOKEN, UNLIMITED, Served, receive, running_service
+from conftest import ADMIN_TOKEN, RECV_TIMEOUT, UNLIMITED, Served, receive, running_service
 from test_faults import Reader, _async, _post_with_retries, _stream, stop, until
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -72,9 +72,10 @@ async def test_viewer_count_adds_up_readers_on_every_process(redis_server):
     assert counts == [3, 3, 3]
 
 
-async def test_viewer_count_is_sent_when_it_changes_and_to_each_reader_as_it_joins(redis_server):
+async def test_viewer_count_is_sent_when_it_changes_and_to_each_reader_as_it_joins(redis_server, monkeypatch):
     fast = replace(UNLIMITED, viewers_interval=0.05)
     async with running_service(redis_server.url, fast) as service:
+        store = service.app.state.store
         await service.create_blog()
         async with service.live() as first:
             assert (await receive(first))["type"] == "snapshot"
@@ -89,7 +90,16 @@ async def test_viewer_count_is_sent_when_it_changes_and_to_each_reader_as_it_joi
                 assert told[-1] == {"type": "viewers", "count": 2}
                 # An unchanged count is not sent again: across a dozen counting rounds, the
                 # next thing either reader gets is the entry posted after them.
-                await asyncio.sleep(12 * fast.viewers_interval)
+                count_viewers, rounds, dozen_counted = store.count_viewers, [], asyncio.Event()
+
+                async def counting(*args):
+                    rounds.append(args)
+                    if len(rounds) == 13:  # the 12th round is over (and sent whatever it sends)
+                        dozen_counted.set()
+                    return await count_viewers(*args)
+
+                monkeypatch.setattr(store, "count_viewers", counting)
+                await asyncio.wait_for(dozen_counted.wait(), RECV_TIMEOUT)
                 await service.post(headline="Next")
                 assert (await receive(first))["type"] == "event"
                 assert (await receive(second))["type"] == "event"
