@@ -9,20 +9,27 @@ from __future__ import annotations
 
 import time
 from collections import Counter, OrderedDict
+from collections.abc import Callable
 
 
 class RateLimiter:
-    """A token bucket per key: ``rate`` per second on average, bursts up to ``burst``."""
+    """A token bucket per key: ``rate`` per second on average, bursts up to ``burst``.
 
-    def __init__(self, rate: float, burst: int, *, max_keys: int = 100_000):
+    ``clock`` is where the seconds come from (a monotonic clock; a test may hand it its own).
+    """
+
+    def __init__(
+        self, rate: float, burst: int, *, max_keys: int = 100_000, clock: Callable[[], float] = time.monotonic
+    ):
         self.rate = rate
         self.burst = burst
+        self.clock = clock
         self._max_keys = max_keys
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
     def wait_time(self, key: str, now: float | None = None) -> float:
         """Take one token for ``key``: 0.0 if there was one, else seconds until there will be."""
-        now = time.monotonic() if now is None else now
+        now = self.clock() if now is None else now
         tokens, last = self._buckets.pop(key, (float(self.burst), now))
         tokens = min(float(self.burst), tokens + (now - last) * self.rate)
         wait = 0.0

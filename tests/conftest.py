@@ -264,3 +264,11 @@ def assert_error(response: httpx.Response, expected: int, field: str | None = No
     return assert_error_shape(
         response.status_code, response.content, response.headers.get("content-type", ""), expected, field
     )
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser and cluster tests are slow tests too: the fast subset leaves them out."""
+    for item in items:
+        if item.get_closest_marker("browser") or item.get_closest_marker("cluster"):
+            item.add_marker(pytest.mark.slow)

@@ -701,6 +701,7 @@ _fragments = st.one_of(
 html_soup = st.lists(_fragments, max_size=25).map("".join)
 
 
+@pytest.mark.slow
 @hypothesis_settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(html_soup)
 def test_cleaning_is_idempotent_and_keeps_only_the_allow_list(html):

@@ -20,6 +20,7 @@ def _admin_token(served: Served) -> str:
     return match.group(2)
 
 
+@pytest.mark.slow
 def test_service_keeps_every_acknowledged_entry_across_a_restart(data_dir: Path):
     first = Served(data_dir)
     admin = {"Authorization": f"Bearer {_admin_token(first)}"}
@@ -128,6 +129,7 @@ def test_production_logs_are_one_json_object_per_line(data_dir: Path):
     assert warning["time"].endswith("Z")
 
 
+@pytest.mark.slow
 def test_a_sigkilled_service_takes_its_embedded_redis_down_and_restarts_with_every_entry(data_dir: Path):
     first = Served(data_dir, env={"LIVEBLOG_ADMIN_TOKEN": "t"})
     admin = {"Authorization": "Bearer t"}

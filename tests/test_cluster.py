@@ -18,6 +18,8 @@ from conftest import UNLIMITED, receive, running_service
 
 from liveblog.embedded import EmbeddedRedis, redis_server_binary
 
+pytestmark = pytest.mark.cluster
+
 
 def _free_port() -> int:
     """A free port whose cluster bus port (+10000) is free and valid too."""

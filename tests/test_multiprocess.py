@@ -7,40 +7,45 @@ import asyncio
 from dataclasses import replace
 from pathlib import Path
 
-from conftest import ADMIN_TOKEN, UNLIMITED, Served, receive, running_service
-from test_faults import Reader, _async, _post_with_retries, _stream, until
+import pytest
+from conftest import ADMIN_TOKEN, RECV_TIMEOUT, UNLIMITED, Served, receive, running_service
+from test_faults import Reader, _async, _post_with_retries, _stream, stop, until
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
+@pytest.mark.slow
 async def test_readers_on_one_process_get_posts_made_through_another_and_survive_its_death(
     tmp_path: Path, redis_server
 ):
     env = {"LIVEBLOG_REDIS_URL": redis_server.url, "LIVEBLOG_ADMIN_TOKEN": ADMIN_TOKEN}
     a = await asyncio.to_thread(Served, tmp_path / "a", env)
     b = await asyncio.to_thread(Served, tmp_path / "b", env)
+    following: list[asyncio.Task] = []
     try:
         assert b.http.post("/api/v1/blogs", json={"id": "ukraine", "title": "Live"}, headers=ADMIN).status_code == 201
-        urls = [a.ws_url]  # the readers' balancer sends them to A
-        readers = [Reader(urls) for _ in range(4)]
+        urls, cut = [a.ws_url], set()  # the readers' balancer sends them to A
+        readers = [Reader(urls, cut) for _ in range(4)]
         following = [asyncio.create_task(reader.follow()) for reader in readers]
-        await until(lambda: _async(all(r.joined_at for r in readers)))
+        await until(lambda: _async(all(r.joined_at for r in readers)), tasks=following)
         posting_through_b = [b.ws_url]
         for i in range(20):
             await _post_with_retries(posting_through_b, f"<p>via B {i}</p>", key=f"b-{i}")
         stream = await _stream(b.url)
-        await until(lambda: _async(all(r.cursor == stream[-1]["cursor"] for r in readers)))
+        await until(lambda: _async(all(r.cursor == stream[-1]["cursor"] for r in readers)), tasks=following)
 
+        cut.add(a.ws_url)
         a.kill()
         urls.append(b.ws_url)  # the balancer now sends everyone to B
         for i in range(20, 40):
             await _post_with_retries(posting_through_b, f"<p>via B {i}</p>", key=f"b-{i}")
         stream = await _stream(b.url)
-        await until(lambda: _async(all(r.cursor == stream[-1]["cursor"] for r in readers)), timeout=30)
+        await until(lambda: _async(all(r.cursor == stream[-1]["cursor"] for r in readers)), timeout=30, tasks=following)
     finally:
-        for task in following:
-            task.cancel()
-        b.stop()
+        try:
+            await stop(following)
+        finally:
+            b.stop()
     log = [e["cursor"] for e in stream]
     assert len(log) == 40
     for reader in readers:
@@ -67,9 +72,10 @@ async def test_viewer_count_adds_up_readers_on_every_process(redis_server):
     assert counts == [3, 3, 3]
 
 
-async def test_viewer_count_is_sent_when_it_changes_and_to_each_reader_as_it_joins(redis_server):
+async def test_viewer_count_is_sent_when_it_changes_and_to_each_reader_as_it_joins(redis_server, monkeypatch):
     fast = replace(UNLIMITED, viewers_interval=0.05)
     async with running_service(redis_server.url, fast) as service:
+        store = service.app.state.store
         await service.create_blog()
         async with service.live() as first:
             assert (await receive(first))["type"] == "snapshot"
@@ -84,7 +90,16 @@ async def test_viewer_count_is_sent_when_it_changes_and_to_each_reader_as_it_joi
                 assert told[-1] == {"type": "viewers", "count": 2}
                 # An unchanged count is not sent again: across a dozen counting rounds, the
                 # next thing either reader gets is the entry posted after them.
-                await asyncio.sleep(12 * fast.viewers_interval)
+                count_viewers, rounds, dozen_counted = store.count_viewers, [], asyncio.Event()
+
+                async def counting(*args):
+                    rounds.append(args)
+                    if len(rounds) == 13:  # the 12th round is over (and sent whatever it sends)
+                        dozen_counted.set()
+                    return await count_viewers(*args)
+
+                monkeypatch.setattr(store, "count_viewers", counting)
+                await asyncio.wait_for(dozen_counted.wait(), RECV_TIMEOUT)
                 await service.post(headline="Next")
                 assert (await receive(first))["type"] == "event"
                 assert (await receive(second))["type"] == "event"

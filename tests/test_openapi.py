@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import schemathesis
 from conftest import ADMIN_TOKEN, Served
 from hypothesis import HealthCheck, given, settings
@@ -19,6 +20,7 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 EXAMPLES_PER_OPERATION = 40
 
 
+@pytest.mark.slow
 def test_every_operation_answers_within_its_schema_and_never_with_a_5xx(data_dir: Path, redis_server):
     env = {
         "LIVEBLOG_REDIS_URL": redis_server.url,

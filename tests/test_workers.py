@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 import websockets
 from conftest import ADMIN_TOKEN, Served
-from test_faults import _async, _post_with_retries, _stream, until
+from test_faults import _async, _post_with_retries, _stream, reconnect_after, stop, until
 
-pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+pytestmark = [pytest.mark.skipif(sys.platform != "linux", reason="reads /proc"), pytest.mark.slow]
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 #: Dozens of readers from 127.0.0.1, reconnecting at once: no per-address limit gets in the way.
@@ -36,11 +36,14 @@ TWO_WORKERS = ("--workers", "2")
 
 
 class Reader:
-    """A live reader that reconnects with its cursor, noting each connection's local port (which
-    worker it reached) and close code."""
+    """A live reader that reconnects with its cursor when the contract says to (see
+    :func:`test_faults.reconnect_after`; ``cut``: the servers the test took down), noting each
+    connection's local port (which worker it reached) and close code."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, cut: set[str]):
         self.url = url + "/api/v1/blogs/ukraine/live"
+        self.cut = cut
+        self.task: asyncio.Task | None = None
         self.cursor: str | None = None
         self.joined_at: str | None = None
         self.snapshots = 0
@@ -55,11 +58,12 @@ class Reader:
                 async with websockets.connect(url, open_timeout=5) as ws:
                     self.ports.append(ws.local_address[1])
                     try:
-                        async for raw in ws:
-                            self._receive(json.loads(raw))
+                        while True:
+                            self._receive(json.loads(await ws.recv()))
                     finally:
                         self.close_codes.append(ws.close_code)
-            except (OSError, websockets.WebSocketException, TimeoutError):
+            except Exception as error:  # sorted out by reconnect_after
+                reconnect_after(error, url, self.cut)
                 await asyncio.sleep(0.05)
 
     def _receive(self, message: dict) -> None:
@@ -124,21 +128,25 @@ def gone(pid: int) -> bool:
 
 
 @asynccontextmanager
-async def readers_until_sigterm(served: Served, count: int) -> AsyncIterator[list[Reader]]:
+async def readers_until_sigterm(served: Served, count: int, cut: set[str] | None = None) -> AsyncIterator[list[Reader]]:
     """``count`` readers following a new blog on ``served``, each on whichever worker the kernel
-    gave it (which of them, ``held`` says); on exit, SIGTERM to the parent, then the readers stop."""
+    gave it (which of them, ``held`` says); on exit, SIGTERM to the parent, then the readers stop
+    (and one that had failed fails the test). ``cut``: where the test says it took servers down."""
+    cut = set() if cut is None else cut
     following: list[asyncio.Task] = []
     try:
         response = served.http.post("/api/v1/blogs", json={"id": "ukraine", "title": "Live"}, headers=ADMIN)
         assert response.status_code == 201
-        readers = [Reader(served.ws_url) for _ in range(count)]
-        following = [asyncio.create_task(reader.follow()) for reader in readers]
-        await until(lambda: _async(all(r.joined_at for r in readers)))
+        readers = [Reader(served.ws_url, cut) for _ in range(count)]
+        for reader in readers:
+            reader.task = asyncio.create_task(reader.follow())
+            following.append(reader.task)
+        await until(lambda: _async(all(r.joined_at for r in readers)), tasks=following)
         yield readers
     finally:
+        cut.add(served.ws_url)
         await asyncio.to_thread(served.stop)
-        for task in following:
-            task.cancel()
+        await stop(following)
 
 
 def held(served: Served, readers: list[Reader], workers: list[int]) -> dict[Reader, int]:
@@ -153,7 +161,7 @@ async def post_and_catch_up(served: Served, readers: list[Reader], numbers: rang
     for i in numbers:
         await _post_with_retries([served.url], f"<p>update {i}</p>", key=f"update-{i}")
     log = [event["cursor"] for event in await _stream(served.url)]
-    await until(lambda: _async(all(r.cursor == log[-1] for r in readers)), timeout=20)
+    await until(lambda: _async(all(r.cursor == log[-1] for r in readers)), timeout=20, tasks=[r.task for r in readers])
     return log
 
 
@@ -181,11 +189,13 @@ async def test_workers_share_one_port_and_one_redis_and_every_reader_gets_every_
 async def test_a_killed_worker_is_replaced_and_its_readers_resume_losing_nothing(data_dir: Path, redis_server):
     served = await asyncio.to_thread(Served, data_dir, {**ENV, "LIVEBLOG_REDIS_URL": redis_server.url}, TWO_WORKERS)
     workers = worker_pids(served)
-    async with readers_until_sigterm(served, 16) as readers:
+    cut: set[str] = set()
+    async with readers_until_sigterm(served, 16, cut) as readers:
         on = held(served, readers, workers)
         victim = max(workers, key=lambda pid: list(on.values()).count(pid))
         await post_and_catch_up(served, readers, range(10))
 
+        cut.add(served.ws_url)  # its readers are cut off: they reconnect (to the other worker)
         os.kill(victim, signal.SIGKILL)
         warning = f"liveblog.workers [{served.process.pid}]: worker {victim} exited with exit code -9 (SIGKILL)"
         replaced = await until(
