@@ -38,6 +38,9 @@ from .services import Services
 from .wire import CloseCode, Opcode, frame
 
 log = logging.getLogger(__name__)
+#: websockets' handshake logs each connection opened at INFO: at 10k readers, only warnings.
+_handshake_log = logging.getLogger(f"{__name__}.handshake")
+_handshake_log.setLevel(logging.WARNING)
 
 ASGIApp = Callable[..., Any]
 Message = MutableMapping[str, Any]
@@ -62,7 +65,7 @@ class LiveProtocol(asyncio.Protocol):
         self._root_path = config.root_path
         self._max_size = config.ws_max_size
         self._app_state = app_state
-        self._handshake = ServerProtocol(max_size=config.ws_max_size)
+        self._handshake = ServerProtocol(max_size=config.ws_max_size, logger=_handshake_log)
         self._transport: asyncio.Transport | None = None
         self._request: Request | None = None
         self._connection: LiveConnection | None = None

@@ -140,7 +140,7 @@ def app_calls() -> list[asyncio.Task]:
 async def test_an_idle_reader_holds_no_task_on_the_server(service, monkeypatch):
     """What a reader costs while nothing happens: after the join, the app call has returned."""
     await service.create_blog()
-    store = service.app.state.store
+    store = service.services.store
     snapshot, snapshot_read = store.snapshot, asyncio.Event()
 
     async def held_snapshot(*args):
@@ -244,7 +244,7 @@ async def test_a_reader_that_reads_nothing_does_not_hold_up_a_graceful_shutdown(
         await service.create_blog()
         _, writer = await stall_with_pings(service)
     # cut off CLOSE_GRACE after its close frame; not still open when uvicorn's shutdown timeout gave up on it
-    assert not service.server.server_state.connections
+    assert not list(service.services.connections)
     writer.close()
 
 

@@ -82,7 +82,7 @@ def test_the_limiter_forgets_the_least_recently_seen_keys_first():
 
 async def test_reconnecting_in_a_tight_loop_is_refused_with_429_and_retry_after(redis_server):
     async with running_service(redis_server.url, replace(UNLIMITED, connects_per_ip_per_second=1.0)) as service:
-        clock = service.app.state.connects.clock = Clock()  # no second passes unless the test says so
+        clock = service.services.connects.clock = Clock()  # no second passes unless the test says so
         await service.create_blog()
         for _ in range(10):  # the burst allowance
             async with service.live() as reader:
@@ -103,7 +103,7 @@ async def test_reconnecting_in_a_tight_loop_is_refused_with_429_and_retry_after(
 
 async def test_a_token_writing_too_fast_gets_429_while_another_token_still_writes(redis_server):
     async with running_service(redis_server.url, replace(UNLIMITED, writes_per_token_per_second=1.0)) as service:
-        clock = service.app.state.writes.clock = Clock()  # no second passes unless the test says so
+        clock = service.services.writes.clock = Clock()  # no second passes unless the test says so
         await service.create_blog()
         token = (await service.mint())["token"]
         for _ in range(5):  # the burst allowance

@@ -133,7 +133,7 @@ async def test_reader_joining_during_a_burst_misses_nothing_and_gets_nothing_twi
     async with service.live() as control:
         await receive(control)
         handed_out = HandedOut(control)
-        store = service.app.state.store
+        store = service.services.store
         read = store.snapshot
 
         async def snapshot_read_in_a_burst(*args):

@@ -75,7 +75,7 @@ async def test_viewer_count_adds_up_readers_on_every_process(redis_server):
 async def test_viewer_count_is_sent_when_it_changes_and_to_each_reader_as_it_joins(redis_server, monkeypatch):
     fast = replace(UNLIMITED, viewers_interval=0.05)
     async with running_service(redis_server.url, fast) as service:
-        store = service.app.state.store
+        store = service.services.store
         await service.create_blog()
         async with service.live() as first:
             assert (await receive(first))["type"] == "snapshot"
