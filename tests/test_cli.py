@@ -146,3 +146,19 @@ def test_a_sigkilled_service_takes_its_embedded_redis_down_and_restarts_with_eve
         assert [e["id"] for e in listed] == [posted["id"]]
     finally:
         assert second.stop() == 0
+
+
+@pytest.mark.parametrize("args", [["--help"], ["serve", "--help"]])
+def test_help_reads_as_plain_text_and_names_every_setting_it_takes(args: list[str]):
+    result = subprocess.run([sys.executable, "-m", "liveblog.cli", *args], capture_output=True, text=True, check=True)
+    assert "``" not in result.stdout and ":class:" not in result.stdout, result.stdout
+    if args[0] == "serve":
+        for variable in ("LIVEBLOG_HOST", "LIVEBLOG_PORT", "LIVEBLOG_DATA_DIR", "LIVEBLOG_REDIS_URL"):
+            assert variable in result.stdout
+
+
+def test_the_version_is_the_packages():
+    from importlib.metadata import version
+
+    result = subprocess.run([sys.executable, "-m", "liveblog.cli", "--version"], capture_output=True, text=True)
+    assert result.stdout.strip() == f"liveblog {version('liveblog')}"
