@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,6 +25,8 @@ import pytest_asyncio
 import redis as sync_redis
 import uvloop
 import websockets
+from websockets.frames import Close, Frame, Opcode
+from websockets.streams import StreamReader
 
 from liveblog.config import Settings
 from liveblog.embedded import EmbeddedRedis
@@ -272,3 +274,32 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("browser") or item.get_closest_marker("cluster"):
             item.add_marker(pytest.mark.slow)
+
+
+# -- what a WebSocket client reads, by websockets' own parser (the oracle for liveblog's frames)
+
+
+def run(step: Generator[None, None, object]) -> object:
+    """Run one of websockets' generator-based parsers over a stream that has all its data."""
+    try:
+        next(step)
+    except StopIteration as done:
+        return done.value
+    raise AssertionError("an incomplete frame")  # pragma: no cover (the stream has ended)
+
+
+def received(data: bytes, check_close: bool = True) -> list[Frame]:
+    """The frames a client reads from bytes the server wrote, parsed by websockets' client side
+    (which refuses masked server frames, reserved bits, oversized or fragmented control frames,
+    and, with ``check_close``, invalid close codes or reasons)."""
+    stream = StreamReader()
+    stream.feed_data(data)
+    stream.feed_eof()
+    frames = []
+    while not run(stream.at_eof()):
+        parsed = run(Frame.parse(stream.read_exact, mask=False))
+        assert isinstance(parsed, Frame)
+        if check_close and parsed.opcode is Opcode.CLOSE:
+            Close.parse(bytes(parsed.data))  # raises on an invalid code or reason
+        frames.append(parsed)
+    return frames

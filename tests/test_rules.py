@@ -11,13 +11,12 @@ code and a UTF-8 reason).
 from __future__ import annotations
 
 import struct
-from collections.abc import Generator
 
 import pytest
+from conftest import received
 from hypothesis import given
 from hypothesis import strategies as st
 from websockets.frames import Close, Frame, Opcode
-from websockets.streams import StreamReader
 
 from liveblog.connection import PONG_BACKLOG, After, Rules, State
 from liveblog.wire import CloseCode
@@ -38,30 +37,6 @@ def client(opcode: Opcode, data: bytes = b"", fin: bool = True) -> bytes:
 def client_close(code: int | None = None, reason: bytes = b"") -> bytes:
     """A close frame with any code, valid or not (websockets' ``Close`` refuses invalid ones)."""
     return client(Opcode.CLOSE, b"" if code is None else struct.pack("!H", code) + reason)
-
-
-def run(step: Generator[None, None, object]) -> object:
-    """Run one of websockets' generator-based parsers over a stream that has all its data."""
-    try:
-        next(step)
-    except StopIteration as done:
-        return done.value
-    raise AssertionError("an incomplete frame")  # pragma: no cover (the stream has ended)
-
-
-def received(data: bytes) -> list[Frame]:
-    """What a client reads from the bytes the server wrote, parsed by websockets' client side."""
-    stream = StreamReader()
-    stream.feed_data(data)
-    stream.feed_eof()
-    frames = []
-    while not run(stream.at_eof()):
-        parsed = run(Frame.parse(stream.read_exact, mask=False))
-        assert isinstance(parsed, Frame)
-        if parsed.opcode is Opcode.CLOSE:
-            Close.parse(bytes(parsed.data))  # raises on an invalid code or reason
-        frames.append(parsed)
-    return frames
 
 
 def close_code(frame: Frame) -> int:
