@@ -106,3 +106,19 @@ async def test_sse_with_a_bogus_last_event_id_starts_from_a_snapshot(service, he
     async with open_events(service, **{header: "not-a-cursor"}) as response:
         _, message = await EventStream(response).message()
     assert message["type"] == "snapshot"
+
+
+async def test_a_stopping_server_tells_its_sse_readers_to_come_back_at_once(redis_server):
+    """Readers are the connections that never finish by themselves: told 1012 first, they
+    reconnect elsewhere instead of holding the shutdown until uvicorn gives up on them."""
+    async with running_service(redis_server.url, UNLIMITED) as service:
+        await service.create_blog()
+        async with open_events(service) as response:
+            stream = EventStream(response)
+            assert (await stream.message())[1]["type"] == "snapshot"
+            service.server.should_exit = True
+            close = await stream.record()
+            lines = [line async for line in stream.lines]  # and then the response ends
+    assert close["event"] == "close"
+    assert json.loads(close["data"])["code"] == 1012
+    assert lines == []
