@@ -17,7 +17,7 @@ from dataclasses import replace
 
 import pytest
 import websockets
-from conftest import UNLIMITED, receive, running_service
+from conftest import UNLIMITED, assert_error_shape, receive, running_service
 from hypothesis import given
 from hypothesis import strategies as st
 from websockets.frames import Close, Frame, Opcode
@@ -286,3 +286,32 @@ async def test_a_ping_that_came_during_a_backlog_is_answered_once_it_drains(serv
         await asyncio.wait_for(pong, 5)
     finally:
         await ws.close()
+
+
+@pytest.mark.parametrize(
+    "header, status",
+    [
+        ("Sec-WebSocket-Version: 8", 400),  # an old draft of the protocol
+        ("Sec-WebSocket-Key: not-a-key", 400),
+    ],
+)
+async def test_a_malformed_upgrade_is_refused_in_the_contracts_error_shape(service, header, status):
+    await service.create_blog()
+    host, port = service.ws_url.removeprefix("ws://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    headers = {"Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode()}
+    name, value = header.split(": ")
+    headers[name] = value
+    writer.write(
+        f"GET /api/v1/blogs/ukraine/live HTTP/1.1\r\nHost: {host}\r\n".encode()
+        + b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        + "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode()
+        + b"\r\n"
+    )
+    response = await asyncio.wait_for(reader.read(), 5)  # and the server hangs up
+    writer.close()
+    head, _, body = response.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode().split("\r\n")
+    fields = dict(line.split(": ", 1) for line in lines)
+    assert_error_shape(int(status_line.split()[1]), body, fields["Content-Type"], status)
+    assert int(fields["Content-Length"]) == len(body)
