@@ -331,17 +331,32 @@ async def scripts_run(redis_url: str) -> int:
         await client.aclose()
 
 
-async def test_readers_joining_together_share_snapshot_reads(service, redis_server):
+async def test_readers_joining_together_share_snapshot_reads(service, redis_server, monkeypatch):
     """A reconnect storm after a restart: one snapshot read serves many readers, not one each."""
     await service.create_blog()
     for n in range(3):
         await service.post(headline=f"Entry {n}")
     async with service.live() as first:  # the blog's feed is started: what follows are joins only
         await receive(first)
+        store, hub = service.services.store, service.services.hub
+        # The first read is held until all 40 have subscribed: they join "at the same time".
+        gate = Gate(store.snapshot)
+        monkeypatch.setattr(store, "snapshot", gate)
+        subscribed, all_in, subscribe = [], asyncio.Event(), hub.subscribe
+
+        async def counted(*args):
+            subscribed.append(await subscribe(*args))
+            if len(subscribed) == 40:
+                all_in.set()
+            return subscribed[-1]
+
+        monkeypatch.setattr(hub, "subscribe", counted)
         before = await scripts_run(redis_server.url)
         url = f"{service.ws_url}/api/v1/blogs/ukraine/live"
         readers = await asyncio.gather(*(websockets.connect(url) for _ in range(40)))
         try:
+            await asyncio.wait_for(all_in.wait(), RECV_TIMEOUT)
+            gate.open.set()
             snapshots = [await receive(ws) for ws in readers]
             scripts = await scripts_run(redis_server.url) - before
         finally:
@@ -350,7 +365,8 @@ async def test_readers_joining_together_share_snapshot_reads(service, redis_serv
         s["type"] == "snapshot" and [e["headline"] for e in s["entries"]] == ["Entry 2", "Entry 1", "Entry 0"]
         for s in snapshots
     )
-    assert 1 <= scripts <= 20, scripts  # 40 without sharing
+    # The held read, and one for everyone who subscribed after it began (40 without sharing).
+    assert gate.calls == 2 and scripts == 2, (gate.calls, scripts)
 
 
 class Gate:

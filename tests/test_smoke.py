@@ -5,7 +5,7 @@ import sys
 
 import pytest
 import uvloop
-from conftest import STDLIB_LOOP, receive
+from conftest import STDLIB_LOOP, UNLIMITED, receive, running_service
 
 
 async def test_post_reaches_live_reader(service):
@@ -28,12 +28,19 @@ async def test_the_suite_runs_on_the_loop_liveblog_serve_runs_on():
 
 
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="asyncio.eager_task_factory is Python 3.12+")
-async def test_readers_are_served_when_tasks_start_eagerly(service):
+def test_readers_are_served_when_tasks_start_eagerly(redis_server):
     """With an eager task factory a task runs up to its first await as it is created: the live
-    channel's app call must find its connection in the scope already (it once got a 500)."""
-    loop = asyncio.get_running_loop()
-    loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined]
-    try:
-        await test_post_reaches_live_reader(service)
-    finally:
-        loop.set_task_factory(None)
+    channel's app call must find its connection in the scope already (it once got a 500). On the
+    standard library's loop: uvloop does not take an eager task factory."""
+
+    def eager_loop() -> asyncio.AbstractEventLoop:
+        loop = asyncio.new_event_loop()
+        loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined]
+        return loop
+
+    async def story() -> None:
+        async with running_service(redis_server.url, UNLIMITED) as service:
+            await test_post_reaches_live_reader(service)
+
+    with asyncio.Runner(loop_factory=eager_loop) as runner:
+        runner.run(story())
