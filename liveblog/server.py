@@ -56,7 +56,8 @@ class LiveProtocol(asyncio.Protocol):
     (``websocket.close`` before accepting: 403; or a ``websocket.http.response``) is sent as an
     HTTP response. The connection outlives the app call if the app adopted it
     (:meth:`LiveConnection.adopt`), and is closed (1000) when the call returns otherwise.
-    Messages from the client are not passed to the app: the channel is server push.
+    Messages from the client are not passed to the app (the channel is server push): ``receive``
+    gives ``websocket.connect`` once and raises after that.
     """
 
     def __init__(self, config: uvicorn.Config, server_state: object, app_state: dict[str, Any], **more: Any):
@@ -75,7 +76,6 @@ class LiveProtocol(asyncio.Protocol):
         self._responded = False  # an HTTP response (a refusal) was sent instead
         self._refusal: tuple[int, list[tuple[bytes, bytes]]] | None = None
         self._refusal_body: list[bytes] = []
-        self._gone: asyncio.Future[int] | None = None
 
     # -- asyncio.Protocol, until the handshake is answered
 
@@ -99,7 +99,6 @@ class LiveProtocol(asyncio.Protocol):
             self._connection.connection_lost(exc)
         if self._task is not None and not self._accepted:
             self._task.cancel()
-        self._disconnected(1006)
 
     # -- the handshake
 
@@ -163,14 +162,13 @@ class LiveProtocol(asyncio.Protocol):
             self._respond(500, "internal", "internal server error")
 
     async def _receive(self) -> Message:
-        if not self._connected_sent:
-            self._connected_sent = True
-            return {"type": "websocket.connect"}
-        if self._gone is None:
-            self._gone = asyncio.get_running_loop().create_future()
-            if self._transport is None or self._transport.is_closing():
-                self._disconnected(1006)
-        return {"type": "websocket.disconnect", "code": await self._gone}
+        if self._connected_sent:
+            raise RuntimeError(
+                "liveblog's WebSocket protocol passes no client messages to the app: after accepting, "
+                "use the LiveConnection in the scope's 'liveblog.connection' extension"
+            )
+        self._connected_sent = True
+        return {"type": "websocket.connect"}
 
     def _send(self, message: Message, response: Response) -> None:
         kind = message["type"]
@@ -241,11 +239,6 @@ class LiveProtocol(asyncio.Protocol):
         for data in self._handshake.data_to_send():
             if data:  # b"" means "half-close": the transport is closed by whoever ends the exchange
                 self._transport.write(data)
-
-    def _disconnected(self, code: int) -> None:
-        if self._gone is not None and not self._gone.done():
-            self._gone.set_result(code)
-
 
 def _drop(headers: Headers, name: str) -> None:
     if name in headers:
