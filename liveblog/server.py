@@ -240,6 +240,7 @@ class LiveProtocol(asyncio.Protocol):
             if data:  # b"" means "half-close": the transport is closed by whoever ends the exchange
                 self._transport.write(data)
 
+
 def _drop(headers: Headers, name: str) -> None:
     if name in headers:
         del headers[name]
