@@ -338,11 +338,11 @@ def _start_proxied(binary: str, compose: dict, redis_url: str, workdir: Path, ex
         for name in ("app1", "app2"):
             apps.append(Served(workdir / name, env))
         nginx, port = start_nginx(binary, compose, [urlsplit(app.url).netloc for app in apps])
+        return Proxied(nginx, port, apps, Service(f"http://127.0.0.1:{port}"))
     except BaseException:
         for app in apps:
             app.stop()
         raise
-    return Proxied(nginx, port, apps, Service(f"http://127.0.0.1:{port}"))
 
 
 @pytest.fixture
