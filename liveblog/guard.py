@@ -36,7 +36,10 @@ class GuardedHttp(asyncio.Protocol):
         self._inner = HttpToolsProtocol(config=config, server_state=server_state, app_state=app_state)
         self._parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
-        self._head_bytes = 0
+        self._head_bytes = 0  # the head's parts httptools has reported
+        self._head_received = 0  # bytes received while the head was incomplete
+        self._in_head = False
+        self._requests = 0
 
     # -- asyncio.Protocol, forwarded
 
@@ -58,6 +61,14 @@ class GuardedHttp(asyncio.Protocol):
             return
         except httptools.HttpParserError:
             pass  # malformed: uvicorn's parser sees the same bytes and answers 400
+        if self._in_head:
+            # The head is still incomplete: httptools reports a header only once it is whole, so
+            # what arrived counts now, or one endless header would be buffered without limit.
+            # (If the head began in this chunk, the end of the request before it counts too.)
+            self._head_received += len(data)
+            if self._head_received > MAX_HEAD_BYTES:
+                self._refuse()
+                return
         self._inner.data_received(data)
 
     def eof_received(self) -> None:
@@ -72,16 +83,21 @@ class GuardedHttp(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._inner.resume_writing()
 
-    # -- httptools callbacks (of the guard's own parser)
+    # -- httptools callbacks (of the guard's own parser), for heads complete within one chunk
 
     def on_message_begin(self) -> None:
-        self._head_bytes = 0
+        self._head_bytes = self._head_received = 0
+        self._in_head = True
+        self._requests += 1
 
     def on_url(self, url: bytes) -> None:
         self._count(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._count(len(name) + len(value))
+        self._count(len(name) + len(value) + 4)  # ": " and CRLF
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
 
     def _count(self, size: int) -> None:
         self._head_bytes += size
@@ -90,9 +106,11 @@ class GuardedHttp(asyncio.Protocol):
 
     def _refuse(self) -> None:
         assert self._transport is not None
-        body = error_body("head_too_large", f"request line and headers are over {MAX_HEAD_BYTES} bytes")
-        self._transport.write(
-            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
-            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
-        )
+        if self._requests == 1:
+            body = error_body("head_too_large", f"request line and headers are over {MAX_HEAD_BYTES} bytes")
+            self._transport.write(
+                b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
+            )
+        # else an earlier request's response may still be on its way: a 431 would land inside it
         self._transport.close()

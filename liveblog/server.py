@@ -26,6 +26,7 @@ import uvicorn
 from starlette.applications import Starlette
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from websockets.datastructures import Headers
+from websockets.exceptions import SecurityError
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
@@ -83,6 +84,11 @@ class LiveProtocol(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        if self._accepted and self._connection is not None:
+            # uvicorn makes this the transport's protocol after feeding it the request: with an
+            # eager task factory the app has accepted (and taken the transport) by then.
+            self._connection.data_received(data)
+            return
         if self._request is not None:
             return  # nothing but the request is expected before the response (RFC 6455 §4.1)
         self._handshake.receive_data(data)
@@ -90,11 +96,20 @@ class LiveProtocol(asyncio.Protocol):
             if isinstance(event, Request):
                 self._start(event)
                 return
-        if self._handshake.handshake_exc is not None:
-            self._respond(http.HTTPStatus.BAD_REQUEST, "bad_request", "not a valid HTTP request")
+        if (error := self._handshake.handshake_exc) is not None and not self._responded:
+            cause = error if isinstance(error, SecurityError) else error.__cause__
+            if isinstance(cause, SecurityError):  # too many headers, or one too long
+                self._respond(431, "head_too_large", f"the WebSocket request's head is too large: {cause}")
+            else:
+                self._respond(http.HTTPStatus.BAD_REQUEST, "bad_request", "not a valid HTTP request")
+
+    def resume_writing(self) -> None:
+        if self._accepted and self._connection is not None:
+            self._connection.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        # Before the handshake was answered: the app call, if any, is for nobody now.
+        # Before the handshake was answered the app call, if any, is for nobody now. (Or after:
+        # see data_received.)
         if self._connection is not None:
             self._connection.connection_lost(exc)
         if self._task is not None and not self._accepted:
@@ -220,18 +235,19 @@ class LiveProtocol(asyncio.Protocol):
     def _respond(self, status: int, code: str, message: str, headers: Headers | None = None) -> None:
         """An HTTP response in the contract's error shape instead of the upgrade."""
         extra = Headers(headers or {})
-        for name in ("Content-Length", "Date", "Server"):
+        for name in ("Content-Length", "Server"):
             _drop(extra, name)
         _replace(extra, "Content-Type", "application/json")
         self._send_response(Response(status, http.HTTPStatus(status).phrase, extra, error_body(code, message)))
 
     def _send_response(self, response: Response) -> None:
+        """An HTTP response instead of the upgrade, written as it is: the handshake object may
+        have given up on the request already (and queued an answer of its own, which is dropped)."""
         self._responded = True
         _replace(response.headers, "Content-Length", str(len(response.body)))
         _replace(response.headers, "Connection", "close")
-        self._handshake.send_response(response)
-        self._write_handshake()
         if self._transport is not None:
+            self._transport.write(response.serialize())
             self._transport.close()
 
     def _write_handshake(self) -> None:

@@ -771,6 +771,41 @@ async def test_an_oversize_request_head_is_refused_with_431(service, newsroom, w
 
 
 @shared_loop
+async def test_a_header_that_never_ends_is_refused_before_it_ends(service, newsroom):
+    """httptools reports a header only once it is whole: the limit must hold while it streams."""
+    host, port = service.base_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"GET /api/v1/blogs/ukraine HTTP/1.1\r\nHost: x\r\nX-Padding: ")
+    writer.write(b"a" * 20_000)  # over the limit, and no end to it
+    await writer.drain()
+    response = await asyncio.wait_for(reader.read(), 5)  # answered and closed, though unfinished
+    writer.close()
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431")
+    assert json.loads(body)["error"]["code"] == "head_too_large"
+    await newsroom.assert_unchanged()
+
+
+@shared_loop
+@pytest.mark.parametrize("shape", ["many headers", "a long header line"])
+async def test_an_oversize_websocket_upgrade_is_refused_in_the_error_shape(service, newsroom, shape):
+    """websockets' handshake parser has limits of its own (128 headers, 8 KiB a line)."""
+    host, port = service.base_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    extra = "".join(f"X-H{n}: v\r\n" for n in range(130)) if shape == "many headers" else f"Cookie: {'c' * 9000}\r\n"
+    writer.write(
+        b"GET /api/v1/blogs/ukraine/live HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" + extra.encode() + b"\r\n"
+    )
+    response = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431"), response[:200]
+    assert json.loads(body)["error"]["code"] == "head_too_large"
+    await newsroom.assert_unchanged()
+
+
+@shared_loop
 async def test_garbage_text_on_the_live_channel_is_ignored_and_the_reader_still_served(service, newsroom):
     async with service.live() as reader:
         assert (await receive(reader))["type"] == "snapshot"

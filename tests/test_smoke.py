@@ -41,6 +41,9 @@ def test_readers_are_served_when_tasks_start_eagerly(redis_server):
     async def story() -> None:
         async with running_service(redis_server.url, UNLIMITED) as service:
             await test_post_reaches_live_reader(service)
+            async with service.live() as ws:  # and what the reader sends reaches its connection
+                await receive(ws)
+                await asyncio.wait_for(await ws.ping(b"still there?"), 5)
 
     with asyncio.Runner(loop_factory=eager_loop) as runner:
         runner.run(story())
