@@ -752,37 +752,41 @@ async def test_malicious_text_fields_are_stored_as_harmless_text(service, newsro
     assert stored["author"]["name"].startswith("Olena")
 
 
+async def refused_head(service, *parts: bytes) -> dict:
+    """Send a raw request head in ``parts`` (and nothing more): it must be answered with 431 in
+    the contract's error shape, and the connection closed; returns the error."""
+    host, port = service.base_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    for part in parts:
+        writer.write(part)
+    await writer.drain()
+    response = await asyncio.wait_for(reader.read(), 5)  # answered and closed
+    writer.close()
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431"), response[:200]
+    error = json.loads(body)["error"]
+    assert error["code"] == "head_too_large"
+    return error
+
+
 @shared_loop
 @pytest.mark.parametrize("where", ["header", "url"])
 async def test_an_oversize_request_head_is_refused_with_431(service, newsroom, where):
-    host, port = service.base_url.removeprefix("http://").split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
     padding = b"a" * 100_000
     if where == "header":
-        writer.write(b"GET /api/v1/blogs/ukraine HTTP/1.1\r\nHost: x\r\nX-Padding: " + padding + b"\r\n\r\n")
+        await refused_head(
+            service, b"GET /api/v1/blogs/ukraine HTTP/1.1\r\nHost: x\r\nX-Padding: " + padding + b"\r\n\r\n"
+        )
     else:
-        writer.write(b"GET /api/v1/blogs/ukraine?" + padding + b" HTTP/1.1\r\nHost: x\r\n\r\n")
-    response = await asyncio.wait_for(reader.read(), 5)
-    writer.close()
-    head, _, body = response.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 431")
-    assert json.loads(body)["error"]["code"] == "head_too_large"
+        await refused_head(service, b"GET /api/v1/blogs/ukraine?" + padding + b" HTTP/1.1\r\nHost: x\r\n\r\n")
     await newsroom.assert_unchanged()
 
 
 @shared_loop
 async def test_a_header_that_never_ends_is_refused_before_it_ends(service, newsroom):
     """httptools reports a header only once it is whole: the limit must hold while it streams."""
-    host, port = service.base_url.removeprefix("http://").split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(b"GET /api/v1/blogs/ukraine HTTP/1.1\r\nHost: x\r\nX-Padding: ")
-    writer.write(b"a" * 20_000)  # over the limit, and no end to it
-    await writer.drain()
-    response = await asyncio.wait_for(reader.read(), 5)  # answered and closed, though unfinished
-    writer.close()
-    head, _, body = response.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 431")
-    assert json.loads(body)["error"]["code"] == "head_too_large"
+    start = b"GET /api/v1/blogs/ukraine HTTP/1.1\r\nHost: x\r\nX-Padding: "
+    await refused_head(service, start, b"a" * 20_000)  # over the limit, and no end to it
     await newsroom.assert_unchanged()
 
 
@@ -790,18 +794,12 @@ async def test_a_header_that_never_ends_is_refused_before_it_ends(service, newsr
 @pytest.mark.parametrize("shape", ["many headers", "a long header line"])
 async def test_an_oversize_websocket_upgrade_is_refused_in_the_error_shape(service, newsroom, shape):
     """websockets' handshake parser has limits of its own (128 headers, 8 KiB a line)."""
-    host, port = service.base_url.removeprefix("http://").split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
     extra = "".join(f"X-H{n}: v\r\n" for n in range(130)) if shape == "many headers" else f"Cookie: {'c' * 9000}\r\n"
-    writer.write(
+    await refused_head(
+        service,
         b"GET /api/v1/blogs/ukraine/live HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" + extra.encode() + b"\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" + extra.encode() + b"\r\n",
     )
-    response = await asyncio.wait_for(reader.read(), 5)
-    writer.close()
-    head, _, body = response.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 431"), response[:200]
-    assert json.loads(body)["error"]["code"] == "head_too_large"
     await newsroom.assert_unchanged()
 
 
