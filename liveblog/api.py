@@ -34,6 +34,7 @@ from .models import (
     BlogPatch,
     Entry,
     EntryCreate,
+    EntryDelete,
     EntryPage,
     EntryPatch,
     EventPage,
@@ -45,7 +46,7 @@ from .models import (
 from .openapi import openapi
 from .services import services
 from .sse import events
-from .storage import BlogEnded, Conflict, CursorGone, Storage
+from .storage import BlogEnded, Change, Conflict, CursorGone, Storage, Written
 from .store import fingerprint, key_digest
 
 T = TypeVar("T", bound=Struct)
@@ -55,6 +56,10 @@ _ENTRY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _IF_MATCH = re.compile(r'^(?:W/)?"?([0-9]{1,9})"?$')
 _NUMBER = re.compile(r"^[0-9]{1,9}$")
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+_STREAM_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
+#: Staff answers: never kept by a shared cache.
+PRIVATE = {"Cache-Control": "private, no-store"}
+UNPUBLISHED = ("draft", "submitted", "scheduled", "retracted")
 MAX_PAGE = 100
 MAX_EVENTS = 1000
 
@@ -118,13 +123,16 @@ async def _principal(request: Request) -> auth.Principal:
     unauthorized = {"WWW-Authenticate": "Bearer"}
     try:
         text = auth.bearer(request.headers.get("authorization"))
-        if auth.is_admin_token(text, services(request).settings.admin_token):
-            return auth.admin()
+        settings = services(request).settings
+        if auth.is_admin_token(text, settings.admin_token):
+            return auth.admin(settings.publisher_name)
         token_id, secret = auth.split(text)
         record = await _store(request).get_token(token_id)
         if record is None:
             raise auth.BadToken("unknown or revoked token")
-        return auth.verify(record, secret)
+        principal = auth.verify(record, secret)
+        await _store(request).token_used(principal.token_id, now())
+        return principal
     except auth.BadToken as exc:
         raise ApiError(401, "unauthorized", str(exc), headers=unauthorized) from None
 
@@ -223,6 +231,8 @@ async def list_entries(request: Request) -> Response:
     blog_id = _blog_id(request)
     params = request.query_params
     store = _store(request)
+    if "status" in params:
+        return await _list_work(request, blog_id, params["status"])
     if "since" in params:
         limit = _int(params, "limit", 500, MAX_EVENTS)
         return _reader_json(request, await _events_since(store, blog_id, params["since"], limit))
@@ -236,6 +246,23 @@ async def list_entries(request: Request) -> Response:
         body = encoder.encode(EntryPage(str(page.cursor), [Raw(e) for e in page.entries], page.next))
         pages.put(blog_id, (limit, before), body)
     return _reader_json(request, body)
+
+
+async def _list_work(request: Request, blog_id: str, status: str) -> Response:
+    """Staff: the blog's unpublished entries in one status (contributors and reporters see
+    their own), newest first."""
+    principal = await _principal(request)
+    if status not in UNPUBLISHED:
+        raise ApiError(400, "bad_status", f"status must be one of {', '.join(UNPUBLISHED)}", "status")
+    if not principal.can_post(blog_id):
+        raise _forbid(f"this token has no access to {blog_id!r}")
+    await _store(request).get_blog_json(blog_id)  # 404 for no such blog
+    limit = _int(request.query_params, "limit", 100, MAX_PAGE)
+    work = await _store(request).list_work(blog_id)
+    shown = [entry for entry, owner in work if entry.status == status and principal.can_see_work(blog_id, owner)][
+        :limit
+    ]
+    return _json(encoder.encode({"entries": shown}), headers=PRIVATE)
 
 
 async def _events_since(store: Storage, blog_id: str, text: str, limit: int) -> bytes:
@@ -261,8 +288,31 @@ def _int(params: QueryParams, name: str, default: int, maximum: int) -> int:
 
 
 async def get_entry(request: Request) -> Response:
-    entry, _ = await _store(request).get_entry(_blog_id(request), _entry_id(request))
-    return _reader_json(request, encoder.encode(entry))
+    """A published entry, for anyone; with a token, also unpublished work the token may see."""
+    blog_id, entry_id = _blog_id(request), _entry_id(request)
+    if "authorization" not in request.headers:
+        return _reader_json(request, await _store(request).get_public_entry(blog_id, entry_id))
+    principal = await _principal(request)
+    entry, owner = await _store(request).get_entry(blog_id, entry_id)
+    if entry.status != "published" and not principal.can_see_work(blog_id, owner):
+        raise ApiError(404, "not_found", f"entry {entry_id!r} does not exist in blog {blog_id!r}")
+    return _entry_response(encoder.encode(entry), 200, **PRIVATE)
+
+
+async def entry_versions(request: Request) -> Response:
+    """Every published version of a published entry, oldest first (staff: also of a retracted one)."""
+    blog_id, entry_id = _blog_id(request), _entry_id(request)
+    store = _store(request)
+    if "authorization" in request.headers:
+        principal = await _principal(request)
+        entry, owner = await store.get_entry(blog_id, entry_id)
+        if entry.status != "published" and not principal.can_see_work(blog_id, owner):
+            raise ApiError(404, "not_found", f"entry {entry_id!r} does not exist in blog {blog_id!r}")
+        rows = await store.versions(blog_id, entry_id)
+        return _json(encoder.encode({"entry": entry_id, "versions": [Raw(row) for row in rows]}), headers=PRIVATE)
+    await store.get_public_entry(blog_id, entry_id)
+    rows = await store.versions(blog_id, entry_id)
+    return _reader_json(request, encoder.encode({"entry": entry_id, "versions": [Raw(row) for row in rows]}))
 
 
 def _throttle_writes(request: Request, principal: auth.Principal) -> None:
@@ -290,27 +340,38 @@ async def _create_entry(request: Request) -> Response:
         if not _IDEMPOTENCY_KEY.match(key):
             raise ApiError(400, "bad_idempotency_key", "Idempotency-Key must be 1-200 printable ASCII characters")
         idempotency = (key_digest(principal.token_id, key), fingerprint(raw))
-    try:
-        entry = entries.create(blog_id, create, principal.name, now())
-        written = await _store(request).create_entry(entry, principal.token_id, idempotency)
-        services(request).pages.forget(blog_id)
-    except BlogEnded as exc:
-        raise ApiError(409, "blog_ended", str(exc)) from None
-    except Conflict as exc:
-        raise ApiError(409, "idempotency_key_reused", str(exc)) from None
-    replayed = {"Idempotent-Replayed": "true"} if written.stream_id is None else {}
+    change = entries.create(blog_id, create, principal, now())
+    written = await _apply(request, change, principal.token_id, idempotency)
+    replayed = {"Idempotent-Replayed": "true"} if written.replayed else {}
     return _entry_response(written.json, 201, **replayed)
 
 
-async def _editable(request: Request, principal: auth.Principal) -> tuple[Entry, int]:
+async def _apply(request: Request, change: Change, owner: str, idempotency: tuple[str, str] | None = None) -> Written:
+    """Write ``change``; a scheduled entry is put in the schedule index before and after."""
+    store, entry = _store(request), change.entry
+    scheduled = entry.status == "scheduled" and entry.publish_at is not None
+    if scheduled:
+        await store.schedule(entry.blog, entry.id, entry.publish_at)  # type: ignore[arg-type]
+    try:
+        written = await store.write(change, owner, idempotency)
+    except BlogEnded as exc:
+        raise ApiError(409, "blog_ended", str(exc)) from None
+    except Conflict as exc:
+        if change.expected_version == 0:
+            raise ApiError(409, "idempotency_key_reused", str(exc)) from None
+        raise _stale(exc.current_version) from None
+    if scheduled and not written.replayed:
+        await store.schedule(entry.blog, entry.id, entry.publish_at)  # type: ignore[arg-type]
+    services(request).pages.forget(entry.blog)
+    return written
+
+
+async def _editable(request: Request) -> tuple[Entry, str | None, int]:
+    """The entry a write names, its owner, and the version the writer saw (``If-Match``)."""
     blog_id, entry_id = _blog_id(request), _entry_id(request)
     entry, owner = await _store(request).get_entry(blog_id, entry_id)
-    if not principal.can_change_entry(blog_id, owner):
-        raise _forbid("reporters change only their own entries; editors any in their blogs")
     expected = _if_match(request)
-    if entry.version != expected:
-        raise _stale(entry.version)
-    return entry, expected
+    return entry, owner, expected
 
 
 def _stale(current: int | None) -> ApiError:
@@ -322,25 +383,61 @@ async def patch_entry(request: Request) -> Response:
     principal = await _principal(request)
     _throttle_writes(request, principal)
     patch = _decode(EntryPatch, await _body(request))
-    entry, expected = await _editable(request, principal)
-    try:
-        written = await _store(request).replace_entry(expected, entries.edit(entry, patch, now()))
-        services(request).pages.forget(entry.blog)
-    except Conflict as exc:
-        raise _stale(exc.current_version) from None
+    entry, owner, expected = await _editable(request)
+    if not principal.can_see_work(entry.blog, owner) and entry.status != "published":
+        raise ApiError(404, "not_found", f"entry {entry.id!r} does not exist in blog {entry.blog!r}")
+    change = entries.edit(entry, owner, patch, principal, now())
+    if entry.version != expected:
+        raise _stale(entry.version)
+    written = await _apply(request, change, principal.token_id)
     return _entry_response(written.json, 200)
 
 
 async def delete_entry(request: Request) -> Response:
+    """Retract (readers see the entry go, with the optional ``retraction_note``), or with
+    ``?purge=true`` take it down: no output returns any version of its text afterwards."""
     principal = await _principal(request)
     _throttle_writes(request, principal)
-    entry, expected = await _editable(request, principal)
-    try:
-        await _store(request).delete_entry(expected, entries.tombstone(entry, now()))
-        services(request).pages.forget(entry.blog)
-    except Conflict as exc:
-        raise _stale(exc.current_version) from None
+    purge = request.query_params.get("purge", "false")
+    if purge not in ("true", "false"):
+        raise ApiError(400, "bad_purge", "purge must be true or false", "purge")
+    raw = await _body(request)
+    note = _decode(EntryDelete, raw).retraction_note if raw.strip() else None
+    blog_id, entry_id = _blog_id(request), _entry_id(request)
+    entry, owner = await _store(request).get_entry(blog_id, entry_id)
+    if not principal.can_see_work(blog_id, owner) and entry.status != "published":
+        raise ApiError(404, "not_found", f"entry {entry_id!r} does not exist in blog {blog_id!r}")
+    if purge == "true":
+        # A takedown is not refused for a race: If-Match is checked only when sent.
+        expected = _if_match(request) if "if-match" in request.headers else None
+        takedown = entries.purge(entry, principal, now())
+        try:
+            await _store(request).purge(blog_id, entry_id, expected, takedown)
+        except Conflict as exc:
+            raise _stale(exc.current_version) from None
+        services(request).pages.forget(blog_id)
+        return Response(status_code=204)
+    expected = _if_match(request)
+    change = entries.retract(entry, owner, note, principal, now())
+    if entry.version != expected:
+        raise _stale(entry.version)
+    await _apply(request, change, principal.token_id)
     return Response(status_code=204)
+
+
+async def audit(request: Request) -> Response:
+    """Editors and admins: who did what to which entry and when, newest first."""
+    principal = await _principal(request)
+    blog_id = _blog_id(request)
+    if not (principal.is_editor and principal.can_post(blog_id)):
+        raise _forbid("only editors of this blog and admins read its audit trail")
+    await _store(request).get_blog_json(blog_id)
+    limit = _int(request.query_params, "limit", 100, MAX_PAGE)
+    before = request.query_params.get("before")
+    if before is not None and not _STREAM_ID.match(before):
+        raise ApiError(400, "bad_before", "before must be the id of an audit record", "before")
+    records, next_id = await _store(request).audit(blog_id, limit, before)
+    return _json(encoder.encode({"records": [Raw(r) for r in records], "next": next_id}), headers=PRIVATE)
 
 
 # --- tokens ---------------------------------------------------------------------------------------
@@ -353,6 +450,14 @@ async def create_token(request: Request) -> Response:
     record, shown = auth.mint(_decode(TokenCreate, await _body(request)), now())
     await _store(request).add_token(record)
     return _json(encoder.encode(shown), 201, headers={"Cache-Control": "no-store"})
+
+
+async def list_tokens(request: Request) -> Response:
+    principal = await _principal(request)
+    if not principal.is_admin:
+        raise _forbid("only admins list tokens")
+    tokens = await _store(request).list_tokens()
+    return _json(encoder.encode({"tokens": tokens}), headers=PRIVATE)
 
 
 async def revoke_token(request: Request) -> Response:
@@ -378,6 +483,9 @@ routes = [
     Route("/api/v1/blogs/{blog}/entries/{entry}", get_entry, methods=["GET"]),
     Route("/api/v1/blogs/{blog}/entries/{entry}", patch_entry, methods=["PATCH"]),
     Route("/api/v1/blogs/{blog}/entries/{entry}", delete_entry, methods=["DELETE"]),
+    Route("/api/v1/blogs/{blog}/entries/{entry}/versions", entry_versions, methods=["GET"]),
+    Route("/api/v1/blogs/{blog}/audit", audit, methods=["GET"]),
+    Route("/api/v1/tokens", list_tokens, methods=["GET"]),
     Route("/api/v1/tokens", create_token, methods=["POST"]),
     Route("/api/v1/tokens/{token}", revoke_token, methods=["DELETE"]),
     WebSocketRoute("/api/v1/blogs/{blog}/live", live),

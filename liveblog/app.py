@@ -18,6 +18,7 @@ from .connection import Connections
 from .hub import Hub
 from .limits import ConnectionLimiter, RateLimiter
 from .metrics import Metrics
+from .scheduler import Scheduler
 from .services import Services
 from .snapshots import SnapshotReads
 from .store import Store
@@ -39,8 +40,8 @@ def create_app(
     """The service, talking to Redis at ``redis_url``; its live readers are kept in
     ``connections`` (the server tells them at shutdown, see :class:`liveblog.server.Server`).
 
-    The hub's tailer and the live connections' keepalive run for the app's lifetime. If either
-    ever dies of something other than a Redis outage (which the tailer rides out), that is logged
+    The hub's tailer, the scheduler and the live connections' keepalive run for the app's
+    lifetime. If one ever dies of something other than a Redis outage (which they ride out), that is logged
     and ``on_fatal`` is called, by default a graceful SIGTERM, so that a supervisor restarts the
     process instead of readers silently receiving nothing. Once started, the app's
     :class:`~liveblog.services.Services` are ``app.state.services``.
@@ -51,7 +52,13 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         client = await connect(redis_url)
-        store = Store(client, log_maxlen=settings.log_maxlen, idempotency_ttl=settings.idempotency_ttl)
+        store = Store(
+            client,
+            log_maxlen=settings.log_maxlen,
+            idempotency_ttl=settings.idempotency_ttl,
+            audit_maxlen=settings.audit_maxlen,
+            versions_kept=settings.versions_kept,
+        )
         topology = Topology(client)
         metrics = Metrics()
         hub = Hub(
@@ -71,7 +78,12 @@ def create_app(
             writes=RateLimiter(writes, max(1, int(writes * 5))),
             connections=live,
         )
-        background = [asyncio.create_task(hub.run(), name="liveblog-tailer")]
+        pages = app.state.services.pages
+        scheduler = Scheduler(store, metrics, settings.schedule_interval, published=pages.forget)
+        background = [
+            asyncio.create_task(hub.run(), name="liveblog-tailer"),
+            asyncio.create_task(scheduler.run(), name="liveblog-scheduler"),
+        ]
         if settings.ws_ping_interval:
             background.append(asyncio.create_task(live.run(), name="liveblog-keepalive"))
         for task in background:

@@ -34,6 +34,11 @@ class Principal:
     def is_admin(self) -> bool:
         return self.role == "admin"
 
+    @property
+    def is_editor(self) -> bool:
+        """Editors (and admins) publish anyone's work, schedule, restore, purge, sign any byline."""
+        return self.role in ("admin", "editor")
+
     def can_post(self, blog_id: str) -> bool:
         return self.is_admin or blog_id in self.blogs
 
@@ -41,16 +46,65 @@ class Principal:
         """Retitle or end a blog (and create one that the token was scoped to in advance)."""
         return self.is_admin or (self.role == "editor" and blog_id in self.blogs)
 
-    def can_change_entry(self, blog_id: str, owner_token_id: str | None) -> bool:
-        """Reporters edit and delete their own entries; editors anything in their blogs."""
-        if self.is_admin:
-            return True
-        if blog_id not in self.blogs:
+    def can_create(self, status: str) -> bool:
+        """Contributors write drafts and submissions; reporters also publish; editors also schedule."""
+        return status in _CREATES[self.role]
+
+    def can_see_work(self, blog_id: str, owner_token_id: str | None) -> bool:
+        """Unpublished entries: editors see all in their blogs, others their own."""
+        if not self.can_post(blog_id):
             return False
-        return self.role == "editor" or owner_token_id == self.token_id
+        return self.is_editor or owner_token_id == self.token_id
+
+    def can_edit(self, blog_id: str, owner_token_id: str | None, status: str) -> bool:
+        """Change the entry at all (its fields, or its status as :meth:`can_move` allows).
+
+        Editors: anything in their blogs. Reporters: their own entries, except retracted ones.
+        Contributors: their own drafts and submissions.
+        """
+        if not self.can_post(blog_id):
+            return False
+        if self.is_editor:
+            return True
+        if owner_token_id != self.token_id:
+            return False
+        return status in ("draft", "submitted") if self.role == "contributor" else status != "retracted"
+
+    def can_move(self, from_status: str, to_status: str) -> bool:
+        """Whether this role may make the transition (one :meth:`can_edit` already allowed)."""
+        needed = TRANSITIONS[(from_status, to_status)]
+        return _RANK[self.role] >= _RANK[needed]
+
+    def can_purge(self, blog_id: str) -> bool:
+        return self.is_editor and self.can_post(blog_id)
 
 
-def admin(name: str = "admin") -> Principal:
+#: Who may create an entry in each status.
+_CREATES = {
+    "contributor": frozenset({"draft", "submitted"}),
+    "reporter": frozenset({"draft", "submitted", "published"}),
+    "editor": frozenset({"draft", "submitted", "published", "scheduled"}),
+    "admin": frozenset({"draft", "submitted", "published", "scheduled"}),
+}
+_RANK = {"contributor": 0, "reporter": 1, "editor": 2, "admin": 2}
+#: Every status change there is (DESIGN §6), and the least role that may make it: "contributor"
+#: (the writer of the entry), "reporter" (who publishes their own) or "editor".
+TRANSITIONS = {
+    ("draft", "submitted"): "contributor",
+    ("submitted", "draft"): "contributor",
+    ("draft", "published"): "reporter",
+    ("submitted", "published"): "reporter",
+    ("published", "retracted"): "reporter",
+    ("draft", "scheduled"): "editor",
+    ("submitted", "scheduled"): "editor",
+    ("scheduled", "draft"): "editor",
+    ("scheduled", "published"): "editor",
+    ("retracted", "published"): "editor",
+}
+
+
+def admin(name: str) -> Principal:
+    """The configured admin token's principal; ``name`` (the publisher's) is its default byline."""
     return Principal(token_id=ADMIN_ID, name=name, role="admin", blogs=frozenset())
 
 

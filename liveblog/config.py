@@ -26,6 +26,10 @@ class Settings:
     reader_buffer_bytes: int = 1 << 20
     snapshot_size: int = 20
     log_maxlen: int = 10_000
+    #: Records kept per blog's audit trail (about: Redis trims whole stream nodes).
+    audit_maxlen: int = 100_000
+    #: Published versions kept per entry for ``GET …/versions``.
+    versions_kept: int = 100
     idempotency_ttl: int = 86_400
     ws_max_message_bytes: int = 4096
     #: Open live connections (WebSocket + SSE) per process; more get 503.
@@ -43,6 +47,12 @@ class Settings:
     #: Proxies whose X-Forwarded-For/-Proto are believed (comma-separated addresses, or "*").
     forwarded_allow_ips: str = "127.0.0.1"
     ws_ping_interval: float = 20.0
+    #: Seconds between the scheduler's looks for entries whose publish time has come.
+    schedule_interval: float = 0.25
+    #: The publisher in JSON-LD, and the admin token's default byline.
+    publisher_name: str = "liveblog"
+    #: The publisher's logo (an https URL) in JSON-LD; empty: none.
+    publisher_logo: str = ""
     #: Worker processes serving the one port (1: the service runs in a single process).
     workers: int = 1
 

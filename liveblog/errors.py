@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
-from .entries import NothingLeft
+from .entries import NothingLeft, Refused
 from .models import ErrorBody, ErrorResponse, encoder
 from .services import services
 from .storage import NotFound
@@ -86,6 +86,11 @@ async def _nothing_left(request: Request, exc: Exception) -> Response:
     return error_response(422, "invalid", str(exc), exc.field)
 
 
+async def _refused(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Refused)
+    return error_response(exc.status, exc.code, exc.message, exc.field)
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     codes = {404: "not_found", 405: "method_not_allowed"}
@@ -109,6 +114,7 @@ handlers = {
     ApiError: _api_error,
     NotFound: _not_found,
     NothingLeft: _nothing_left,
+    Refused: _refused,
     HTTPException: _http_error,
     RedisConnectionError: _redis_down,
     RedisTimeoutError: _redis_down,

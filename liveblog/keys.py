@@ -12,6 +12,12 @@ PREFIX = "liveblog"
 BLOGS = f"{PREFIX}:blogs"
 #: Hash: token id -> token record (msgspec JSON, secret stored hashed).
 TOKENS = f"{PREFIX}:tokens"
+#: Hash: token id -> when it was last used (RFC 3339), refreshed at most once a minute.
+TOKENS_USED = f"{PREFIX}:tokens-used"
+#: Sorted set: ``"<blog> <entry>"`` of every scheduled entry, scored by its publish time (ms).
+#: An index only: the entry's own record decides whether and when it goes out, so a stale
+#: member costs one look and is dropped.
+SCHEDULE = f"{PREFIX}:schedule"
 
 
 def _blog(blog_id: str, name: str) -> str:
@@ -48,6 +54,34 @@ def owners(blog_id: str) -> str:
     return _blog(blog_id, "owners")
 
 
+def work(blog_id: str) -> str:
+    """Hash: entry id -> entry JSON of every entry that is not public (draft, submitted,
+    scheduled, retracted). Kept apart from :func:`entries`, so no public read can reach it."""
+    return _blog(blog_id, "work")
+
+
+def trail(blog_id: str) -> str:
+    """Hash: entry id -> the ids of the log events that carried it (space-separated), so a
+    purge can delete every one of them."""
+    return _blog(blog_id, "trail")
+
+
+def audit(blog_id: str) -> str:
+    """Stream: the staff-visible history of the blog, who did what to which entry and when.
+    It never holds an entry's text."""
+    return _blog(blog_id, "audit")
+
+
+def idempotency_of(blog_id: str) -> str:
+    """Hash: entry id -> the idempotency key that holds its first result (a purge deletes it)."""
+    return _blog(blog_id, "idem-of")
+
+
+def versions(blog_id: str, entry_id: str) -> str:
+    """List: the entry's published versions (JSON), oldest first."""
+    return _blog(blog_id, f"versions:{entry_id}")
+
+
 def meta(blog_id: str) -> str:
     """Hash: ``blog`` (blog JSON), ``epoch`` (log epoch token), ``trimmed`` (last trimmed log id)."""
     return _blog(blog_id, "meta")
@@ -64,7 +98,8 @@ def idempotency(blog_id: str, key_digest: str) -> str:
 
 
 def blog_keys(blog_id: str) -> list[str]:
-    """The keys every blog script receives, in the order the scripts read them as KEYS[1..6]."""
+    """The keys every blog script receives, in the order the scripts read them as KEYS[1..10]
+    (see ``lua/_prelude.lua``)."""
     return [
         meta(blog_id),
         log(blog_id),
@@ -72,4 +107,8 @@ def blog_keys(blog_id: str) -> list[str]:
         timeline(blog_id),
         pinned(blog_id),
         owners(blog_id),
+        work(blog_id),
+        trail(blog_id),
+        audit(blog_id),
+        idempotency_of(blog_id),
     ]

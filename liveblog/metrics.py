@@ -51,6 +51,9 @@ class Metrics:
             "Age of the last event the tailer delivered, when it delivered it",
             registry=self.registry,
         )
+        self.scheduled_published = Counter(
+            "liveblog_scheduled_published", "Scheduled entries this process published", registry=self.registry
+        )
         self.redis_errors = Counter(
             "liveblog_redis_errors", "Redis connection errors and timeouts", ["where"], registry=self.registry
         )

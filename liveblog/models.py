@@ -32,7 +32,12 @@ BlogIds = Annotated[list[Slug], Meta(max_length=200)]
 UtcTime = Annotated[datetime, Meta(tz=True)]
 
 BlogStatus = Literal["live", "ended"]
-Role = Literal["admin", "editor", "reporter"]
+Role = Literal["admin", "editor", "reporter", "contributor"]
+#: An entry's place in the newsroom's workflow (DESIGN §6). Only ``published`` entries are public.
+EntryStatus = Literal["draft", "submitted", "scheduled", "published", "retracted"]
+Note = Annotated[str, Meta(min_length=1, max_length=500)]
+#: How many corrections one entry keeps (each is shown to readers).
+MAX_CORRECTIONS = 20
 
 
 class _Input(Struct, forbid_unknown_fields=True):
@@ -68,7 +73,31 @@ class Media(_Input, kw_only=True):
     alt: Caption | None = None
 
 
+class Related(_Input, kw_only=True):
+    """A link to another story, shown as a "To know more" card."""
+
+    url: HttpsUrl
+    title: Title
+    kicker: ShortText | None = None
+    image: HttpsUrl | None = None
+
+
+RelatedLinks = Annotated[list[Related], Meta(max_length=5)]
+
+
+class Correction(Struct, kw_only=True):
+    """A visible correction: readers see "Corrected HH:MM: <text>" on the entry."""
+
+    text: str
+    at: datetime
+    #: The entry version that carried the correction.
+    version: int
+
+
 class Entry(Struct, kw_only=True):
+    """An entry as stored and served. Public outputs only ever hold ``published`` ones, and
+    those never carry a ``review_note`` (it is cleared when the entry is published)."""
+
     id: str
     blog: str
     version: int
@@ -83,6 +112,32 @@ class Entry(Struct, kw_only=True):
     pinned: bool
     key_event: bool
     deleted: bool = False
+    status: EntryStatus = "published"
+    related: list[Related] = []
+    #: When readers' content (headline, body, media, related) last changed after publication;
+    #: pinning, key-event and tag changes do not move it. None: never edited.
+    edited_at: datetime | None = None
+    #: When the entry went public (for a scheduled one, when it went out).
+    published_at: datetime | None = None
+    #: ``scheduled`` entries: when they go out.
+    publish_at: datetime | None = None
+    corrections: list[Correction] = []
+    #: Staff only: why an editor returned a submission to draft.
+    review_note: str | None = None
+    #: ``retracted`` entries: the public note readers were shown.
+    retraction_note: str | None = None
+
+
+class Version(Struct, kw_only=True):
+    """One published version of an entry, as ``GET …/entries/{id}/versions`` lists it."""
+
+    version: int
+    edited_at: datetime
+    headline: str | None
+    body: str
+    media: Media | None
+    related: list[Related]
+    correction: str | None = None
 
 
 class Tombstone(Struct, kw_only=True):
@@ -93,6 +148,8 @@ class Tombstone(Struct, kw_only=True):
     version: int
     deleted: bool = True
     updated_at: datetime
+    #: The public note of a retraction ("Retracted: …"); None for a purge or a bare retraction.
+    retraction_note: str | None = None
 
 
 class Token(Struct, kw_only=True):
@@ -104,6 +161,43 @@ class Token(Struct, kw_only=True):
     blogs: list[str]
     secret_sha256: str
     created_at: datetime
+
+
+class TokenInfo(Struct, kw_only=True):
+    """A token as ``GET /api/v1/tokens`` lists it: never its secret."""
+
+    id: str
+    name: str
+    role: Role
+    blogs: list[str]
+    created_at: datetime
+    last_used_at: datetime | None = None
+
+
+class Actor(Struct, kw_only=True):
+    """Who did something: the token's id, its name and its role."""
+
+    token: str
+    name: str
+    role: str
+
+
+AuditAction = Literal["create", "edit", "status", "retract", "restore", "purge"]
+
+
+class AuditRecord(Struct, kw_only=True, omit_defaults=True):
+    """One line of a blog's audit trail. It never holds an entry's text (a purge must not
+    leave any behind); a review note is the editor's text, not the entry's."""
+
+    at: datetime
+    actor: Actor
+    action: AuditAction
+    entry: str
+    version: int
+    #: The entry's status after the action, and before it for a status change.
+    status: EntryStatus
+    from_status: EntryStatus | None = None
+    review_note: str | None = None
 
 
 class TokenMinted(Struct, kw_only=True):
@@ -133,31 +227,59 @@ class BlogPatch(_Input, kw_only=True):
     embed_origins: Origins | UnsetType = UNSET
 
 
+class Byline(_Input, kw_only=True):
+    """A byline as written: reporters and contributors may leave out the name (it is theirs)."""
+
+    name: ShortText | None = None
+    role: ShortText | None = None
+    location: ShortText | None = None
+
+
 class EntryCreate(_Input, kw_only=True):
     body: BodyHtml
     headline: Headline | None = None
-    author: Author | None = None
+    author: Byline | None = None
     time: UtcTime | None = None
     media: Media | None = None
+    related: RelatedLinks = []
     tags: Tags = []
     pinned: bool = False
     key_event: bool = False
+    status: Literal["draft", "submitted", "scheduled", "published"] = "published"
+    #: Required with ``"status":"scheduled"``: when the entry goes out.
+    publish_at: UtcTime | None = None
 
 
 class EntryPatch(_Input, kw_only=True):
     body: BodyHtml | UnsetType = UNSET
     headline: Headline | None | UnsetType = UNSET
-    author: Author | UnsetType = UNSET
+    author: Byline | UnsetType = UNSET
     time: UtcTime | UnsetType = UNSET
     media: Media | None | UnsetType = UNSET
+    related: RelatedLinks | UnsetType = UNSET
     tags: Tags | UnsetType = UNSET
     pinned: bool | UnsetType = UNSET
     key_event: bool | UnsetType = UNSET
+    #: A status change (DESIGN §6), checked against the caller's role and the entry's status.
+    status: EntryStatus | UnsetType = UNSET
+    publish_at: UtcTime | UnsetType = UNSET
+    #: A published entry's visible correction, shown as "Corrected HH:MM: …".
+    correction: Note | UnsetType = UNSET
+    #: With ``submitted -> draft``: why the editor returned it.
+    review_note: Note | UnsetType = UNSET
+    #: With ``published -> retracted``: the public note.
+    retraction_note: Note | UnsetType = UNSET
+
+
+class EntryDelete(_Input, kw_only=True):
+    """The optional body of ``DELETE …/entries/{id}`` (a retraction)."""
+
+    retraction_note: Note | None = None
 
 
 class TokenCreate(_Input, kw_only=True):
     name: ShortText
-    role: Literal["editor", "reporter"]
+    role: Literal["editor", "reporter", "contributor"]
     blogs: BlogIds
 
 
@@ -198,7 +320,7 @@ S = TypeVar("S", bound=Struct)
 
 _decoders: dict[type[Struct], msgspec.json.Decoder[Any]] = {
     cls: msgspec.json.Decoder(cls)
-    for cls in (BlogCreate, BlogPatch, EntryCreate, EntryPatch, TokenCreate, Blog, Entry, Token)
+    for cls in (BlogCreate, BlogPatch, EntryCreate, EntryPatch, EntryDelete, TokenCreate, Blog, Entry, Token, Version)
 }
 
 

@@ -8,10 +8,11 @@ atomic, what it raises, what a caller may rely on.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol
+from datetime import datetime
+from typing import Literal, NamedTuple, Protocol
 
 from .cursor import Cursor
-from .models import Blog, Entry, Token, Tombstone
+from .models import AuditRecord, Blog, Entry, Token, TokenInfo, Tombstone, Version
 
 
 class NotFound(LookupError):
@@ -65,11 +66,50 @@ class LogEvent(NamedTuple):
         return b'{%s"cursor":"%s",%s' % (head, str(Cursor(epoch, self.stream_id)).encode(), self.payload[1:])
 
 
+class Change(NamedTuple):
+    """One change to an entry, as the domain (:mod:`liveblog.entries`) decided it.
+
+    ``entry`` is the record afterwards: public if its status is ``published``, staff-only
+    otherwise. ``event`` is what the public log gets (None: nothing, as for any change to
+    unpublished work), carrying ``tombstone`` for ``entry.deleted`` and ``entry`` otherwise.
+    ``version`` is a new row of the published history, if readers' content changed.
+    """
+
+    entry: Entry
+    #: The version the change was made to (0: a new entry).
+    expected_version: int
+    audit: AuditRecord
+    event: Literal["entry.created", "entry.updated", "entry.deleted"] | None = None
+    tombstone: Tombstone | None = None
+    version: Version | None = None
+    #: A new publication, which an ended blog refuses (:class:`BlogEnded`).
+    opens: bool = False
+
+
+class Purge(NamedTuple):
+    """A takedown: the tombstone readers get (if they ever had the entry) and the audit line."""
+
+    tombstone: Tombstone
+    audit: AuditRecord
+
+
+class Due(NamedTuple):
+    """A scheduled entry whose time has come, as the schedule index names it."""
+
+    blog: str
+    entry: str
+    #: Its score in the index (ms), to settle it with.
+    at_ms: int
+
+
 class Written(NamedTuple):
-    """What a mutation returns: the stored JSON and the log position of its event."""
+    """What a mutation returns: the stored JSON and the log position of its public event (None:
+    it logged none, as for unpublished work)."""
 
     json: bytes
     stream_id: str | None
+    #: An idempotent retry: ``json`` is the first result and nothing was written.
+    replayed: bool = False
 
 
 class Storage(Protocol):
@@ -106,24 +146,56 @@ class Storage(Protocol):
 
     # -- entries
 
-    async def create_entry(self, entry: Entry, owner: str, idempotency: tuple[str, str] | None = None) -> Written:
-        """Store a new entry owned by token ``owner`` and log ``entry.created``.
+    async def write(self, change: Change, owner: str, idempotency: tuple[str, str] | None = None) -> Written:
+        """Apply ``change`` if the entry is still at ``change.expected_version`` (for a new entry:
+        store it, owned by token ``owner``); else :class:`Conflict` with the current version.
 
-        With ``idempotency=(key digest, request fingerprint)``, a retry gets the first result back
-        (``stream_id`` None) and writes nothing; a reused key with a different fingerprint raises
-        :class:`Conflict`. :class:`BlogEnded` if the blog's coverage has ended; :class:`NotFound`.
+        One step: the record moves between the public and the staff-only state as its status
+        says, the public log gets ``change.event`` (only ever about a published entry or its
+        tombstone), the version history ``change.version`` and the audit trail ``change.audit``.
+        A new entry with ``idempotency=(key digest, request fingerprint)`` whose key was used
+        before gets the first result back (``replayed``) and writes nothing; a reused key
+        with another fingerprint raises :class:`Conflict`. :class:`BlogEnded` if ``change.opens``
+        and the blog has ended; :class:`NotFound` for no such blog or entry.
         """
 
     async def get_entry(self, blog_id: str, entry_id: str) -> tuple[Entry, str | None]:
-        """The entry and the id of the token that created it; :class:`NotFound`."""
+        """The entry, public or not, and the id of the token that created it; :class:`NotFound`."""
 
-    async def replace_entry(self, expected_version: int, entry: Entry) -> Written:
-        """Write ``entry`` (and log ``entry.updated``) if the stored one is at
-        ``expected_version``; else :class:`Conflict` with the current version. :class:`NotFound`."""
+    async def get_public_entry(self, blog_id: str, entry_id: str) -> bytes:
+        """A published entry's JSON; :class:`NotFound` for any other (unpublished work is not
+        public, whoever asks)."""
 
-    async def delete_entry(self, expected_version: int, tombstone: Tombstone) -> Written:
-        """Remove the entry (and log ``entry.deleted`` with ``tombstone``) if it is at
-        ``expected_version``; else :class:`Conflict`. :class:`NotFound`."""
+    async def list_work(self, blog_id: str) -> list[tuple[Entry, str | None]]:
+        """Every unpublished entry of the blog (draft, submitted, scheduled, retracted) and its
+        owner, newest first."""
+
+    async def versions(self, blog_id: str, entry_id: str) -> list[bytes]:
+        """The entry's published versions' JSON, oldest first (the newest ``versions_kept``)."""
+
+    async def purge(self, blog_id: str, entry_id: str, expected_version: int | None, purge: Purge) -> Written:
+        """Delete every trace of the entry's text in one step: its record, every version, its
+        idempotent replay, and every event of the public log that carried it (so no replay from
+        any cursor returns it). Logs ``entry.deleted`` with ``purge.tombstone`` if the entry was
+        ever public, and ``purge.audit``. :class:`Conflict` if ``expected_version`` is given and
+        the entry moved; :class:`NotFound`."""
+
+    async def audit(self, blog_id: str, limit: int, before: str | None) -> tuple[list[bytes], str | None]:
+        """Up to ``limit`` audit records' JSON, newest first, older than record id ``before``;
+        and the id to ask for the next page with, or None."""
+
+    # -- the schedule
+
+    async def schedule(self, blog_id: str, entry_id: str, at: datetime) -> None:
+        """Make sure the scheduler looks at the entry no later than ``at`` (an index only: the
+        entry's record decides). Called before and after writing a scheduled entry, so that a
+        crash in between leaves an early look, never a missed one."""
+
+    async def due(self, limit: int) -> tuple[datetime, list[Due]]:
+        """The storage's clock, and up to ``limit`` index members whose time has come."""
+
+    async def settle(self, due: Due, at: datetime | None) -> None:
+        """Move ``due`` to ``at`` in the index (None: drop it), unless it was moved meanwhile."""
 
     # -- reading at a log position
 
@@ -160,3 +232,9 @@ class Storage(Protocol):
 
     async def revoke_token(self, token_id: str) -> bool:
         """Remove the token at once; whether it existed."""
+
+    async def list_tokens(self) -> list[TokenInfo]:
+        """Every token, with when it was last used (as far as :meth:`token_used` was told)."""
+
+    async def token_used(self, token_id: str, at: datetime) -> None:
+        """Record that the token was used at ``at``."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, cast
 
@@ -21,8 +22,20 @@ import redis.asyncio as redis
 from . import keys
 from .cursor import Cursor, stream_id_key
 from .entries import score
-from .models import Blog, Entry, Token, Tombstone, decode, encoder
-from .storage import BlogEnded, Conflict, CursorGone, LogEvent, NotFound, Page, Snapshot, Written
+from .models import Blog, Entry, Token, TokenInfo, decode, encoder
+from .storage import (
+    BlogEnded,
+    Change,
+    Conflict,
+    CursorGone,
+    Due,
+    LogEvent,
+    NotFound,
+    Page,
+    Purge,
+    Snapshot,
+    Written,
+)
 
 
 def _script(name: str) -> str:
@@ -43,19 +56,29 @@ class Store:
     entries are never trimmed."""
 
     def __init__(
-        self, client: redis.Redis | redis.RedisCluster, *, log_maxlen: int = 10_000, idempotency_ttl: int = 86_400
+        self,
+        client: redis.Redis | redis.RedisCluster,
+        *,
+        log_maxlen: int = 10_000,
+        idempotency_ttl: int = 86_400,
+        audit_maxlen: int = 100_000,
+        versions_kept: int = 100,
     ):
         self.redis = client
         self.log_maxlen = log_maxlen
         self.idempotency_ttl = idempotency_ttl
+        self.audit_maxlen = audit_maxlen
+        self.versions_kept = versions_kept
+        self._used: dict[str, datetime] = {}
         self._scripts = {
             name: client.register_script(_script(name))
             for name in (
                 "create_blog",
                 "update_blog",
-                "create_entry",
-                "update_entry",
-                "delete_entry",
+                "write_entry",
+                "purge_entry",
+                "due",
+                "settle",
                 "snapshot",
                 "page",
                 "since",
@@ -117,26 +140,38 @@ class Store:
 
     # --- entries -------------------------------------------------------------------------------
 
-    async def create_entry(self, entry: Entry, owner: str, idempotency: tuple[str, str] | None = None) -> Written:
-        """Store a new entry. With ``idempotency=(key digest, request fingerprint)``, a retry gets
-        the first result back (``stream_id`` None) and nothing is written; a reused key with a
-        different request raises :class:`Conflict`."""
+    async def write(self, change: Change, owner: str, idempotency: tuple[str, str] | None = None) -> Written:
+        entry = change.entry
         body = encoder.encode(entry)
-        extra = [keys.idempotency(entry.blog, idempotency[0])] if idempotency else []
+        event = b""
+        if change.event == "entry.deleted":
+            event = _event(change.event, "entry", encoder.encode(change.tombstone))
+        elif change.event is not None:
+            event = _event(change.event, "entry", body)
+        extra = [keys.versions(entry.blog, entry.id)]
+        if idempotency and change.expected_version == 0:
+            extra.append(keys.idempotency(entry.blog, idempotency[0]))
         fingerprint = idempotency[1] if idempotency else ""
         status, *rest = await self._run(
-            "create_entry",
+            "write_entry",
             entry.blog,
             [
                 entry.id,
+                change.expected_version,
                 body,
+                "public" if entry.status == "published" else "work",
                 score(entry),
                 "1" if entry.pinned else "0",
-                owner,
-                _event("entry.created", "entry", body),
+                event,
+                encoder.encode(change.version) if change.version is not None else b"",
+                encoder.encode(change.audit),
                 self.log_maxlen,
+                self.audit_maxlen,
+                owner,
                 self.idempotency_ttl,
                 fingerprint,
+                self.versions_kept,
+                "1" if change.opens else "0",
             ],
             extra,
         )
@@ -146,44 +181,69 @@ class Store:
             first_fingerprint, _, first = rest[0].partition(b"\n")
             if first_fingerprint.decode() != fingerprint:
                 raise Conflict("this Idempotency-Key was already used for a different request")
-            return Written(first, None)
-        return Written(body, _s(rest[0]))
+            return Written(first, None, replayed=True)
+        return self._checked(status, rest, entry.id, body)
 
     async def get_entry(self, blog_id: str, entry_id: str) -> tuple[Entry, str | None]:
-        """The entry and the id of the token that created it."""
-        async with self.redis.pipeline(transaction=False) as pipe:  # an entry's owner never changes
+        async with self.redis.pipeline(transaction=False) as pipe:  # an entry moves in one script
             pipe.hget(keys.entries(blog_id), entry_id)
+            pipe.hget(keys.work(blog_id), entry_id)
             pipe.hget(keys.owners(blog_id), entry_id)
-            body, owner = await pipe.execute()
+            public, work, owner = await pipe.execute()
+        body = public if public is not None else work
         if body is None:
             raise NotFound(f"entry {entry_id!r} does not exist in blog {blog_id!r}")
         return decode(Entry, body), _s(owner) if owner is not None else None
 
-    async def replace_entry(self, expected_version: int, entry: Entry) -> Written:
-        body = encoder.encode(entry)
-        status, *rest = await self._run(
-            "update_entry",
-            entry.blog,
-            [
-                entry.id,
-                expected_version,
-                body,
-                score(entry),
-                "1" if entry.pinned else "0",
-                _event("entry.updated", "entry", body),
-                self.log_maxlen,
-            ],
-        )
-        return self._checked(status, rest, entry.id, body)
+    async def get_public_entry(self, blog_id: str, entry_id: str) -> bytes:
+        body = await self.redis.hget(keys.entries(blog_id), entry_id)
+        if body is None:
+            raise NotFound(f"entry {entry_id!r} does not exist in blog {blog_id!r}")
+        return cast(bytes, body)
 
-    async def delete_entry(self, expected_version: int, tombstone: Tombstone) -> Written:
-        body = encoder.encode(tombstone)
-        status, *rest = await self._run(
-            "delete_entry",
-            tombstone.blog,
-            [tombstone.id, expected_version, _event("entry.deleted", "entry", body), self.log_maxlen],
+    async def list_work(self, blog_id: str) -> list[tuple[Entry, str | None]]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hvals(keys.work(blog_id))
+            pipe.hgetall(keys.owners(blog_id))
+            bodies, owners = await pipe.execute()
+        work = [decode(Entry, body) for body in bodies]
+        work.sort(key=lambda entry: entry.created_at, reverse=True)
+        return [(entry, _s(owners[entry.id.encode()]) if entry.id.encode() in owners else None) for entry in work]
+
+    async def versions(self, blog_id: str, entry_id: str) -> list[bytes]:
+        return cast(list[bytes], await self.redis.lrange(keys.versions(blog_id, entry_id), 0, -1))
+
+    async def purge(self, blog_id: str, entry_id: str, expected_version: int | None, purge: Purge) -> Written:
+        tombstone = encoder.encode(purge.tombstone)
+        for _ in range(5):  # the idempotency key is named by a read; a retry of its write moves it
+            idem = await self.redis.hget(keys.idempotency_of(blog_id), entry_id)
+            extra = [keys.versions(blog_id, entry_id), *([_s(idem)] if idem is not None else [])]
+            status, *rest = await self._run(
+                "purge_entry",
+                blog_id,
+                [
+                    entry_id,
+                    "" if expected_version is None else expected_version,
+                    _event("entry.deleted", "entry", tombstone),
+                    encoder.encode(purge.audit),
+                    self.log_maxlen,
+                    self.audit_maxlen,
+                ],
+                extra,
+            )
+            if status != "retry":
+                return self._checked(status, rest, entry_id, tombstone)
+        raise Conflict("the entry kept changing while it was being purged")
+
+    async def audit(self, blog_id: str, limit: int, before: str | None) -> tuple[list[bytes], str | None]:
+        top = f"({before}" if before else "+"
+        records = cast(
+            list[tuple[bytes, dict[bytes, bytes]]],
+            await self.redis.xrevrange(keys.audit(blog_id), top, "-", count=limit + 1),
         )
-        return self._checked(status, rest, tombstone.id, body)
+        more = len(records) > limit
+        records = records[:limit]
+        return [fields[b"r"] for _, fields in records], _s(records[-1][0]) if more else None
 
     @staticmethod
     def _checked(status: str, rest: list[Any], entry_id: str, body: bytes) -> Written:
@@ -192,7 +252,25 @@ class Store:
         if status == "conflict":
             current = decode(Entry, rest[0])
             raise Conflict("the entry was changed by someone else first", current_version=current.version)
-        return Written(body, _s(rest[0]))
+        return Written(body, _s(rest[0]) or None)
+
+    # --- the schedule ---------------------------------------------------------------------------
+
+    async def schedule(self, blog_id: str, entry_id: str, at: datetime) -> None:
+        # LT: only ever earlier, so a failed or raced write leaves an early look, never a late one.
+        await self.redis.zadd(keys.SCHEDULE, {f"{blog_id} {entry_id}": _ms(at)}, lt=True)
+
+    async def due(self, limit: int) -> tuple[datetime, list[Due]]:
+        now_ms, flat = await self._scripts["due"](keys=[keys.SCHEDULE], args=[limit])
+        found = []
+        for member, at in zip(flat[::2], flat[1::2], strict=True):
+            blog_id, _, entry_id = _s(member).partition(" ")
+            found.append(Due(blog_id, entry_id, int(float(at))))
+        return datetime.fromtimestamp(int(now_ms) / 1000, UTC), found
+
+    async def settle(self, due: Due, at: datetime | None) -> None:
+        member = f"{due.blog} {due.entry}"
+        await self._scripts["settle"](keys=[keys.SCHEDULE], args=[member, due.at_ms, "" if at is None else _ms(at)])
 
     # --- reading at a log position ------------------------------------------------------------
 
@@ -245,7 +323,42 @@ class Store:
         return None if body is None else decode(Token, body)
 
     async def revoke_token(self, token_id: str) -> bool:
-        return bool(await self.redis.hdel(keys.TOKENS, token_id))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hdel(keys.TOKENS, token_id)
+            pipe.hdel(keys.TOKENS_USED, token_id)
+            removed, _ = await pipe.execute()
+        return bool(removed)
+
+    async def list_tokens(self) -> list[TokenInfo]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hvals(keys.TOKENS)
+            pipe.hgetall(keys.TOKENS_USED)
+            bodies, used = await pipe.execute()
+        tokens = sorted((decode(Token, body) for body in bodies), key=lambda token: token.created_at)
+        return [
+            TokenInfo(
+                id=token.id,
+                name=token.name,
+                role=token.role,
+                blogs=token.blogs,
+                created_at=token.created_at,
+                last_used_at=datetime.fromisoformat(_s(used[token.id.encode()])) if token.id.encode() in used else None,
+            )
+            for token in tokens
+        ]
+
+    async def token_used(self, token_id: str, at: datetime) -> None:
+        # At most once a minute per token and process: a busy reporter's token costs no extra write
+        # per request. Bounded: tokens are minted by admins only.
+        last = self._used.get(token_id)
+        if last is not None and (at - last).total_seconds() < 60:
+            return
+        self._used[token_id] = at
+        await self.redis.hset(keys.TOKENS_USED, token_id, at.isoformat())
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
 
 
 def fingerprint(body: bytes) -> str:

@@ -23,6 +23,7 @@ import httpx
 import pytest
 import pytest_asyncio
 import redis as sync_redis
+import redis.asyncio as aioredis
 import uvloop
 import websockets
 from websockets.frames import Close, Frame, Opcode
@@ -303,3 +304,14 @@ def received(data: bytes, check_close: bool = True) -> list[Frame]:
             Close.parse(bytes(parsed.data))  # raises on an invalid code or reason
         frames.append(parsed)
     return frames
+
+
+async def redis_state(url: str) -> dict[bytes, bytes]:
+    """Every key in Redis with its serialized value: equal before and after means nothing was written.
+
+    Leaves out when each token was last used: an authenticated request that is refused still
+    used its token, and that bookkeeping is not the newsroom's content.
+    """
+    async with aioredis.Redis.from_url(url) as client:
+        found = sorted(await client.keys("*"))
+        return {key: await client.dump(key) for key in found if key != b"liveblog:tokens-used"}

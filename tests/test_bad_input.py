@@ -15,8 +15,16 @@ from urllib.parse import urlsplit
 
 import pytest
 import pytest_asyncio
-import redis.asyncio as aioredis
-from conftest import ADMIN_TOKEN, UNLIMITED, Service, assert_error, assert_error_shape, receive, running_service
+from conftest import (
+    ADMIN_TOKEN,
+    UNLIMITED,
+    Service,
+    assert_error,
+    assert_error_shape,
+    receive,
+    redis_state,
+    running_service,
+)
 from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -37,12 +45,6 @@ async def service(redis_server) -> Service:
 
 
 # --- helpers ----------------------------------------------------------------------------------------
-
-
-async def redis_state(url: str) -> dict[bytes, bytes]:
-    """Every key in Redis with its serialized value: equal before and after means nothing was written."""
-    async with aioredis.Redis.from_url(url) as client:
-        return {key: await client.dump(key) for key in sorted(await client.keys("*"))}
 
 
 class Newsroom:
@@ -144,7 +146,23 @@ BAD_BODIES = [
         "$.author.name",
         id="author-name-is-a-number",
     ),
-    pytest.param("POST", ENTRIES, b'{"body": "<p>x</p>", "author": {}}', 422, None, id="author-without-name"),
+    pytest.param(
+        "POST", ENTRIES, b'{"body": "<p>x</p>", "author": {"name": ""}}', 422, "$.author.name", id="author-name-empty"
+    ),
+    pytest.param(
+        "POST", ENTRIES, b'{"body": "<p>x</p>", "status": "scheduled"}', 422, "$.publish_at", id="scheduled-no-time"
+    ),
+    pytest.param(
+        "POST", ENTRIES, b'{"body": "<p>x</p>", "status": "retracted"}', 422, "$.status", id="created-retracted"
+    ),
+    pytest.param(
+        "POST",
+        ENTRIES,
+        b'{"body": "<p>x</p>", "related": [{"url": "http://x.test/", "title": "t"}]}',
+        422,
+        "$.related[0].url",
+        id="related-not-https",
+    ),
     pytest.param("POST", ENTRIES, b'{"body": "<p>x</p>", "tags": ["ok", 1]}', 422, "$.tags[1]", id="tag-is-a-number"),
     pytest.param(
         "POST",

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
-from conftest import UNLIMITED, Service, assert_error, receive, running_service
+from conftest import UNLIMITED, Service, assert_error, receive, redis_state, running_service
 
 #: One running service for the whole file (starting one per test would dominate the run time);
 #: conftest's autouse fixture still flushes Redis before every test, so each test starts clean.
@@ -49,12 +49,6 @@ def utc(text: str) -> datetime:
     moment = datetime.fromisoformat(text)
     assert moment.utcoffset() == timedelta(0), text
     return moment
-
-
-async def redis_state(url: str) -> dict[bytes, bytes]:
-    """Every key in Redis with its serialized value: equal before and after means nothing was written."""
-    async with aioredis.Redis.from_url(url) as client:
-        return {key: await client.dump(key) for key in sorted(await client.keys("*"))}
 
 
 async def redis_text(url: str) -> bytes:
@@ -281,14 +275,23 @@ async def test_a_reporter_posts_an_entry(service):
     assert (await service.http.get(f"/api/v1/blogs/ukraine/entries/{entry['id']}")).json() == entry
 
 
-async def test_a_reporter_may_sign_an_entry_with_another_byline(service):
+async def test_a_reporter_signs_with_its_own_name_and_chooses_role_and_location(service):
     await service.create_blog("ukraine")
-    token = (await service.mint("reporter", name="Desk"))["token"]
-    response = await post_entry(
-        service, token, author={"name": "Taras", "role": "Correspondent", "location": "Kharkiv"}
-    )
+    token = (await service.mint("reporter", name="Taras"))["token"]
+    forged = await post_entry(service, token, author={"name": "Iryna", "role": "Editor-in-chief"})
+    assert_error(forged, 403, "$.author.name")
+    response = await post_entry(service, token, author={"role": "Correspondent", "location": "Kharkiv"})
     assert response.status_code == 201, response.text
     assert response.json()["author"] == {"name": "Taras", "role": "Correspondent", "location": "Kharkiv"}
+
+
+async def test_an_editor_signs_any_byline_and_the_admin_signs_as_the_publisher(service):
+    await service.create_blog("ukraine")
+    editor = (await service.mint("editor", name="Desk"))["token"]
+    response = await post_entry(service, editor, author={"name": "Taras", "location": "Kharkiv"})
+    assert response.status_code == 201, response.text
+    assert response.json()["author"]["name"] == "Taras"
+    assert (await service.post("ukraine"))["author"]["name"] == service.services.settings.publisher_name != "admin"
 
 
 async def test_a_retried_post_with_the_same_idempotency_key_makes_one_entry(service):
@@ -441,17 +444,17 @@ async def test_an_entry_is_not_reachable_through_another_blog(service):
     assert await entries_of(service) == [entry]
 
 
-async def test_a_deleted_entry_cannot_be_edited_or_deleted_again(service):
+async def test_a_retracted_entry_is_not_retracted_again_and_its_edits_reach_no_reader(service):
     await service.create_blog("ukraine")
     entry = await service.post("ukraine")
     url = f"/api/v1/blogs/ukraine/entries/{entry['id']}"
     assert (await service.http.delete(url, headers={**service.auth(), **IF_MATCH_1})).status_code == 204
     cursor = await cursor_of(service)
-    assert_error(await service.http.delete(url, headers={**service.auth(), "If-Match": '"2"'}), 404)
-    assert_error(
-        await service.http.patch(url, json={"body": "<p>x</p>"}, headers={**service.auth(), "If-Match": '"2"'}), 404
-    )
+    assert_error(await service.http.delete(url, headers={**service.auth(), "If-Match": '"2"'}), 409)
+    edited = await service.http.patch(url, json={"body": "<p>x</p>"}, headers={**service.auth(), "If-Match": '"2"'})
+    assert edited.status_code == 200, edited.text
     assert await events_since(service, cursor) == []
+    assert_error(await service.http.get(url), 404)
 
 
 # --- blog status --------------------------------------------------------------------------------------

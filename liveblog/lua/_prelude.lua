@@ -1,5 +1,6 @@
--- Shared by every script. KEYS[1..6] are keys.blog_keys(blog):
--- 1 meta, 2 log, 3 entries, 4 timeline, 5 pinned, 6 owners.
+-- Shared by every blog script. KEYS[1..10] are keys.blog_keys(blog):
+-- 1 meta, 2 log, 3 entries (public), 4 timeline, 5 pinned, 6 owners, 7 work (staff-only entries),
+-- 8 trail (entry -> its log event ids), 9 audit, 10 idem-of (entry -> idempotency key).
 
 -- Append one event to the blog's log and keep the log at most `maxlen` long. What is trimmed is
 -- only the change log: entries stay in their hash. `trimmed` records the newest id dropped, so a
@@ -28,4 +29,18 @@ local function set_pinned(id, pinned, score)
   else
     redis.call('ZREM', KEYS[5], id)
   end
+end
+
+-- Append a record to the blog's audit trail, kept at about `maxlen` records.
+local function append_audit(record_json, maxlen)
+  redis.call('XADD', KEYS[9], 'MAXLEN', '~', maxlen, '*', 'r', record_json)
+end
+
+-- The entry's stored JSON and where it is: 'public' (KEYS[3]) or 'work' (KEYS[7]); nil if none.
+local function find_entry(id)
+  local current = redis.call('HGET', KEYS[3], id)
+  if current then return current, 'public' end
+  current = redis.call('HGET', KEYS[7], id)
+  if current then return current, 'work' end
+  return nil, nil
 end

@@ -1,0 +1,34 @@
+-- A takedown (storage.Purge). KEYS[11] the entry's versions list, KEYS[12] its idempotency key
+-- as the caller read it from KEYS[10] (optional).
+-- ARGV: 1 entry id, 2 expected version ('' for any), 3 tombstone event JSON, 4 audit JSON,
+-- 5 log maxlen, 6 audit maxlen.
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'not_found'} end
+local id = ARGV[1]
+local current = find_entry(id)
+if not current then return {'no_entry'} end
+if ARGV[2] ~= '' and cjson.decode(current)['version'] ~= tonumber(ARGV[2]) then return {'conflict', current} end
+local idem = redis.call('HGET', KEYS[10], id)
+if (idem or '') ~= (KEYS[12] or '') then return {'retry'} end
+
+redis.call('HDEL', KEYS[3], id)
+redis.call('HDEL', KEYS[7], id)
+redis.call('HDEL', KEYS[6], id)
+redis.call('ZREM', KEYS[4], id)
+redis.call('ZREM', KEYS[5], id)
+redis.call('DEL', KEYS[11])
+if idem then
+  redis.call('DEL', KEYS[12])
+  redis.call('HDEL', KEYS[10], id)
+end
+-- Every public event that ever carried the entry goes, so that no cursor replays its text.
+local trail = redis.call('HGET', KEYS[8], id)
+local log_id = ''
+if trail then
+  for event_id in string.gmatch(trail, '%S+') do
+    redis.call('XDEL', KEYS[2], event_id)
+  end
+  redis.call('HDEL', KEYS[8], id)
+  log_id = append_event(ARGV[3], tonumber(ARGV[5]))
+end
+append_audit(ARGV[4], tonumber(ARGV[6]))
+return {'ok', log_id}
