@@ -16,16 +16,20 @@ from starlette.responses import Response
 from . import __version__
 from .models import (
     SLUG_PATTERN,
+    AuditRecord,
     Blog,
     BlogCreate,
     BlogPatch,
     Entry,
     EntryCreate,
+    EntryDelete,
     EntryPatch,
     ErrorResponse,
     TokenCreate,
+    TokenInfo,
     TokenMinted,
     Tombstone,
+    Version,
 )
 
 
@@ -55,6 +59,26 @@ class BlogList(msgspec.Struct):
     blogs: list[Blog]
 
 
+class WorkList(msgspec.Struct):
+    """Unpublished entries in one status (``?status=``), for staff."""
+
+    entries: list[Entry]
+
+
+class VersionList(msgspec.Struct):
+    entry: str
+    versions: list[Version]
+
+
+class AuditList(msgspec.Struct):
+    records: list[AuditRecord]
+    next: str | None
+
+
+class TokenList(msgspec.Struct):
+    tokens: list[TokenInfo]
+
+
 _MODELS = [
     Tombstone,
     Entry,
@@ -64,9 +88,14 @@ _MODELS = [
     EntryPatch,
     TokenCreate,
     TokenMinted,
+    EntryDelete,
     EntryList,
     EventList,
     BlogList,
+    WorkList,
+    VersionList,
+    AuditList,
+    TokenList,
 ]
 #: A JSON object of the OpenAPI document.
 JSON = dict[str, Any]
@@ -136,16 +165,22 @@ def document() -> JSON:
         "/api/v1/blogs/{blog}/entries": {
             "parameters": [_BLOG],
             "get": {
-                "summary": "Entries newest first (limit, before), or the events since a cursor (since)",
+                "summary": "Entries newest first (limit, before), the events since a cursor (since), "
+                "or, for staff with a token, unpublished entries in one status (status)",
                 "parameters": [
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
                     _query("before", {"type": "string", "pattern": r"^[A-Za-z0-9_-]{1,64}$"}),
                     _query("since", {"type": "string", "maxLength": 64}),
+                    _query("status", {"enum": ["draft", "submitted", "scheduled", "retracted"]}),
                 ],
                 "responses": {
                     "200": {
-                        "description": "entries, or events when `since` is given",
-                        "content": {"application/json": {"schema": {"oneOf": [_ref(EntryList), _ref(EventList)]}}},
+                        "description": "entries, events when `since` is given, work when `status` is",
+                        "content": {
+                            "application/json": {
+                                "schema": {"anyOf": [_ref(EntryList), _ref(EventList), _ref(WorkList)]}
+                            }
+                        },
                     },
                     "default": _ERROR,
                 },
@@ -160,28 +195,56 @@ def document() -> JSON:
         },
         "/api/v1/blogs/{blog}/entries/{entry}": {
             "parameters": [_BLOG, _ENTRY],
-            "get": {"summary": "One entry", "responses": _ok(200, Entry)},
+            "get": {
+                "summary": "One published entry (with a token: also unpublished work it may see)",
+                "responses": _ok(200, Entry),
+            },
             "patch": {
-                "summary": "Edit an entry (If-Match: its version)",
+                "summary": "Edit an entry, correct it or change its status (If-Match: its version)",
                 "security": _AUTH,
                 "parameters": [_header("If-Match", True, {"type": "string", "pattern": r'^"[0-9]{1,9}"$'})],
                 "requestBody": _body(EntryPatch),
                 "responses": _ok(200, Entry),
             },
             "delete": {
-                "summary": "Delete an entry (If-Match: its version)",
+                "summary": "Retract an entry (If-Match: its version), or take it down for good (purge=true)",
                 "security": _AUTH,
-                "parameters": [_header("If-Match", True, {"type": "string", "pattern": r'^"[0-9]{1,9}"$'})],
+                "parameters": [
+                    _header("If-Match", False, {"type": "string", "pattern": r'^"[0-9]{1,9}"$'}),
+                    _query("purge", {"enum": ["true", "false"]}),
+                ],
+                "requestBody": {**_body(EntryDelete), "required": False},
                 "responses": _ok(204),
             },
         },
+        "/api/v1/blogs/{blog}/entries/{entry}/versions": {
+            "parameters": [_BLOG, _ENTRY],
+            "get": {"summary": "Every published version of an entry, oldest first", "responses": _ok(200, VersionList)},
+        },
+        "/api/v1/blogs/{blog}/audit": {
+            "parameters": [_BLOG],
+            "get": {
+                "summary": "Who did what to which entry, and when, newest first (editors, admins)",
+                "security": _AUTH,
+                "parameters": [
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 100}),
+                    _query("before", {"type": "string", "pattern": r"^[0-9]{1,20}-[0-9]{1,20}$"}),
+                ],
+                "responses": _ok(200, AuditList),
+            },
+        },
         "/api/v1/tokens": {
+            "get": {
+                "summary": "Every token, never its secret (admins)",
+                "security": _AUTH,
+                "responses": _ok(200, TokenList),
+            },
             "post": {
                 "summary": "Mint a token (admins)",
                 "security": _AUTH,
                 "requestBody": _body(TokenCreate),
                 "responses": _ok(201, TokenMinted),
-            }
+            },
         },
         "/api/v1/tokens/{token}": {
             "parameters": [_path("token", r"^[a-f0-9]{1,64}$")],
