@@ -3,11 +3,30 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
+from .entries import Refused
 from .models import Blog, BlogCreate, BlogPatch, fields_set
 from .sanitize import clean_text
+
+
+@lru_cache(maxsize=512)
+def _is_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _checked_zone(name: str) -> str:
+    # Only staff create or edit blogs, and the cache holds 512 names at most.
+    if not _is_zone(name):
+        raise Refused(422, "invalid", f"{name!r} is not an IANA time zone, like 'Europe/Madrid'", "$.timezone")
+    return name
 
 
 def create(request: BlogCreate, now: datetime) -> Blog:
@@ -21,12 +40,15 @@ def create(request: BlogCreate, now: datetime) -> Blog:
         coverage_start=now,
         language=request.language,
         embed_origins=request.embed_origins,
+        timezone=_checked_zone(request.timezone),
     )
 
 
 def edit(blog: Blog, patch: BlogPatch, now: datetime) -> Blog:
     """``blog`` with the patch applied; ending coverage stamps ``coverage_end``, reopening clears it."""
     changes = fields_set(patch)
+    if "timezone" in changes:
+        _checked_zone(changes["timezone"])
     for field in ("title", "description"):
         if field in changes:
             changes[field] = clean_text(changes[field])

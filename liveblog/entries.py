@@ -17,6 +17,8 @@ from typing import Any
 import msgspec
 
 from .auth import TRANSITIONS, Principal
+from .embeds import NAMES, embed_of
+from .formats import to_html
 from .models import (
     MAX_CORRECTIONS,
     Actor,
@@ -34,7 +36,7 @@ from .models import (
     Version,
     fields_set,
 )
-from .sanitize import clean_html, clean_text
+from .sanitize import clean_html, clean_text, media_in
 from .storage import Change, Purge
 
 #: The fields whose change readers see as an edit ("updated"); pinning, key events and tags are not.
@@ -87,10 +89,33 @@ def _clean_author(author: Author) -> Author:
     )
 
 
+def _clean_body(body: str, body_format: str) -> str:
+    if body_format == "html" and (tag := media_in(body)) is not None:
+        message = f"a body holds no <{tag}>: put an image, a video or an embed in the entry's media"
+        raise Refused(422, "media_in_body", message, "$.body")
+    return _required(clean_html(to_html(body, body_format)), "$.body")
+
+
 def _clean_media(media: Media | None) -> Media | None:
     if media is None:
         return None
-    return msgspec.structs.replace(media, caption=_optional(media.caption), alt=_optional(media.alt))
+    provider = frame = None
+    if media.type == "embed":
+        embed = embed_of(media.url)
+        if embed is None:
+            known = ", ".join(NAMES.values())
+            raise Refused(
+                422, "unknown_provider", f"embeds come from {known}; link other pages in the body", "$.media.url"
+            )
+        provider, frame = embed
+    return msgspec.structs.replace(
+        media,
+        caption=_optional(media.caption),
+        alt=_optional(media.alt),
+        credit=_optional(media.credit),
+        provider=provider,
+        embed_url=frame,
+    )
 
 
 def _clean_related(links: list[Related]) -> list[Related]:
@@ -102,7 +127,6 @@ def _clean_related(links: list[Related]) -> list[Related]:
 
 #: How each field a reporter writes is cleaned: HTML to the allow-list, everything else to text.
 _CLEANERS: dict[str, Callable[[Any], object]] = {
-    "body": lambda value: _required(clean_html(value), "$.body"),
     "headline": _optional,
     "media": _clean_media,
     "related": _clean_related,
@@ -111,7 +135,12 @@ _CLEANERS: dict[str, Callable[[Any], object]] = {
 
 
 def _cleaned(changes: dict[str, Any]) -> dict[str, Any]:
-    return {name: _CLEANERS[name](value) if name in _CLEANERS else value for name, value in changes.items()}
+    """``changes`` as stored: cleaned, and a ``body`` in ``body_format`` turned into HTML."""
+    body_format = changes.pop("body_format", "html")
+    cleaned = {name: _CLEANERS[name](value) if name in _CLEANERS else value for name, value in changes.items()}
+    if "body" in changes:
+        cleaned["body"] = _clean_body(changes["body"], body_format)
+    return cleaned
 
 
 def _byline(byline: Byline | None, who: Principal) -> Author:
@@ -182,6 +211,7 @@ def create(blog_id: str, request: EntryCreate, who: Principal, now: datetime) ->
             {
                 "headline": request.headline,
                 "body": request.body,
+                "body_format": request.body_format,
                 "media": request.media,
                 "related": request.related,
                 "tags": request.tags,

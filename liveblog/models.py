@@ -30,6 +30,11 @@ Tags = Annotated[list[Tag], Meta(max_length=20)]
 Origins = Annotated[list[Origin], Meta(max_length=50)]
 BlogIds = Annotated[list[Slug], Meta(max_length=200)]
 UtcTime = Annotated[datetime, Meta(tz=True)]
+#: An IANA time zone name ("Europe/Madrid"); that it names a real zone is checked in blogs.py.
+TimeZone = Annotated[str, Meta(pattern=r"^[A-Za-z][A-Za-z0-9_+/-]{0,63}$", max_length=64)]
+Pixels = Annotated[int, Meta(ge=1, le=20_000)]
+#: What a body is written in: HTML (sanitised), Markdown or plain text (converted, then sanitised).
+BodyFormat = Literal["html", "markdown", "text"]
 
 BlogStatus = Literal["live", "ended"]
 Role = Literal["admin", "editor", "reporter", "contributor"]
@@ -58,6 +63,8 @@ class Blog(Struct, kw_only=True):
     coverage_end: datetime | None = None
     language: str
     embed_origins: list[str]
+    #: Where times on server-rendered pages and feeds are shown (IANA name).
+    timezone: str = "UTC"
 
 
 class Author(_Input, kw_only=True):
@@ -67,10 +74,21 @@ class Author(_Input, kw_only=True):
 
 
 class Media(_Input, kw_only=True):
+    """An image, a video or a social embed. ``provider`` and ``embed_url`` are set by the
+    server for embeds (whatever a request sends), from the URL of a known provider."""
+
     type: Literal["image", "video", "embed"]
     url: HttpsUrl
     caption: Caption | None = None
     alt: Caption | None = None
+    credit: ShortText | None = None
+    #: The intrinsic size, so pages reserve the space before the media loads.
+    width: Pixels | None = None
+    height: Pixels | None = None
+    provider: str | None = None
+    #: What the reader's click loads (an iframe's src): the provider's own, privacy-enhanced
+    #: where it has one. None: the provider offers no frame; readers get a link.
+    embed_url: str | None = None
 
 
 class Related(_Input, kw_only=True):
@@ -217,6 +235,7 @@ class BlogCreate(_Input, kw_only=True):
     description: Description = ""
     language: Language = "en"
     embed_origins: Origins = []
+    timezone: TimeZone = "UTC"
 
 
 class BlogPatch(_Input, kw_only=True):
@@ -225,6 +244,7 @@ class BlogPatch(_Input, kw_only=True):
     status: BlogStatus | UnsetType = UNSET
     language: Language | UnsetType = UNSET
     embed_origins: Origins | UnsetType = UNSET
+    timezone: TimeZone | UnsetType = UNSET
 
 
 class Byline(_Input, kw_only=True):
@@ -237,6 +257,7 @@ class Byline(_Input, kw_only=True):
 
 class EntryCreate(_Input, kw_only=True):
     body: BodyHtml
+    body_format: BodyFormat = "html"
     headline: Headline | None = None
     author: Byline | None = None
     time: UtcTime | None = None
@@ -252,6 +273,8 @@ class EntryCreate(_Input, kw_only=True):
 
 class EntryPatch(_Input, kw_only=True):
     body: BodyHtml | UnsetType = UNSET
+    #: How this patch's ``body`` is written.
+    body_format: BodyFormat | UnsetType = UNSET
     headline: Headline | None | UnsetType = UNSET
     author: Byline | UnsetType = UNSET
     time: UtcTime | UnsetType = UNSET

@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import html
 import re
+from html.parser import HTMLParser
 
 import nh3
 
-ALLOWED_TAGS = frozenset({"p", "br", "strong", "em", "a", "blockquote", "ul", "ol", "li", "h3"})
+#: ``mark`` is a highlighted phrase; ``footer`` is a quote's attribution, kept only inside a
+#: ``blockquote`` (elsewhere its text stays and the tag goes).
+ALLOWED_TAGS = frozenset({"p", "br", "strong", "em", "mark", "a", "blockquote", "footer", "ul", "ol", "li", "h3"})
+#: Media in a body is refused, not dropped: it belongs in the entry's ``media``.
+MEDIA_TAGS = frozenset({"img", "picture", "video", "audio", "iframe", "embed", "object", "svg"})
 ALLOWED_ATTRIBUTES = {"a": {"href"}}
 URL_SCHEMES = frozenset({"http", "https", "mailto"})
 #: nh3 adds this to every link; a widget on a partner site must not leak ``window.opener``.
@@ -53,7 +58,69 @@ def clean_html(markup: str) -> str:
     return markup
 
 
+class _MediaFinder(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.found: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: object) -> None:
+        if tag in MEDIA_TAGS and self.found is None:
+            self.found = tag
+
+
+def media_in(markup: str) -> str | None:
+    """The first media tag (``img``, ``video``, ``iframe``…) in ``markup``, or None."""
+    finder = _MediaFinder()
+    finder.feed(markup)
+    finder.close()
+    return finder.found
+
+
+class _StrayFooters(HTMLParser):
+    """Re-emits sanitised HTML without the ``footer`` tags that are not inside a ``blockquote``."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=False)
+        self.out: list[str] = []
+        self.quotes = 0
+
+    def handle_starttag(self, tag: str, attrs: object) -> None:
+        self.quotes += tag == "blockquote"
+        if tag != "footer" or self.quotes:
+            self.out.append(self.get_starttag_text() or "")
+
+    def handle_startendtag(self, tag: str, attrs: object) -> None:
+        self.out.append(self.get_starttag_text() or "")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag != "footer" or self.quotes:
+            self.out.append(f"</{tag}>")
+        self.quotes -= tag == "blockquote" and self.quotes > 0
+
+    def handle_data(self, data: str) -> None:
+        self.out.append(data)
+
+    def handle_entityref(self, name: str) -> None:
+        self.out.append(f"&{name};")
+
+    def handle_charref(self, name: str) -> None:
+        self.out.append(f"&#{name};")
+
+
+def _unwrap_stray_footers(markup: str) -> str:
+    if "<footer" not in markup:
+        return markup
+    parser = _StrayFooters()
+    parser.feed(markup)
+    parser.close()
+    return "".join(parser.out)
+
+
 def _clean_once(markup: str) -> str:
+    return _unwrap_stray_footers(_nh3_clean(markup))
+
+
+def _nh3_clean(markup: str) -> str:
     return nh3.clean(
         markup,
         tags=set(ALLOWED_TAGS),

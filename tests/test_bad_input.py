@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from liveblog.sanitize import clean_html, clean_text
+from liveblog.sanitize import clean_html, clean_text, media_in
 
 #: Server tests share one running service on the module's loop (Redis is flushed before each test).
 shared_loop = pytest.mark.asyncio(loop_scope="module")
@@ -522,6 +522,9 @@ async def test_a_malicious_body_is_stored_harmless(service, newsroom, payload):
     response = await service.http.post(
         ENTRIES, json={"body": f"<p>Breaking: <strong>Kyiv</strong></p>{payload}"}, headers=service.auth()
     )
+    if media_in(payload):  # DESIGN §6: an <img>, <iframe>… in a body is refused, never dropped silently
+        assert "media" in assert_error(response, 422, "$.body")["message"]
+        return
     assert response.status_code == 201, response.text
     stored = (await service.http.get(f"{ENTRIES}/{response.json()['id']}")).json()["body"]
     assert_harmless(stored)
@@ -538,6 +541,9 @@ async def test_a_malicious_edit_is_stored_harmless(service, newsroom, payload):
         json={"body": f"<p>Corrected</p>{payload}"},
         headers={**service.auth(), "If-Match": '"1"'},
     )
+    if media_in(payload):
+        assert_error(response, 422, "$.body")
+        return
     assert response.status_code == 200, response.text
     stored = (await service.http.get(ENTRY.format(entry=newsroom.entry["id"]))).json()["body"]
     assert_harmless(stored)

@@ -34,6 +34,7 @@ BLOG_FIELDS = {
     "coverage_start",
     "language",
     "embed_origins",
+    "timezone",
 }
 
 
