@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 
-from . import api, errors, web
+from . import api, errors, i18n, web
 from .caching import ShortCache
 from .config import Settings
 from .connection import Connections
@@ -97,7 +97,9 @@ def create_app(
             await asyncio.gather(*background, return_exceptions=True)
             await client.aclose()
 
-    return Starlette(routes=[*api.routes, *web.routes], exception_handlers=errors.handlers, lifespan=lifespan)
+    return Starlette(
+        routes=[*api.routes, *web.routes, *i18n.routes], exception_handlers=errors.handlers, lifespan=lifespan
+    )
 
 
 def _background_done(task: asyncio.Task[None], on_fatal: Callable[[], None]) -> None:
