@@ -7,8 +7,9 @@ with ``stale-while-revalidate`` (so a CDN absorbs a spike), and 304 for a matchi
 and ``Host`` header, so run behind a proxy that sets them (uvicorn's ``--proxy-headers``).
 
 Entry bodies are HTML sanitised on write; pages run them through the same sanitiser again on
-render, and every other field is text, escaped by Jinja's autoescape (HTML), ElementTree (Atom)
-or JSON encoding with ``<``, ``>`` and ``&`` escaped (JSON-LD inside ``<script>``).
+render, and every other field (a correction's text too) is text, escaped by Jinja's autoescape or
+:func:`fill` (HTML), ElementTree (Atom) or JSON encoding with ``<``, ``>`` and ``&`` escaped
+(JSON-LD inside ``<script>``).
 """
 
 from __future__ import annotations
@@ -23,18 +24,29 @@ from urllib.parse import quote, urlsplit
 from xml.etree import ElementTree
 
 from jinja2 import Environment, PackageLoader
-from markupsafe import Markup
+from markupsafe import Markup, escape
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from .caching import revalidatable
+from .config import Settings
 from .errors import ApiError
 from .models import SLUG_PATTERN, Author, Blog, Entry, decode
 from .sanitize import clean_html
 from .services import services
 from .storage import NotFound, Storage
 
+#: Every reader-facing string of the pages and feeds (the templates see it as ``text``). A
+#: ``{name}`` is a placeholder :func:`fill` replaces, so a translation may move it.
+TEXT = {
+    "live": "Live",
+    "ended": "This live blog has ended.",
+    "pinned": "Pinned",
+    "key_event": "Key event",
+    "updated": "updated {time}",
+    "corrected": "Corrected {time}: {text}",
+}
 #: The widget changes only with a deploy; partners' pages pick up a new one within minutes.
 SCRIPT_CACHE = "public, max-age=300, stale-while-revalidate=86400"
 EMBED_JS = (resources.files("liveblog") / "static" / "embed.js").read_bytes()
@@ -98,6 +110,13 @@ def _modified(live: Live) -> datetime:
     return max([live.blog.updated_at, *(e.updated_at for e in live.entries)])
 
 
+def revised(entry: Entry) -> datetime:
+    """When readers' view of the entry last changed: its last edit or correction, else its
+    display time (never earlier than that). Pinning, key events and tags do not count."""
+    edits = [entry.edited_at] if entry.edited_at is not None else []
+    return max([entry.time, *edits, *(c.at for c in entry.corrections)])
+
+
 class _TextOf(HTMLParser):
     _BREAKS = frozenset({"p", "br", "li", "blockquote", "h3", "ul", "ol"})
 
@@ -153,10 +172,24 @@ def _full_date(moment: datetime) -> str:
     return f"{moment:%A} {moment.day} {moment:%B %Y, %H:%M} UTC"
 
 
+def fill(pattern: str, **parts: object) -> Markup:
+    """A :data:`TEXT` pattern as HTML, its ``{name}`` placeholders replaced by ``parts``, which are
+    escaped unless they are :class:`~markupsafe.Markup` already."""
+    return escape(pattern).format(**parts)
+
+
+def corrections_html(entry: Entry) -> str:
+    """The entry's corrections, oldest first, as the paragraphs feeds append to its content."""
+    return "".join(
+        f"<p><em>{fill(TEXT['corrected'], time=_clock(c.at), text=c.text)}</em></p>" for c in entry.corrections
+    )
+
+
 templates = Environment(loader=PackageLoader("liveblog", "templates"), autoescape=True, trim_blocks=True)
 templates.filters.update(
-    iso=_iso, clock=_clock, full_date=_full_date, byline=byline, body=lambda html: Markup(clean_html(html))
+    iso=_iso, clock=_clock, full_date=_full_date, byline=byline, fill=fill, body=lambda html: Markup(clean_html(html))
 )
+templates.globals["text"] = TEXT
 
 
 def _render(name: str, **context: Any) -> bytes:
@@ -172,9 +205,13 @@ def widget_options(request: Request) -> dict[str, str]:
     }
 
 
-def live_blog_posting(live: Live, page_url: str) -> dict[str, object]:
-    """schema.org ``LiveBlogPosting`` for the page, with each shown entry as a ``BlogPosting``."""
+def live_blog_posting(live: Live, page_url: str, settings: Settings) -> dict[str, object]:
+    """schema.org ``LiveBlogPosting`` for the page, with each shown entry as a ``BlogPosting``,
+    published by the instance's ``publisher_name`` (with ``publisher_logo``, when set)."""
     blog = live.blog
+    publisher: dict[str, object] = {"@type": "Organization", "name": settings.publisher_name}
+    if settings.publisher_logo:
+        publisher["logo"] = {"@type": "ImageObject", "url": settings.publisher_logo}
     document: dict[str, object] = {
         "@context": "https://schema.org",
         "@type": "LiveBlogPosting",
@@ -186,6 +223,7 @@ def live_blog_posting(live: Live, page_url: str) -> dict[str, object]:
         "datePublished": _iso(blog.created_at),
         "dateModified": _iso(_modified(live)),
         "coverageStartTime": _iso(blog.coverage_start),
+        "publisher": publisher,
     }
     if blog.status == "ended" and blog.coverage_end is not None:
         document["coverageEndTime"] = _iso(blog.coverage_end)
@@ -203,10 +241,14 @@ def _blog_posting(entry: Entry, page_url: str) -> dict[str, object]:
         "url": f"{page_url}#{entry.id}",
         "headline": title_of(entry),
         "datePublished": _iso(entry.time),
-        "dateModified": _iso(entry.updated_at),
+        "dateModified": _iso(revised(entry)),
         "articleBody": plain_text(entry.body),
         "author": author,
     }
+    if entry.corrections:
+        posting["correction"] = [
+            {"@type": "CorrectionComment", "text": c.text, "datePublished": _iso(c.at)} for c in entry.corrections
+        ]
     if entry.media is not None and entry.media.type == "image":
         posting["image"] = entry.media.url
     if entry.tags:
@@ -246,7 +288,7 @@ async def blog_page(request: Request) -> Response:
         page_url=page_url,
         modified=_modified(live),
         oembed_url=f"{_base(request)}oembed?url={quote(page_url, safe='')}&format=json",
-        json_ld=json_for_script(live_blog_posting(live, page_url)),
+        json_ld=json_for_script(live_blog_posting(live, page_url, services(request).settings)),
     )
     return revalidatable(request, body, "text/html")
 
@@ -277,12 +319,12 @@ async def atom_feed(request: Request) -> Response:
         add(item, "id", f"{page_url}#{entry.id}")
         add(item, "title", title_of(entry))
         add(item, "published", _iso(entry.time))
-        add(item, "updated", _iso(entry.updated_at))
+        add(item, "updated", _iso(revised(entry)))
         add(item, "link", rel="alternate", type="text/html", href=f"{page_url}#{entry.id}")
         add(add(item, "author"), "name", entry.author.name)
         for tag in entry.tags:
             add(item, "category", term=tag)
-        add(item, "content", clean_html(entry.body), type="html")
+        add(item, "content", clean_html(entry.body) + corrections_html(entry), type="html")
     body = ElementTree.tostring(feed, encoding="utf-8", xml_declaration=True)
     return revalidatable(request, body, "application/atom+xml", {"Access-Control-Allow-Origin": "*"})
 
@@ -297,10 +339,13 @@ async def json_feed(request: Request) -> Response:
             "id": f"{page_url}#{entry.id}",
             "url": f"{page_url}#{entry.id}",
             "title": title_of(entry),
-            "content_html": clean_html(entry.body),
-            "content_text": plain_text(entry.body),
+            "content_html": clean_html(entry.body) + corrections_html(entry),
+            "content_text": "\n".join(
+                [plain_text(entry.body)]
+                + [TEXT["corrected"].format(time=_clock(c.at), text=c.text) for c in entry.corrections]
+            ),
             "date_published": _iso(entry.time),
-            "date_modified": _iso(entry.updated_at),
+            "date_modified": _iso(revised(entry)),
             "authors": [{"name": entry.author.name}],
             "tags": entry.tags,
         }

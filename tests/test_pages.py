@@ -23,7 +23,8 @@ ESCAPE_ATTEMPT = "Kyiv </script><script>window.__xss=1</script> & <!-- more"
 
 
 class Html(HTMLParser):
-    """What a crawler reads from a page: link and meta tags, JSON-LD blocks, articles, text."""
+    """What a crawler reads from a page: link and meta tags, JSON-LD blocks, articles, text, and
+    the text of each article (by id, spaces collapsed)."""
 
     def __init__(self, text: str):
         super().__init__(convert_charrefs=True)
@@ -33,7 +34,9 @@ class Html(HTMLParser):
         self.articles: list[str] = []
         self.scripts: list[dict[str, str]] = []
         self.text: list[str] = []
+        self.article_text: dict[str, str] = {}
         self._in_ld = False
+        self._article: str | None = None
         self.feed(text)
         self.close()
 
@@ -45,6 +48,8 @@ class Html(HTMLParser):
             self.meta[a.get("property") or a["name"]] = a.get("content", "")
         elif tag == "article":
             self.articles.append(a["id"])
+            self._article = a["id"]
+            self.article_text[a["id"]] = ""
         elif tag == "script":
             self.scripts.append(a)
             self._in_ld = a.get("type") == "application/ld+json"
@@ -54,12 +59,17 @@ class Html(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag == "script":
             self._in_ld = False
+        elif tag == "article" and self._article is not None:
+            self.article_text[self._article] = " ".join(self.article_text[self._article].split())
+            self._article = None
 
     def handle_data(self, data: str) -> None:
         if self._in_ld:
             self.json_ld[-1] += data
         else:
             self.text.append(data)
+            if self._article is not None:
+                self.article_text[self._article] += data
 
     def link(self, rel: str, type: str | None = None) -> str:
         return next(a["href"] for a in self.links if a.get("rel") == rel and (type is None or a.get("type") == type))
@@ -153,6 +163,7 @@ async def test_json_ld_is_a_valid_live_blog_posting(service):
     start, published, modified = (rfc3339(doc[k]) for k in ("coverageStartTime", "datePublished", "dateModified"))
     assert start <= modified and published <= modified
     assert "coverageEndTime" not in doc  # still live
+    assert doc["publisher"] == {"@type": "Organization", "name": "liveblog"}  # no logo configured
 
     updates = doc["liveBlogUpdate"]
     assert isinstance(updates, list)

@@ -263,7 +263,7 @@ async def test_edits_and_deletes_apply_in_place(service, partner, reader):
     body = reader.widget(f"article[data-id='{a['id']}'] .body")
     await body.filter(has_text="Five injured, officials say.").wait_for(timeout=WAIT_MS)
     meta = await reader.widget(f"article[data-id='{a['id']}'] .meta").text_content()
-    assert "· updated" in meta  # "10:00 · updated 12:34": a correction is visible as one
+    assert "· updated" in meta  # "10:00 · updated 12:34": an edit of the text is visible as one
     await reader.wait_for_shown([b["id"], a["id"]])  # in place, not moved
     a = await patch(service, a, pinned=True)  # pinning moves it to the top
     await reader.wait_for_shown([a["id"], b["id"]])

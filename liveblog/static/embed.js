@@ -15,6 +15,26 @@
   var AWAY_MS = 30000; // hidden this long counts as "you left": reconnect and count what came
   var BODY_TAGS = /^(P|BR|STRONG|EM|A|BLOCKQUOTE|UL|OL|LI|H3)$/;
   var SAFE_LINK = /^(https?:|mailto:)/i;
+  // Every reader-facing string. fill() and format() replace a {name}, so a translation may move
+  // it; counted ones have a form per plural category (Intl.PluralRules).
+  var TEXT = {
+    list: "Live updates",
+    live: "Live",
+    reconnecting: "Reconnecting…",
+    offline: "Offline: updates resume when you are back online",
+    ended: "This live blog has ended.",
+    missing: "This live blog does not exist.",
+    refused: "This live blog cannot be shown on this site.",
+    pinned: "Pinned",
+    keyEvent: "Key event",
+    updated: " · updated {time}",
+    corrected: "Corrected {time}: {text}",
+    retracted: "This entry was retracted: {note}",
+    newUpdate: "New update: {text}",
+    newUpdates: { one: "{n} new update", other: "{n} new updates" },
+    sinceYouLeft: { one: "{n} update since you left", other: "{n} updates since you left" }
+  };
+  var PLURAL = new Intl.PluralRules("en");
   var DARK = "--bg:#161616;--fg:#ececec;--mu:#b5b5b5;--ln:#8ab4f8;--ac:#ff8a80;--on:#161616;--pin:#2a2516;--bd:#3a3a3a;--hl:#3a3320";
   var CSS =
     ":host{all:initial;display:block!important;visibility:visible!important;opacity:1!important}" +
@@ -30,7 +50,7 @@
     ".b{display:inline-block;margin-left:.5em;padding:0 .4em;border-radius:3px;font-size:.8em;font-weight:700;background:var(--fg);color:var(--bg)}.k{background:var(--ac);color:var(--on)}" +
     ".body p,.body ul,.body ol,.body blockquote{margin:.4em 0}.body blockquote{border-left:3px solid var(--bd);padding-left:.8em;font-style:italic}" +
     "a{color:var(--ln)}figure{margin:.5em 0}img,video{display:block;max-width:100%;height:auto}" +
-    ".tags{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:.5em}" +
+    ".cx{margin:.4em 0;font-style:italic}.tags{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:.5em}" +
     ".bar{position:sticky;top:8px;z-index:1;height:0;text-align:center}" + // takes no room: showing it moves nothing
     ".more{margin-top:8px;padding:6px 16px;border:0;border-radius:999px;background:var(--ac);color:var(--on);font:inherit;font-weight:600;cursor:pointer;box-shadow:0 2px 6px rgba(0,0,0,.3)}" +
     "a:focus-visible,button:focus-visible,.e:focus-visible{outline:3px solid var(--ln);outline-offset:2px}" +
@@ -40,13 +60,27 @@
   var FRAME =
     '<div class="lb" part="widget"><div class="top"></div><header class="hd"><h2></h2><p class="desc"></p><p class="st"></p></header>' +
     '<div class="bar"><button class="more" type="button" hidden></button></div><div class="sr" aria-live="polite"></div>' +
-    '<section class="list" aria-label="Live updates"></section></div>';
+    '<section class="list"></section></div>';
 
   function h(tag, cls, text) {
     var el = document.createElement(tag);
     if (cls) el.className = cls;
     if (text != null) el.textContent = String(text);
     return el;
+  }
+
+  // The pattern's {name}s replaced by parts: nodes, or strings set as text (never parsed as HTML).
+  function fill(el, pattern, parts) {
+    pattern.split(/\{(\w+)\}/).forEach(function (piece, i) { el.append(i % 2 ? parts[piece] : piece); });
+    return el;
+  }
+
+  function format(pattern, parts) {
+    return pattern.replace(/\{(\w+)\}/g, function (all, name) { return parts[name]; });
+  }
+
+  function count(forms, n) {
+    return format(forms[PLURAL.select(n)] || forms.other, { n: n });
   }
 
   function clock(iso) {
@@ -90,14 +124,16 @@
     var el = h("article", "e" + (e.pinned ? " pin" : "") + (e.key_event ? " key" : ""));
     el.tabIndex = -1;
     el.dataset.id = e.id;
+    if (e.retracted) {
+      fill(el.appendChild(h("p", "meta")), TEXT.retracted, { note: e.retracted });
+      return el;
+    }
     var meta = el.appendChild(h("p", "meta"));
     meta.appendChild(timeEl(e.time));
-    if (e.pinned) meta.appendChild(h("span", "b", "Pinned"));
-    if (e.key_event) meta.appendChild(h("span", "b k", "Key event"));
-    if (e.version > 1) {
-      meta.appendChild(document.createTextNode(" · updated "));
-      meta.appendChild(timeEl(e.updated_at));
-    }
+    if (e.pinned) meta.appendChild(h("span", "b", TEXT.pinned));
+    if (e.key_event) meta.appendChild(h("span", "b k", TEXT.keyEvent));
+    // Only a change of what readers read is an edit: pinning, key events and tags are not.
+    if (e.edited_at) fill(meta, TEXT.updated, { time: timeEl(e.edited_at) });
     if (e.headline) el.appendChild(h("h3", "", e.headline));
     var a = e.author || {};
     el.appendChild(h("p", "by", [a.name, a.role, a.location].filter(Boolean).join(", ")));
@@ -121,6 +157,9 @@
       } else fig.appendChild(link(h("a", "", m.caption || m.url), m.url));
       if (m.caption && m.type !== "embed") fig.appendChild(h("figcaption", "", m.caption));
     }
+    (e.corrections || []).forEach(function (c) {
+      fill(el.appendChild(h("p", "cx")), TEXT.corrected, { time: timeEl(c.at), text: c.text });
+    });
     if (e.tags && e.tags.length) {
       var tags = el.appendChild(h("ul", "tags"));
       e.tags.forEach(function (t) { tags.appendChild(h("li", "", "#" + t)); });
@@ -144,13 +183,14 @@
     frame.dataset.theme = /^(light|dark)$/.test(opt.theme) ? opt.theme : "auto";
     function q(sel) { return frame.querySelector(sel); }
     var list = q(".list"), more = q(".more"), say = q(".sr"), st = q(".st");
+    list.setAttribute("aria-label", TEXT.list);
     var reduced = matchMedia("(prefers-reduced-motion: reduce)");
 
     var shown = {}, held = {}, els = {}, rendered = false;
     var cursor = null, ws = null, es = null, timer = 0, attempt = 0, fails = 0, stopped = false;
     var useSse = typeof WebSocket !== "function";
     var scrolledPast = false, hiddenAt = 0, away = null, awayShown = false;
-    var saidCount = 0, saidEntry = null, sayTimer = 0;
+    var saidCount = 0, saidEntry = null, saidText = "", sayTimer = 0;
 
     // --- rendering ------------------------------------------------------------------------------
 
@@ -188,35 +228,35 @@
       }
       var n = Object.keys(held).length;
       more.hidden = !(n || (awayShown && away.count));
-      more.textContent = awayShown && away.count
-        ? away.count + (away.count > 1 ? " updates" : " update") + " since you left"
-        : n + (n > 1 ? " new updates" : " new update");
+      more.textContent = awayShown && away.count ? count(TEXT.sinceYouLeft, away.count) : count(TEXT.newUpdates, n);
     }
 
     function setBlog(b) {
       q("h2").textContent = b.title;
       q(".desc").textContent = b.description || "";
       if (b.status === "ended") {
-        stop("This live blog has ended.");
-        announce(null, "This live blog has ended.");
+        stop(TEXT.ended);
+        announce(null, TEXT.ended);
       } else if (!stopped) status();
     }
 
     function status(text) {
       st.textContent = "";
       if (text) return (st.textContent = text);
-      if (ws && ws.readyState === 1 || es && es.readyState === 1) st.appendChild(h("span", "dot")).after("Live");
-      else st.textContent = navigator.onLine === false ? "Offline: updates resume when you are back online" : "Reconnecting…";
+      if (ws && ws.readyState === 1 || es && es.readyState === 1) st.appendChild(h("span", "dot")).after(TEXT.live);
+      else st.textContent = navigator.onLine === false ? TEXT.offline : TEXT.reconnecting;
     }
 
-    // New entries, announced politely and in one sentence when several come at once.
+    // New entries (or a text), announced politely and in one sentence when several come at once.
     function announce(e, text) {
-      if (e) { saidCount++; saidEntry = e; }
+      if (e) { saidCount++; saidEntry = e; } else saidText = text;
       clearTimeout(sayTimer);
       sayTimer = setTimeout(function () {
-        say.textContent = text || (saidCount > 1 ? saidCount + " new updates"
-          : "New update: " + (saidEntry.headline || textOf(saidEntry.body).slice(0, 140)));
+        var news = saidCount > 1 ? count(TEXT.newUpdates, saidCount) : saidCount
+          ? format(TEXT.newUpdate, { text: saidEntry.headline || textOf(saidEntry.body).slice(0, 140) }) : "";
+        say.textContent = [saidText, news].filter(Boolean).join(" ");
         saidCount = 0;
+        saidText = "";
       }, 400);
     }
 
@@ -266,7 +306,13 @@
       if (cur && cur.version >= e.version) return;
       delete shown[e.id];
       delete held[e.id];
-      if (kind !== "entry.deleted") {
+      if (kind === "entry.deleted") {
+        // A retraction with a note keeps the place of an entry the reader saw, to say why it went.
+        if (e.retraction_note && cur && !wasHeld) {
+          shown[e.id] = { id: e.id, version: e.version, time: cur.time, pinned: cur.pinned, retracted: e.retraction_note };
+          announce(null, format(TEXT.retracted, { note: e.retraction_note }));
+        }
+      } else {
         if (isNew) {
           if (away) away.count++;
           announce(e);
@@ -301,8 +347,8 @@
         ws = null;
         // Two attempts in a row that never opened: a network that blocks WebSockets. Use SSE.
         if (!opened && ++fails >= 2) useSse = true;
-        if (ev.code === 4404) return stop("This live blog does not exist.");
-        if (ev.code === 4403) return stop("This live blog cannot be shown on this site.");
+        if (ev.code === 4404) return stop(TEXT.missing);
+        if (ev.code === 4403) return stop(TEXT.refused);
         retry(ev.code === 4408 ? Math.random() * 1000 : null);
       };
     }
