@@ -10,6 +10,7 @@ stopped and started again behind a fixed address.
 from __future__ import annotations
 
 import asyncio
+import html
 import os
 import socket
 from collections.abc import AsyncIterator
@@ -25,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from liveblog.sanitize import clean_text
+from liveblog.sanitize import clean_text, media_in
 from liveblog.server import bind
 
 CHROMIUM = "/usr/bin/chromium"
@@ -421,7 +422,8 @@ async def test_an_xss_corpus_executes_nothing(service, partner, reader):
         posted.append(
             await service.post(
                 headline=payload,
-                body=f"<p>Payload:</p>{payload}",
+                # Media tags in a body are refused outright (test_bad_input.py); here they ride as text.
+                body=f"<p>Payload:</p>{payload if media_in(payload) is None else html.escape(payload)}",
                 author={"name": f"Reporter {payload}"[:120], "role": short, "location": short},
                 media={
                     "type": "image",
