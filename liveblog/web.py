@@ -18,7 +18,6 @@ import json
 import re
 from datetime import datetime
 from html.parser import HTMLParser
-from importlib import resources
 from typing import Any, NamedTuple
 from urllib.parse import quote, urlsplit
 from xml.etree import ElementTree
@@ -29,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from . import widget
 from .caching import revalidatable
 from .config import Settings
 from .errors import ApiError
@@ -49,7 +49,7 @@ TEXT = {
 }
 #: The widget changes only with a deploy; partners' pages pick up a new one within minutes.
 SCRIPT_CACHE = "public, max-age=300, stale-while-revalidate=86400"
-EMBED_JS = (resources.files("liveblog") / "static" / "embed.js").read_bytes()
+EMBED_JS = widget.script()
 ATOM = "http://www.w3.org/2005/Atom"
 JSON_FEED = "https://jsonfeed.org/version/1.1"
 #: oEmbed's iframe size when the consumer sets no maximum.
