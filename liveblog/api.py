@@ -46,7 +46,7 @@ from .models import (
 from .openapi import openapi
 from .services import services
 from .sse import events
-from .storage import BlogEnded, Change, Conflict, CursorGone, Storage, Written
+from .storage import BlogEnded, Change, Conflict, CursorGone, Purged, Storage, Written
 from .store import fingerprint, key_digest
 
 T = TypeVar("T", bound=Struct)
@@ -356,6 +356,8 @@ async def _apply(request: Request, change: Change, owner: str, idempotency: tupl
         written = await store.write(change, owner, idempotency)
     except BlogEnded as exc:
         raise ApiError(409, "blog_ended", str(exc)) from None
+    except Purged as exc:
+        raise ApiError(410, "purged", f"{exc}; it is not made again") from None
     except Conflict as exc:
         if change.expected_version == 0:
             raise ApiError(409, "idempotency_key_reused", str(exc)) from None
