@@ -222,6 +222,9 @@ def edit(entry: Entry, owner: str | None, patch: EntryPatch, who: Principal, now
     if moving and not who.can_move(entry.status, target):
         raise Refused(403, "forbidden", f"a {who.role} may not move an entry from {entry.status!r} to {target!r}")
     _check_notes(entry, target, correction, review_note, retraction_note, who)
+    if "publish_at" in changes and not who.is_editor:
+        # Moving the time is scheduling; moving it to now would be publishing a scheduled entry.
+        raise Refused(403, "forbidden", "only editors schedule entries", "$.publish_at")
     if "publish_at" in changes and target != "scheduled":
         raise Refused(422, "invalid", "publish_at goes only with a scheduled entry", "$.publish_at")
     if target == "scheduled" and entry.status != "scheduled" and "publish_at" not in changes:

@@ -302,6 +302,11 @@ async def test_a_scheduled_entry_goes_out_once_at_its_time(service):
         entry["id"],
     ]
     assert await staff_list(service, staff["editor"], "scheduled") == []
+    went = [r for r in await audit_of(service, staff["editor"]) if r["entry"] == entry["id"]]
+    assert [(r["action"], r["actor"]["name"], r["actor"]["role"], r.get("from_status"), r["status"]) for r in went] == [
+        ("status", "scheduler", "system", "scheduled", "published"),
+        ("create", "Iryna", "editor", None, "scheduled"),
+    ]
 
 
 async def test_an_editor_reschedules_unschedules_and_publishes_a_scheduled_entry_now(service):
@@ -342,12 +347,27 @@ async def test_an_editor_reschedules_unschedules_and_publishes_a_scheduled_entry
     assert_error(await service.http.get(url(never)), 404)
 
 
+async def test_a_status_change_there_is_no_such_thing_as_is_refused(service, redis_server):
+    staff = await newsroom(service)
+    editor = staff["editor"]
+    published = await created(service, editor)
+    draft = await created(service, editor, status="draft")
+    before = await redis_state(redis_server.url)
+    for entry, status in ((published, "draft"), (published, "submitted"), (draft, "retracted")):
+        assert_error(await patch(service, editor, entry, status=status), 409, "$.status")
+    assert_error(await retract(service, editor, draft), 409)
+    assert await redis_state(redis_server.url) == before
+
+
 async def test_scheduling_needs_a_publish_time_and_an_editor(service, redis_server):
     staff = await newsroom(service)
+    draft = await created(service, staff["reporter"], status="draft")
     before = await redis_state(redis_server.url)
     assert_error(await create(service, staff["editor"], status="scheduled"), 422, "$.publish_at")
     assert_error(await create(service, staff["editor"], publish_at=soon(60)), 422, "$.publish_at")
     assert_error(await create(service, staff["reporter"], status="scheduled", publish_at=soon(60)), 403, "$.status")
+    for fields in ({"status": "scheduled", "publish_at": soon(60)}, {"publish_at": soon(60)}):
+        assert_error(await patch(service, staff["reporter"], draft, **fields), 403)
     assert await redis_state(redis_server.url) == before
 
 
@@ -516,6 +536,8 @@ async def test_a_purged_entry_is_gone_from_every_replay_history_and_from_redis(s
             assert message["entry"]["id"] == entry["id"] and message["entry"]["deleted"] is True
 
     outputs = await public_outputs(service, old, entry["id"])
+    assert_nowhere(outputs, secret)
+    assert_nowhere(outputs, corrected_secret)
     since = json.loads(outputs["since"])["events"]
     assert [(e["event"], e["entry"]["id"]) for e in since] == [
         ("entry.created", before_it["id"]),
