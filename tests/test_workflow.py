@@ -112,12 +112,20 @@ async def newsroom(service: Service) -> dict[str, str]:
     }
 
 
+async def sse_event(stream: EventStream) -> dict:
+    """The next message of an SSE stream (skipping the optional viewer counts), decoded."""
+    while True:
+        _, message = await stream.message()
+        if message["type"] != "viewers":
+            return message
+
+
 async def until(stream, head: str) -> list[dict]:
     """Live messages (WebSocket or SSE) up to and including the one at cursor ``head``."""
     messages = []
     while not messages or messages[-1].get("cursor") != head:
         if isinstance(stream, EventStream):
-            messages.append((await stream.message())[1])
+            messages.append(await sse_event(stream))
         else:
             messages.append(await next_event(stream))
     return messages
@@ -139,7 +147,7 @@ async def public_outputs(service: Service, old: str, entry_id: str, blog_id: str
     async with service.live(blog_id, cursor=old) as ws:
         outputs["live replay"] = json.dumps(await until(ws, head)) if head != old else ""
     async with open_events(service, blog_id) as response:
-        outputs["sse snapshot"] = json.dumps((await EventStream(response).message())[1])
+        outputs["sse snapshot"] = json.dumps(await sse_event(EventStream(response)))
     async with open_events(service, blog_id, **{"Last-Event-ID": old}) as response:
         outputs["sse replay"] = json.dumps(await until(EventStream(response), head)) if head != old else ""
     page = await service.http.get(f"/blogs/{blog_id}")
@@ -186,7 +194,7 @@ async def test_a_contributors_submission_stays_out_of_every_public_output_until_
     async with service.live() as ws, open_events(service) as sse:
         assert (await receive(ws))["type"] == "snapshot"
         stream = EventStream(sse)
-        assert (await stream.message())[1]["type"] == "snapshot"
+        assert (await sse_event(stream))["type"] == "snapshot"
 
         draft = await created(
             service, staff["contributor"], status="draft", headline=approved_text, body=f"<p>{approved_text}</p>"
@@ -199,7 +207,7 @@ async def test_a_contributors_submission_stays_out_of_every_public_output_until_
         # Something public happens next: it is the first thing either reader hears of.
         visible = marker()
         sentinel = await created(service, staff["editor"], body=f"<p>{visible}</p>")
-        for message in (await next_event(ws), (await stream.message())[1]):
+        for message in (await next_event(ws), await sse_event(stream)):
             assert (message["event"], message["entry"]["id"]) == ("entry.created", sentinel["id"])
 
         outputs = await public_outputs(service, old, first["id"])
@@ -220,7 +228,7 @@ async def test_a_contributors_submission_stays_out_of_every_public_output_until_
         returned = await patched(service, staff["editor"], second, status="draft", review_note=note)
         assert (returned["status"], returned["review_note"]) == ("draft", note)
         later = await created(service, staff["editor"], body="<p>later</p>")
-        for messages in ([await next_event(ws), await next_event(ws)], [(await stream.message())[1] for _ in "ab"]):
+        for messages in ([await next_event(ws), await next_event(ws)], [await sse_event(stream) for _ in "ab"]):
             assert [(m["event"], m["entry"]["id"]) for m in messages] == [
                 ("entry.created", approved["id"]),
                 ("entry.created", later["id"]),
@@ -322,13 +330,15 @@ async def test_an_editor_reschedules_unschedules_and_publishes_a_scheduled_entry
 
         # Rescheduled earlier, rescheduled later, unscheduled.
         never_text = marker()
+        # (Each change follows its entry's creation at once: a second is a long way off.)
         brought_forward = await created(service, editor, status="scheduled", publish_at=soon(3600))
-        put_back = await created(service, editor, status="scheduled", publish_at=soon(1))
-        never = await created(service, editor, status="scheduled", publish_at=soon(1), body=f"<p>{never_text}</p>")
-        forward_at, back_at = soon(0.5), soon(1.5)
+        forward_at = soon(0.5)
         brought_forward = await patched(service, editor, brought_forward, publish_at=forward_at)
         assert (brought_forward["status"], utc(brought_forward["publish_at"])) == ("scheduled", utc(forward_at))
+        put_back = await created(service, editor, status="scheduled", publish_at=soon(1))
+        back_at = soon(1.5)
         put_back = await patched(service, editor, put_back, publish_at=back_at)
+        never = await created(service, editor, status="scheduled", publish_at=soon(1), body=f"<p>{never_text}</p>")
         never = await patched(service, editor, never, status="draft")
         assert (never["status"], never["publish_at"]) == ("draft", None)
 
@@ -511,7 +521,7 @@ async def test_a_purged_entry_is_gone_from_every_replay_history_and_from_redis(s
     async with service.live() as ws, open_events(service) as sse:
         assert (await receive(ws))["type"] == "snapshot"
         stream = EventStream(sse)
-        assert (await stream.message())[1]["type"] == "snapshot"
+        assert (await sse_event(stream))["type"] == "snapshot"
 
         entry = await created(service, reporter, headers=key, **original)
         entry = await patched(
@@ -522,16 +532,21 @@ async def test_a_purged_entry_is_gone_from_every_replay_history_and_from_redis(s
         after_it = await created(service, reporter, body=f"<p>{kept} after</p>")
         for _ in range(4):  # created, updated, updated, and the next entry
             await next_event(ws)
-            await stream.message()
+            await sse_event(stream)
 
-        # A reporter may not purge, even its own entry: nothing changes.
+        # A reporter may not purge, even its own entry; an editor's purge of a version it did not
+        # see is refused too (If-Match is optional for a purge, and checked when sent).
         before = await redis_state(redis_server.url)
         assert_error(await purge(service, reporter, entry), 403)
+        stale = await service.http.delete(
+            url(entry), params={"purge": "true"}, headers={**bearer(editor), "If-Match": '"1"'}
+        )
+        assert_error(stale, 412)
         assert await redis_state(redis_server.url) == before
 
         response = await purge(service, editor, entry)
         assert response.status_code == 204, response.text
-        for message in (await next_event(ws), (await stream.message())[1]):
+        for message in (await next_event(ws), await sse_event(stream)):
             assert message["event"] == "entry.deleted"
             assert message["entry"]["id"] == entry["id"] and message["entry"]["deleted"] is True
 
