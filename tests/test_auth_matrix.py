@@ -64,6 +64,8 @@ async def service(redis_server) -> Service:
 async def newsroom_dump(service, redis_server) -> tuple[dict[str, str | None], dict[bytes, bytes]]:
     """The newsroom, made once through the API and kept as a dump of every key: each test
     restores it (conftest empties Redis before every test) instead of minting nine tokens."""
+    async with aioredis.Redis.from_url(redis_server.url) as client:
+        await client.flushall()  # module fixtures come before conftest's cleaning of the first test
     await service.create_blog("ukraine")
     await service.create_blog("gaza")
     names = {
