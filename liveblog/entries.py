@@ -114,12 +114,13 @@ def _cleaned(changes: dict[str, Any]) -> dict[str, Any]:
     return {name: _CLEANERS[name](value) if name in _CLEANERS else value for name, value in changes.items()}
 
 
-def _byline(byline: Byline | None, who: Principal) -> Author:
-    """The entry's author: editors sign any name, everyone else their token's (DESIGN §6)."""
+def _byline(byline: Byline | None, who: Principal, current: str | None = None) -> Author:
+    """The entry's author: editors sign any name, everyone else their token's (DESIGN §6). A
+    byline without a name keeps the ``current`` one (an edit), or is signed by ``who``."""
     byline = byline or Byline()
     if byline.name is not None and byline.name != who.name and not who.is_editor:
         raise Refused(403, "forbidden", "bylines carry the token's own name: leave author.name out", "$.author.name")
-    return _clean_author(Author(name=byline.name or who.name, role=byline.role, location=byline.location))
+    return _clean_author(Author(name=byline.name or current or who.name, role=byline.role, location=byline.location))
 
 
 def _actor(who: Principal) -> Actor:
@@ -230,7 +231,7 @@ def edit(entry: Entry, owner: str | None, patch: EntryPatch, who: Principal, now
     if target == "scheduled" and entry.status != "scheduled" and "publish_at" not in changes:
         raise Refused(422, "invalid", 'scheduling needs "publish_at"', "$.publish_at")
     if "author" in changes:
-        changes["author"] = _byline(changes["author"], who)
+        changes["author"] = _byline(changes["author"], who, entry.author.name)
     after = msgspec.structs.replace(
         entry, **_cleaned(changes), version=entry.version + 1, updated_at=now, status=target
     )

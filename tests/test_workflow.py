@@ -731,3 +731,12 @@ async def test_bylines_are_the_tokens_own_except_for_editors(service):
     assert signed["author"]["name"] == "Staff and agencies"
     admin = await created(service, ADMIN_TOKEN)
     assert admin["author"]["name"] == service.services.settings.publisher_name
+
+
+async def test_an_editor_who_fixes_a_bylines_location_keeps_the_writers_name(service):
+    staff = await newsroom(service)
+    entry = await created(service, staff["reporter"], author={"location": "Kyiv"})
+    fixed = await patched(service, staff["editor"], entry, author={"location": "Kharkiv"})
+    assert fixed["author"] == {"name": "Olena", "role": None, "location": "Kharkiv"}
+    fixed = await patched(service, ADMIN_TOKEN, fixed, author={"role": "Correspondent"})
+    assert fixed["author"] == {"name": "Olena", "role": "Correspondent", "location": None}
