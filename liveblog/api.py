@@ -40,6 +40,7 @@ from .models import (
     EventPage,
     Raw,
     TokenCreate,
+    Version,
     decode,
     encoder,
 )
@@ -388,7 +389,11 @@ async def patch_entry(request: Request) -> Response:
     entry, owner, expected = await _editable(request)
     if not principal.can_see_work(entry.blog, owner) and entry.status != "published":
         raise ApiError(404, "not_found", f"entry {entry.id!r} does not exist in blog {entry.blog!r}")
-    change = entries.edit(entry, owner, patch, principal, now())
+    shown = None
+    if entry.status == "retracted" and patch.status == "published":  # a restore: what did readers have?
+        rows = await _store(request).versions(entry.blog, entry.id)
+        shown = decode(Version, rows[-1]) if rows else None
+    change = entries.edit(entry, owner, patch, principal, now(), shown)
     if entry.version != expected:
         raise _stale(entry.version)
     written = await _apply(request, change, principal.token_id)

@@ -157,7 +157,7 @@ def _version(entry: Entry, now: datetime, correction: str | None = None) -> Vers
     )
 
 
-def _content_changed(before: Entry, after: Entry) -> bool:
+def _content_changed(before: Entry | Version, after: Entry) -> bool:
     return any(getattr(before, name) != getattr(after, name) for name in CONTENT)
 
 
@@ -204,8 +204,13 @@ def create(blog_id: str, request: EntryCreate, who: Principal, now: datetime) ->
     )
 
 
-def edit(entry: Entry, owner: str | None, patch: EntryPatch, who: Principal, now: datetime) -> Change:
+def edit(
+    entry: Entry, owner: str | None, patch: EntryPatch, who: Principal, now: datetime, shown: Version | None = None
+) -> Change:
     """``patch`` applied to ``entry`` by ``who``: its fields, and its status as DESIGN §6 allows.
+
+    ``shown`` is the entry's latest published version, what readers last had of it: a restore
+    is a new version if the entry is not that any more (it may have been edited while retracted).
 
     Raises :class:`Refused`: 403 for what the role may not do, 409 for a status change there
     is no such thing as, 422 for a field that does not go with the change.
@@ -236,7 +241,7 @@ def edit(entry: Entry, owner: str | None, patch: EntryPatch, who: Principal, now
         entry, **_cleaned(changes), version=entry.version + 1, updated_at=now, status=target
     )
     if target == "published":
-        return _to_published(entry, after, correction, who, now)
+        return _to_published(entry, after, correction, who, now, shown)
     if target == "retracted" and moving:
         after = msgspec.structs.replace(after, retraction_note=retraction_note)
         return retract_change(entry, after, _actor(who), now)
@@ -279,7 +284,9 @@ def _check_notes(
         raise Refused(422, "invalid", "retraction_note goes with retracting a published entry", "$.retraction_note")
 
 
-def _to_published(before: Entry, after: Entry, correction: str | None, who: Principal, now: datetime) -> Change:
+def _to_published(
+    before: Entry, after: Entry, correction: str | None, who: Principal, now: datetime, shown: Version | None
+) -> Change:
     """An edit of a published entry, or an entry going public (approved, published, restored)."""
     actor = _actor(who)
     if before.status == "published":
@@ -297,14 +304,13 @@ def _to_published(before: Entry, after: Entry, correction: str | None, who: Prin
             audit=_audit(actor, "edit", before, after, now),
         )
     if before.status == "retracted":
-        after = msgspec.structs.replace(
-            after, retraction_note=None, edited_at=now if _content_changed(before, after) else before.edited_at
-        )
+        changed = _content_changed(shown or before, after)
+        after = msgspec.structs.replace(after, retraction_note=None, edited_at=now if changed else before.edited_at)
         return Change(
             entry=after,
             expected_version=before.version,
             event="entry.created",
-            version=_version(after, now) if _content_changed(before, after) else None,
+            version=_version(after, now) if changed else None,
             audit=_audit(actor, "restore", before, after, now),
         )
     return go_out(before, after, actor, now)

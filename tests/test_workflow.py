@@ -507,6 +507,32 @@ async def test_a_retracted_entry_leaves_every_reader_and_an_editor_restores_it(s
     assert (await service.http.get(url(entry))).json() == restored
 
 
+async def test_an_entry_fixed_while_retracted_comes_back_as_a_new_version(service):
+    staff = await newsroom(service)
+    editor = staff["editor"]
+    entry = await created(service, staff["reporter"], body="<p>The bridge was destroyed.</p>")
+    assert (await retract(service, editor, entry, "Being checked.")).status_code == 204
+    fixed = await patched(service, editor, {**entry, "version": 2}, body="<p>The bridge was damaged.</p>")
+    async with service.live() as ws:
+        assert (await receive(ws))["type"] == "snapshot"
+        restored = await patched(service, editor, fixed, status="published")
+        back = await next_event(ws)
+    assert (back["event"], back["entry"]) == ("entry.created", restored)
+    assert restored["body"] == "<p>The bridge was damaged.</p>"
+    assert restored["edited_at"] is not None  # readers had the other text
+    versions = await versions_of(service, restored)
+    assert [(v["version"], v["body"]) for v in versions] == [
+        (1, "<p>The bridge was destroyed.</p>"),
+        (4, "<p>The bridge was damaged.</p>"),
+    ]
+
+    # Restored as it was retracted, it is no new version.
+    assert (await retract(service, editor, restored)).status_code == 204
+    again = await patched(service, editor, {**restored, "version": 5}, status="published")
+    assert again["edited_at"] == restored["edited_at"]
+    assert await versions_of(service, again) == versions
+
+
 # --- 5. purge -----------------------------------------------------------------------------------------
 
 
