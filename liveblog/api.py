@@ -40,13 +40,14 @@ from .models import (
     EventPage,
     Raw,
     TokenCreate,
+    Version,
     decode,
     encoder,
 )
 from .openapi import openapi
 from .services import services
 from .sse import events
-from .storage import BlogEnded, Change, Conflict, CursorGone, Storage, Written
+from .storage import BlogEnded, Change, Conflict, CursorGone, Purged, Storage, Written
 from .store import fingerprint, key_digest
 
 T = TypeVar("T", bound=Struct)
@@ -356,6 +357,8 @@ async def _apply(request: Request, change: Change, owner: str, idempotency: tupl
         written = await store.write(change, owner, idempotency)
     except BlogEnded as exc:
         raise ApiError(409, "blog_ended", str(exc)) from None
+    except Purged as exc:
+        raise ApiError(410, "purged", f"{exc}; it is not made again") from None
     except Conflict as exc:
         if change.expected_version == 0:
             raise ApiError(409, "idempotency_key_reused", str(exc)) from None
@@ -386,7 +389,11 @@ async def patch_entry(request: Request) -> Response:
     entry, owner, expected = await _editable(request)
     if not principal.can_see_work(entry.blog, owner) and entry.status != "published":
         raise ApiError(404, "not_found", f"entry {entry.id!r} does not exist in blog {entry.blog!r}")
-    change = entries.edit(entry, owner, patch, principal, now())
+    shown = None
+    if entry.status == "retracted" and patch.status == "published":  # a restore: what did readers have?
+        rows = await _store(request).versions(entry.blog, entry.id)
+        shown = decode(Version, rows[-1]) if rows else None
+    change = entries.edit(entry, owner, patch, principal, now(), shown)
     if entry.version != expected:
         raise _stale(entry.version)
     written = await _apply(request, change, principal.token_id)

@@ -33,6 +33,7 @@ from .storage import (
     NotFound,
     Page,
     Purge,
+    Purged,
     Snapshot,
     Written,
 )
@@ -177,6 +178,8 @@ class Store:
         )
         if status == "ended":
             raise BlogEnded(f"blog {entry.blog!r} has ended; it takes no new entries")
+        if status == "purged":
+            raise Purged(f"the entry this Idempotency-Key made in blog {entry.blog!r} was purged")
         if status == "replay":
             first_fingerprint, _, first = rest[0].partition(b"\n")
             if first_fingerprint.decode() != fingerprint:

@@ -17,7 +17,12 @@ redis.call('ZREM', KEYS[4], id)
 redis.call('ZREM', KEYS[5], id)
 redis.call('DEL', KEYS[11])
 if idem then
-  redis.call('DEL', KEYS[12])
+  -- The key stays, for its remaining lifetime, as a mark that holds no text: a client retrying
+  -- the entry's POST is refused instead of publishing the taken-down text again.
+  local ttl = redis.call('PTTL', KEYS[12])
+  if ttl > 0 then
+    redis.call('SET', KEYS[12], 'purged', 'PX', ttl)
+  end
   redis.call('HDEL', KEYS[10], id)
 end
 -- Every public event that ever carried the entry goes, so that no cursor replays its text.

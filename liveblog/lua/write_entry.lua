@@ -11,6 +11,7 @@ local current = find_entry(id)
 if ARGV[2] == '0' then
   if KEYS[12] then
     local first = redis.call('GET', KEYS[12])
+    if first == 'purged' then return {'purged'} end
     if first then return {'replay', first} end
   end
   if current then return {'conflict', current} end
