@@ -47,7 +47,7 @@ from .models import (
 from .openapi import openapi
 from .services import services
 from .sse import events
-from .storage import BlogEnded, Change, Conflict, CursorGone, Purged, Storage, Written
+from .storage import BlogEnded, Change, Conflict, CursorGone, Page, Purged, Storage, Written
 from .store import fingerprint, key_digest
 
 T = TypeVar("T", bound=Struct)
@@ -57,6 +57,7 @@ _ENTRY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _IF_MATCH = re.compile(r'^(?:W/)?"?([0-9]{1,9})"?$')
 _NUMBER = re.compile(r"^[0-9]{1,9}$")
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+_TAG = re.compile(r"^[^\x00-\x1f\x7f]{1,40}\Z")
 _STREAM_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
 #: Staff answers: never kept by a shared cache.
 PRIVATE = {"Cache-Control": "private, no-store"}
@@ -241,12 +242,23 @@ async def list_entries(request: Request) -> Response:
     before = params.get("before")
     if before is not None and not _ENTRY_ID.match(before):
         raise ApiError(400, "bad_before", "before must be an entry id", "before")
+    tag = params.get("tag")
+    if tag is not None:
+        if not _TAG.match(tag):
+            raise ApiError(400, "bad_tag", "tag must be 1-40 characters of text", "tag")
+        # Not kept in the page cache: anyone may ask for any tag, and the cache's variants must
+        # stay bounded. One Redis round trip per request, like ``since``; CDNs still cache it.
+        page = await store.page(blog_id, limit, before, tag)
+        return _reader_json(request, _entry_page(page))
     pages: ShortCache = services(request).pages
     if (body := pages.get(blog_id, (limit, before))) is None:
-        page = await store.page(blog_id, limit, before)
-        body = encoder.encode(EntryPage(str(page.cursor), [Raw(e) for e in page.entries], page.next))
+        body = _entry_page(await store.page(blog_id, limit, before))
         pages.put(blog_id, (limit, before), body)
     return _reader_json(request, body)
+
+
+def _entry_page(page: Page) -> bytes:
+    return encoder.encode(EntryPage(str(page.cursor), [Raw(e) for e in page.entries if e is not None], page.next))
 
 
 async def _list_work(request: Request, blog_id: str, status: str) -> Response:

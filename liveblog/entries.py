@@ -245,6 +245,12 @@ def edit(
     Raises :class:`Refused`: 403 for what the role may not do, 409 for a status change there
     is no such thing as, 422 for a field that does not go with the change.
     """
+    return _edit(entry, owner, patch, who, now, shown)._replace(previous_tags=tuple(entry.tags))
+
+
+def _edit(
+    entry: Entry, owner: str | None, patch: EntryPatch, who: Principal, now: datetime, shown: Version | None
+) -> Change:
     changes = fields_set(patch)
     target: str = changes.pop("status", entry.status)
     correction: str | None = changes.pop("correction", None)
@@ -305,6 +311,8 @@ def _check_notes(
             raise Refused(422, "invalid", "only a published entry is corrected; edit a draft instead", "$.correction")
         if len(entry.corrections) >= MAX_CORRECTIONS:
             raise Refused(422, "invalid", f"an entry keeps at most {MAX_CORRECTIONS} corrections", "$.correction")
+        if not clean_text(correction):
+            raise NothingLeft("$.correction")
     if review_note is not None:
         if (entry.status, target) != ("submitted", "draft"):
             raise Refused(422, "invalid", "review_note goes with returning a submission to draft", "$.review_note")
@@ -372,7 +380,7 @@ def go_out(before: Entry, after: Entry, actor: Actor, now: datetime) -> Change:
 def publish_due(entry: Entry, now: datetime) -> Change:
     """The scheduler's change: a scheduled entry whose time has come goes out."""
     after = msgspec.structs.replace(entry, version=entry.version + 1, updated_at=now)
-    return go_out(entry, after, SCHEDULER, now)
+    return go_out(entry, after, SCHEDULER, now)._replace(previous_tags=tuple(entry.tags))
 
 
 def retract(entry: Entry, owner: str | None, note: str | None, who: Principal, now: datetime) -> Change:
@@ -385,7 +393,7 @@ def retract(entry: Entry, owner: str | None, note: str | None, who: Principal, n
     after = msgspec.structs.replace(
         entry, version=entry.version + 1, updated_at=now, status="retracted", retraction_note=note and clean_text(note)
     )
-    return retract_change(entry, after, _actor(who), now)
+    return retract_change(entry, after, _actor(who), now)._replace(previous_tags=tuple(entry.tags))
 
 
 def retract_change(before: Entry, after: Entry, actor: Actor, now: datetime) -> Change:
@@ -408,7 +416,7 @@ def purge(entry: Entry, who: Principal, now: datetime) -> Purge:
     record = AuditRecord(
         at=now, actor=_actor(who), action="purge", entry=entry.id, version=gone.version, status=entry.status
     )
-    return Purge(tombstone=gone, audit=record)
+    return Purge(tombstone=gone, audit=record, tags=tuple(entry.tags))
 
 
 def score(entry: Entry) -> int:

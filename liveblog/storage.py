@@ -88,6 +88,8 @@ class Change(NamedTuple):
     version: Version | None = None
     #: A new publication, which an ended blog refuses (:class:`BlogEnded`).
     opens: bool = False
+    #: The entry's tags before the change, so that the tag index forgets the ones it lost.
+    previous_tags: tuple[str, ...] = ()
 
 
 class Purge(NamedTuple):
@@ -95,6 +97,8 @@ class Purge(NamedTuple):
 
     tombstone: Tombstone
     audit: AuditRecord
+    #: The entry's tags, which the tag index forgets.
+    tags: tuple[str, ...] = ()
 
 
 class Due(NamedTuple):
@@ -208,10 +212,10 @@ class Storage(Protocol):
     async def snapshot(self, blog_id: str, size: int) -> Snapshot:
         """The blog, its latest ``size`` entries and the pinned ones, as of the returned cursor."""
 
-    async def page(self, blog_id: str, limit: int, before: str | None) -> Page:
+    async def page(self, blog_id: str, limit: int, before: str | None, tag: str | None = None) -> Page:
         """Up to ``limit`` entries, newest first by display time, older than entry ``before``
-        (from the newest if None), as of the returned cursor; :class:`NotFound` for an unknown
-        ``before``."""
+        (from the newest if None), only those tagged ``tag`` if given, as of the returned cursor;
+        :class:`NotFound` for an unknown ``before``."""
 
     async def since(self, blog_id: str, cursor: Cursor, limit: int) -> list[LogEvent]:
         """Up to ``limit`` events after ``cursor``, in log order.
