@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
-from . import auth, blogs, entries
+from . import auth, blogs, entries, sessions
 from .caching import ShortCache, revalidatable
 from .cursor import BadCursor, Cursor
 from .errors import ApiError, validation_error
@@ -39,14 +39,17 @@ from .models import (
     EntryPatch,
     EventPage,
     Raw,
+    SessionCreate,
     TokenCreate,
     Version,
     decode,
     encoder,
 )
 from .openapi import openapi
+from .reader import client_address
 from .services import services
 from .sse import events
+from .staff import staff_live
 from .storage import BlogEnded, Change, Conflict, CursorGone, Page, Purged, Storage, Written
 from .store import fingerprint, key_digest
 
@@ -122,21 +125,7 @@ def _decode(kind: type[T], body: bytes) -> T:
 
 
 async def _principal(request: Request) -> auth.Principal:
-    unauthorized = {"WWW-Authenticate": "Bearer"}
-    try:
-        text = auth.bearer(request.headers.get("authorization"))
-        settings = services(request).settings
-        if auth.is_admin_token(text, settings.admin_token):
-            return auth.admin(settings.publisher_name)
-        token_id, secret = auth.split(text)
-        record = await _store(request).get_token(token_id)
-        if record is None:
-            raise auth.BadToken("unknown or revoked token")
-        principal = auth.verify(record, secret)
-        await _store(request).token_used(principal.token_id, now())
-        return principal
-    except auth.BadToken as exc:
-        raise ApiError(401, "unauthorized", str(exc), headers=unauthorized) from None
+    return await sessions.principal(request)
 
 
 def _forbid(message: str) -> ApiError:
@@ -488,6 +477,61 @@ async def revoke_token(request: Request) -> Response:
     return Response(status_code=204)
 
 
+# --- browser sessions ----------------------------------------------------------------------------
+
+
+def _whoami(principal: auth.Principal) -> bytes:
+    who = {
+        "name": principal.name,
+        "role": principal.role,
+        "blogs": sorted(principal.blogs),
+        "admin": principal.is_admin,
+    }
+    return encoder.encode(who)
+
+
+async def sign_in(request: Request) -> Response:
+    """``POST /api/v1/session`` ``{"token"}``: a browser session in an HttpOnly cookie."""
+    state = services(request)
+    wait = state.signins.wait_time(client_address(request))
+    if wait:
+        raise ApiError(
+            429, "rate_limited", "too many sign-ins; wait a little", headers={"Retry-After": str(math.ceil(wait))}
+        )
+    if request.headers.get("origin") not in (None, sessions.own_origin(request)):
+        raise ApiError(403, "cross_origin", "sign in from this service's own pages")
+    text = _decode(SessionCreate, await _body(request)).token
+    try:
+        principal = await sessions.principal_of_token(request, text)
+    except auth.BadToken as exc:
+        raise ApiError(401, "unauthorized", str(exc), "$.token") from None
+    session_id = await sessions.start(request, principal)
+    response = _json(_whoami(principal), 201, headers=PRIVATE)
+    response.set_cookie(
+        sessions.COOKIE,
+        session_id,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+    return response
+
+
+async def whoami(request: Request) -> Response:
+    return _json(_whoami(await _principal(request)), headers=PRIVATE)
+
+
+async def sign_out(request: Request) -> Response:
+    """``DELETE /api/v1/session``: the session ends on the server, and the cookie goes."""
+    if request.headers.get("origin") not in (None, sessions.own_origin(request)):
+        raise ApiError(403, "cross_origin", "sign out from this service's own pages")
+    await sessions.end(request)
+    response = Response(status_code=204, headers=PRIVATE)
+    response.delete_cookie(sessions.COOKIE, path="/", httponly=True, samesite="strict")
+    return response
+
+
 routes = [
     Route("/healthz", healthz),
     Route("/api/v1/openapi.json", openapi, methods=["GET"]),
@@ -504,9 +548,13 @@ routes = [
     Route("/api/v1/blogs/{blog}/entries/{entry}", delete_entry, methods=["DELETE"]),
     Route("/api/v1/blogs/{blog}/entries/{entry}/versions", entry_versions, methods=["GET"]),
     Route("/api/v1/blogs/{blog}/audit", audit, methods=["GET"]),
+    Route("/api/v1/session", sign_in, methods=["POST"]),
+    Route("/api/v1/session", whoami, methods=["GET"]),
+    Route("/api/v1/session", sign_out, methods=["DELETE"]),
     Route("/api/v1/tokens", list_tokens, methods=["GET"]),
     Route("/api/v1/tokens", create_token, methods=["POST"]),
     Route("/api/v1/tokens/{token}", revoke_token, methods=["DELETE"]),
     WebSocketRoute("/api/v1/blogs/{blog}/live", live),
+    WebSocketRoute("/api/v1/blogs/{blog}/staff/live", staff_live),
     Route("/api/v1/blogs/{blog}/events", events, methods=["GET"]),
 ]

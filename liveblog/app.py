@@ -21,6 +21,7 @@ from .metrics import Metrics
 from .scheduler import Scheduler
 from .services import Services
 from .snapshots import SnapshotReads
+from .staff import StaffChannels
 from .store import Store
 from .topology import Topology, connect
 
@@ -76,7 +77,11 @@ def create_app(
             readers=ConnectionLimiter(settings.max_readers, settings.max_readers_per_ip),
             connects=RateLimiter(connects, max(1, int(connects * 10))),
             writes=RateLimiter(writes, max(1, int(writes * 5))),
+            signins=RateLimiter(settings.signins_per_ip_per_minute / 60, 10),
             connections=live,
+            staff=StaffChannels(
+                store, settings.max_staff_readers, settings.staff_poll_interval, settings.reader_buffer_bytes
+            ),
         )
         pages = app.state.services.pages
         scheduler = Scheduler(store, metrics, settings.schedule_interval, published=pages.forget)
@@ -92,6 +97,7 @@ def create_app(
             with metrics.timing_gc():
                 yield
         finally:
+            await app.state.services.staff.close()
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)

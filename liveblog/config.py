@@ -47,6 +47,14 @@ class Settings:
     #: Proxies whose X-Forwarded-For/-Proto are believed (comma-separated addresses, or "*").
     forwarded_allow_ips: str = "127.0.0.1"
     ws_ping_interval: float = 20.0
+    #: A browser session (the console's cookie) ends after this many idle seconds.
+    session_idle_seconds: int = 8 * 3600
+    #: Sign-ins per client address per minute (bursts of 10); more get 429.
+    signins_per_ip_per_minute: float = 10.0
+    #: Staff live connections (the consoles' channel) per process.
+    max_staff_readers: int = 500
+    #: Seconds between a staff channel's looks at its blog's audit trail.
+    staff_poll_interval: float = 0.25
     #: Seconds between the scheduler's looks for entries whose publish time has come.
     schedule_interval: float = 0.25
     #: The publisher in JSON-LD, and the admin token's default byline.

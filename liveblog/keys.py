@@ -14,6 +14,14 @@ BLOGS = f"{PREFIX}:blogs"
 TOKENS = f"{PREFIX}:tokens"
 #: Hash: token id -> when it was last used (RFC 3339), refreshed at most once a minute.
 TOKENS_USED = f"{PREFIX}:tokens-used"
+
+
+def session(digest: str) -> str:
+    """String with TTL: a browser session (by its id's SHA-256) -> the token id it signs in as
+    (``admin:…`` for the admin token); the TTL is the idle expiry."""
+    return f"{PREFIX}:session:{digest}"
+
+
 #: Sorted set: ``"<blog> <entry>"`` of every scheduled entry, scored by its publish time (ms).
 #: An index only: the entry's own record decides whether and when it goes out, so a stale
 #: member costs one look and is dropped.

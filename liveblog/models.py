@@ -300,6 +300,12 @@ class EntryDelete(_Input, kw_only=True):
     retraction_note: Note | None = None
 
 
+class SessionCreate(_Input, kw_only=True):
+    """``POST /api/v1/session``: sign a browser in with a token."""
+
+    token: Annotated[str, Meta(min_length=1, max_length=200)]
+
+
 class TokenCreate(_Input, kw_only=True):
     name: ShortText
     role: Literal["editor", "reporter", "contributor"]
@@ -343,7 +349,20 @@ S = TypeVar("S", bound=Struct)
 
 _decoders: dict[type[Struct], msgspec.json.Decoder[Any]] = {
     cls: msgspec.json.Decoder(cls)
-    for cls in (BlogCreate, BlogPatch, EntryCreate, EntryPatch, EntryDelete, TokenCreate, Blog, Entry, Token, Version)
+    for cls in (
+        BlogCreate,
+        BlogPatch,
+        EntryCreate,
+        EntryPatch,
+        EntryDelete,
+        SessionCreate,
+        TokenCreate,
+        Blog,
+        Entry,
+        Token,
+        Version,
+        AuditRecord,
+    )
 }
 
 

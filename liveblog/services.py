@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from starlette.requests import HTTPConnection
 
@@ -14,6 +15,9 @@ from .limits import ConnectionLimiter, RateLimiter
 from .metrics import Metrics
 from .snapshots import SnapshotReads
 from .storage import Storage
+
+if TYPE_CHECKING:
+    from .staff import StaffChannels
 from .topology import Topology
 
 
@@ -35,8 +39,12 @@ class Services:
     connects: RateLimiter
     #: Entry writes per token.
     writes: RateLimiter
+    #: Sign-ins (``POST /api/v1/session``) per client address.
+    signins: RateLimiter
     #: The live connections, pinged and told at shutdown.
     connections: Connections
+    #: The consoles' staff channels and the tasks that follow them.
+    staff: StaffChannels
 
 
 def services(connection: HTTPConnection) -> Services:

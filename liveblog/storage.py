@@ -194,6 +194,25 @@ class Storage(Protocol):
         """Up to ``limit`` audit records' JSON, newest first, older than record id ``before``;
         and the id to ask for the next page with, or None."""
 
+    async def audit_after(self, blog_id: str, after: str, limit: int) -> list[tuple[str, bytes]]:
+        """Up to ``limit`` audit records after record id ``after`` ("0-0": from the oldest), oldest
+        first, with their ids."""
+
+    async def audit_position(self, blog_id: str) -> str:
+        """The id of the blog's newest audit record ("0-0" if none)."""
+
+    # -- browser sessions
+
+    async def start_session(self, digest: str, mark: str, idle_seconds: int) -> None:
+        """Store a session (its id's digest) for ``mark``, expiring after ``idle_seconds``."""
+
+    async def session(self, digest: str, idle_seconds: int) -> str | None:
+        """The session's mark, pushing its expiry back to ``idle_seconds`` from now; None if it
+        ended or expired."""
+
+    async def end_session(self, digest: str) -> None:
+        """End the session at once."""
+
     # -- the schedule
 
     async def schedule(self, blog_id: str, entry_id: str, at: datetime) -> None:

@@ -263,6 +263,29 @@ class Store:
             raise Conflict("the entry was changed by someone else first", current_version=current.version)
         return Written(body, _s(rest[0]) or None)
 
+    async def audit_after(self, blog_id: str, after: str, limit: int) -> list[tuple[str, bytes]]:
+        records = cast(
+            list[tuple[bytes, dict[bytes, bytes]]],
+            await self.redis.xrange(keys.audit(blog_id), f"({after}", "+", count=limit),
+        )
+        return [(_s(record_id), fields[b"r"]) for record_id, fields in records]
+
+    async def audit_position(self, blog_id: str) -> str:
+        newest = cast(list[tuple[bytes, Any]], await self.redis.xrevrange(keys.audit(blog_id), "+", "-", count=1))
+        return _s(newest[0][0]) if newest else "0-0"
+
+    # --- browser sessions -----------------------------------------------------------------------
+
+    async def start_session(self, digest: str, mark: str, idle_seconds: int) -> None:
+        await self.redis.set(keys.session(digest), mark, ex=idle_seconds)
+
+    async def session(self, digest: str, idle_seconds: int) -> str | None:
+        mark = await self.redis.getex(keys.session(digest), ex=idle_seconds)
+        return None if mark is None else _s(mark)
+
+    async def end_session(self, digest: str) -> None:
+        await self.redis.delete(keys.session(digest))
+
     # --- the schedule ---------------------------------------------------------------------------
 
     async def schedule(self, blog_id: str, entry_id: str, at: datetime) -> None:
