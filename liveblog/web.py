@@ -30,7 +30,7 @@ from . import feeds, widget
 from .caching import IMMUTABLE, Prepared
 from .config import Settings
 from .errors import ApiError
-from .models import SLUG_PATTERN, Blog, Entry, decode
+from .models import SLUG_PATTERN, Blog, Entry, decode, encoder
 from .reader import get_blog
 from .render import Rendered, Words, iso, rendered, revised, templates, words
 from .services import services
@@ -54,9 +54,10 @@ _WIDGET_OPTIONS = {
     "order": re.compile(r"^(newest|oldest)$"),
     "limit": re.compile(r"^[1-9][0-9]?$|^100$"),
 }
-_JSON_IN_HTML = str.maketrans(
-    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
-)
+#: What JSON inside ``<script>`` must not hold as is (and the escapes that mean the same).
+_JSON_IN_HTML = [(b"<", b"\\u003c"), (b">", b"\\u003e"), (b"&", b"\\u0026")] + [
+    (c.encode(), b"\\u%04x" % ord(c)) for c in "\u2028\u2029"
+]
 
 
 class View(NamedTuple):
@@ -147,7 +148,10 @@ async def _serve(
 
 def json_for_script(value: object) -> Markup:
     """JSON that cannot end its ``<script>`` element early, whatever the strings in it hold."""
-    return Markup(json.dumps(value, ensure_ascii=False).translate(_JSON_IN_HTML))
+    document = encoder.encode(value)
+    for character, escape in _JSON_IN_HTML:
+        document = document.replace(character, escape)
+    return Markup(document.decode())
 
 
 def _publisher(settings: Settings) -> dict[str, object]:

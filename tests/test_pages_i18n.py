@@ -473,6 +473,40 @@ async def test_readers_who_ask_while_a_page_is_built_wait_for_that_build():
     assert (await waiting).body == b"<p>page</p>" and cache.get_prepared("c", "page") is None
 
 
+async def test_an_expired_page_is_served_while_its_successor_is_built():
+    cache = ShortCache(ttl=0.0)
+    old = await cache.prepared("b", "page", _body(b"<p>old</p>"))
+    _until_the_clock_moves()  # "old" has expired
+    cache.ttl = 3600
+    gate = asyncio.Event()
+
+    async def slow() -> bytes:
+        await gate.wait()
+        return b"<p>new</p>"
+
+    assert await cache.prepared("b", "page", slow) is old  # at once, though stale
+    assert await cache.prepared("b", "page", slow) is old and cache.builds == 2  # one build under way
+    gate.set()
+    while (new := cache.get_prepared("b", "page")) is None:
+        await asyncio.sleep(0)  # until the build is done and kept
+    assert new.body == b"<p>new</p>" and await cache.prepared("b", "page", slow) is new
+    cache.forget("b")  # a write: nothing stale is served after it
+    assert (await cache.prepared("b", "page", _body(b"<p>newest</p>"))).body == b"<p>newest</p>"
+
+
+def _body(body: bytes):  # noqa: ANN202
+    async def build() -> bytes:
+        return body
+
+    return build
+
+
+def _until_the_clock_moves() -> None:
+    start = time.monotonic()
+    while time.monotonic() == start:
+        pass
+
+
 async def test_the_caches_stay_within_their_byte_budgets():
     cache = ShortCache(ttl=3600, budget=50_000)
     for i in range(200):  # a crowd asking for ever new variants
@@ -484,9 +518,7 @@ async def test_the_caches_stay_within_their_byte_budgets():
 
     brief = ShortCache(ttl=0.0)
     brief.put("a", "page", b"old")
-    start = time.monotonic()
-    while time.monotonic() == start:  # until the clock has moved on: "a" has expired
-        pass
+    _until_the_clock_moves()  # "a" has expired
     brief.put("b", "page", b"new")
     assert len(brief) == 1  # "a" was freed, though nobody asked for it again
 
