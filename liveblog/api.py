@@ -40,13 +40,14 @@ from .models import (
     EventPage,
     Raw,
     TokenCreate,
+    Version,
     decode,
     encoder,
 )
 from .openapi import openapi
 from .services import services
 from .sse import events
-from .storage import BlogEnded, Change, Conflict, CursorGone, Storage, Written
+from .storage import BlogEnded, Change, Conflict, CursorGone, Page, Purged, Storage, Written
 from .store import fingerprint, key_digest
 
 T = TypeVar("T", bound=Struct)
@@ -56,6 +57,7 @@ _ENTRY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _IF_MATCH = re.compile(r'^(?:W/)?"?([0-9]{1,9})"?$')
 _NUMBER = re.compile(r"^[0-9]{1,9}$")
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+_TAG = re.compile(r"^[^\x00-\x1f\x7f]{1,40}\Z")
 _STREAM_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
 #: Staff answers: never kept by a shared cache.
 PRIVATE = {"Cache-Control": "private, no-store"}
@@ -240,12 +242,23 @@ async def list_entries(request: Request) -> Response:
     before = params.get("before")
     if before is not None and not _ENTRY_ID.match(before):
         raise ApiError(400, "bad_before", "before must be an entry id", "before")
+    tag = params.get("tag")
+    if tag is not None:
+        if not _TAG.match(tag):
+            raise ApiError(400, "bad_tag", "tag must be 1-40 characters of text", "tag")
+        # Not kept in the page cache: anyone may ask for any tag, and the cache's variants must
+        # stay bounded. One Redis round trip per request, like ``since``; CDNs still cache it.
+        page = await store.page(blog_id, limit, before, tag)
+        return _reader_json(request, _entry_page(page))
     pages: ShortCache = services(request).pages
     if (body := pages.get(blog_id, (limit, before))) is None:
-        page = await store.page(blog_id, limit, before)
-        body = encoder.encode(EntryPage(str(page.cursor), [Raw(e) for e in page.entries], page.next))
+        body = _entry_page(await store.page(blog_id, limit, before))
         pages.put(blog_id, (limit, before), body)
     return _reader_json(request, body)
+
+
+def _entry_page(page: Page) -> bytes:
+    return encoder.encode(EntryPage(str(page.cursor), [Raw(e) for e in page.entries if e is not None], page.next))
 
 
 async def _list_work(request: Request, blog_id: str, status: str) -> Response:
@@ -356,6 +369,8 @@ async def _apply(request: Request, change: Change, owner: str, idempotency: tupl
         written = await store.write(change, owner, idempotency)
     except BlogEnded as exc:
         raise ApiError(409, "blog_ended", str(exc)) from None
+    except Purged as exc:
+        raise ApiError(410, "purged", f"{exc}; it is not made again") from None
     except Conflict as exc:
         if change.expected_version == 0:
             raise ApiError(409, "idempotency_key_reused", str(exc)) from None
@@ -386,7 +401,11 @@ async def patch_entry(request: Request) -> Response:
     entry, owner, expected = await _editable(request)
     if not principal.can_see_work(entry.blog, owner) and entry.status != "published":
         raise ApiError(404, "not_found", f"entry {entry.id!r} does not exist in blog {entry.blog!r}")
-    change = entries.edit(entry, owner, patch, principal, now())
+    shown = None
+    if entry.status == "retracted" and patch.status == "published":  # a restore: what did readers have?
+        rows = await _store(request).versions(entry.blog, entry.id)
+        shown = decode(Version, rows[-1]) if rows else None
+    change = entries.edit(entry, owner, patch, principal, now(), shown)
     if entry.version != expected:
         raise _stale(entry.version)
     written = await _apply(request, change, principal.token_id)

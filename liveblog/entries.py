@@ -143,12 +143,13 @@ def _cleaned(changes: dict[str, Any]) -> dict[str, Any]:
     return cleaned
 
 
-def _byline(byline: Byline | None, who: Principal) -> Author:
-    """The entry's author: editors sign any name, everyone else their token's (DESIGN §6)."""
+def _byline(byline: Byline | None, who: Principal, current: str | None = None) -> Author:
+    """The entry's author: editors sign any name, everyone else their token's (DESIGN §6). A
+    byline without a name keeps the ``current`` one (an edit), or is signed by ``who``."""
     byline = byline or Byline()
     if byline.name is not None and byline.name != who.name and not who.is_editor:
         raise Refused(403, "forbidden", "bylines carry the token's own name: leave author.name out", "$.author.name")
-    return _clean_author(Author(name=byline.name or who.name, role=byline.role, location=byline.location))
+    return _clean_author(Author(name=byline.name or current or who.name, role=byline.role, location=byline.location))
 
 
 def _actor(who: Principal) -> Actor:
@@ -185,7 +186,7 @@ def _version(entry: Entry, now: datetime, correction: str | None = None) -> Vers
     )
 
 
-def _content_changed(before: Entry, after: Entry) -> bool:
+def _content_changed(before: Entry | Version, after: Entry) -> bool:
     return any(getattr(before, name) != getattr(after, name) for name in CONTENT)
 
 
@@ -233,12 +234,23 @@ def create(blog_id: str, request: EntryCreate, who: Principal, now: datetime) ->
     )
 
 
-def edit(entry: Entry, owner: str | None, patch: EntryPatch, who: Principal, now: datetime) -> Change:
+def edit(
+    entry: Entry, owner: str | None, patch: EntryPatch, who: Principal, now: datetime, shown: Version | None = None
+) -> Change:
     """``patch`` applied to ``entry`` by ``who``: its fields, and its status as DESIGN §6 allows.
+
+    ``shown`` is the entry's latest published version, what readers last had of it: a restore
+    is a new version if the entry is not that any more (it may have been edited while retracted).
 
     Raises :class:`Refused`: 403 for what the role may not do, 409 for a status change there
     is no such thing as, 422 for a field that does not go with the change.
     """
+    return _edit(entry, owner, patch, who, now, shown)._replace(previous_tags=tuple(entry.tags))
+
+
+def _edit(
+    entry: Entry, owner: str | None, patch: EntryPatch, who: Principal, now: datetime, shown: Version | None
+) -> Change:
     changes = fields_set(patch)
     target: str = changes.pop("status", entry.status)
     correction: str | None = changes.pop("correction", None)
@@ -252,17 +264,20 @@ def edit(entry: Entry, owner: str | None, patch: EntryPatch, who: Principal, now
     if moving and not who.can_move(entry.status, target):
         raise Refused(403, "forbidden", f"a {who.role} may not move an entry from {entry.status!r} to {target!r}")
     _check_notes(entry, target, correction, review_note, retraction_note, who)
+    if "publish_at" in changes and not who.is_editor:
+        # Moving the time is scheduling; moving it to now would be publishing a scheduled entry.
+        raise Refused(403, "forbidden", "only editors schedule entries", "$.publish_at")
     if "publish_at" in changes and target != "scheduled":
         raise Refused(422, "invalid", "publish_at goes only with a scheduled entry", "$.publish_at")
     if target == "scheduled" and entry.status != "scheduled" and "publish_at" not in changes:
         raise Refused(422, "invalid", 'scheduling needs "publish_at"', "$.publish_at")
     if "author" in changes:
-        changes["author"] = _byline(changes["author"], who)
+        changes["author"] = _byline(changes["author"], who, entry.author.name)
     after = msgspec.structs.replace(
         entry, **_cleaned(changes), version=entry.version + 1, updated_at=now, status=target
     )
     if target == "published":
-        return _to_published(entry, after, correction, who, now)
+        return _to_published(entry, after, correction, who, now, shown)
     if target == "retracted" and moving:
         after = msgspec.structs.replace(after, retraction_note=retraction_note)
         return retract_change(entry, after, _actor(who), now)
@@ -296,6 +311,8 @@ def _check_notes(
             raise Refused(422, "invalid", "only a published entry is corrected; edit a draft instead", "$.correction")
         if len(entry.corrections) >= MAX_CORRECTIONS:
             raise Refused(422, "invalid", f"an entry keeps at most {MAX_CORRECTIONS} corrections", "$.correction")
+        if not clean_text(correction):
+            raise NothingLeft("$.correction")
     if review_note is not None:
         if (entry.status, target) != ("submitted", "draft"):
             raise Refused(422, "invalid", "review_note goes with returning a submission to draft", "$.review_note")
@@ -305,7 +322,9 @@ def _check_notes(
         raise Refused(422, "invalid", "retraction_note goes with retracting a published entry", "$.retraction_note")
 
 
-def _to_published(before: Entry, after: Entry, correction: str | None, who: Principal, now: datetime) -> Change:
+def _to_published(
+    before: Entry, after: Entry, correction: str | None, who: Principal, now: datetime, shown: Version | None
+) -> Change:
     """An edit of a published entry, or an entry going public (approved, published, restored)."""
     actor = _actor(who)
     if before.status == "published":
@@ -323,14 +342,13 @@ def _to_published(before: Entry, after: Entry, correction: str | None, who: Prin
             audit=_audit(actor, "edit", before, after, now),
         )
     if before.status == "retracted":
-        after = msgspec.structs.replace(
-            after, retraction_note=None, edited_at=now if _content_changed(before, after) else before.edited_at
-        )
+        changed = _content_changed(shown or before, after)
+        after = msgspec.structs.replace(after, retraction_note=None, edited_at=now if changed else before.edited_at)
         return Change(
             entry=after,
             expected_version=before.version,
             event="entry.created",
-            version=_version(after, now) if _content_changed(before, after) else None,
+            version=_version(after, now) if changed else None,
             audit=_audit(actor, "restore", before, after, now),
         )
     return go_out(before, after, actor, now)
@@ -362,7 +380,7 @@ def go_out(before: Entry, after: Entry, actor: Actor, now: datetime) -> Change:
 def publish_due(entry: Entry, now: datetime) -> Change:
     """The scheduler's change: a scheduled entry whose time has come goes out."""
     after = msgspec.structs.replace(entry, version=entry.version + 1, updated_at=now)
-    return go_out(entry, after, SCHEDULER, now)
+    return go_out(entry, after, SCHEDULER, now)._replace(previous_tags=tuple(entry.tags))
 
 
 def retract(entry: Entry, owner: str | None, note: str | None, who: Principal, now: datetime) -> Change:
@@ -375,7 +393,7 @@ def retract(entry: Entry, owner: str | None, note: str | None, who: Principal, n
     after = msgspec.structs.replace(
         entry, version=entry.version + 1, updated_at=now, status="retracted", retraction_note=note and clean_text(note)
     )
-    return retract_change(entry, after, _actor(who), now)
+    return retract_change(entry, after, _actor(who), now)._replace(previous_tags=tuple(entry.tags))
 
 
 def retract_change(before: Entry, after: Entry, actor: Actor, now: datetime) -> Change:
@@ -398,7 +416,7 @@ def purge(entry: Entry, who: Principal, now: datetime) -> Purge:
     record = AuditRecord(
         at=now, actor=_actor(who), action="purge", entry=entry.id, version=gone.version, status=entry.status
     )
-    return Purge(tombstone=gone, audit=record)
+    return Purge(tombstone=gone, audit=record, tags=tuple(entry.tags))
 
 
 def score(entry: Entry) -> int:

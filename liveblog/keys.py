@@ -77,6 +77,11 @@ def idempotency_of(blog_id: str) -> str:
     return _blog(blog_id, "idem-of")
 
 
+def tag(blog_id: str, name: str) -> str:
+    """Sorted set: the published entries tagged ``name``, scored by display time (ms)."""
+    return _blog(blog_id, f"tag:{name}")
+
+
 def versions(blog_id: str, entry_id: str) -> str:
     """List: the entry's published versions (JSON), oldest first."""
     return _blog(blog_id, f"versions:{entry_id}")

@@ -172,6 +172,7 @@ def document() -> JSON:
                     _query("before", {"type": "string", "pattern": r"^[A-Za-z0-9_-]{1,64}$"}),
                     _query("since", {"type": "string", "maxLength": 64}),
                     _query("status", {"enum": ["draft", "submitted", "scheduled", "retracted"]}),
+                    _query("tag", {"type": "string", "minLength": 1, "maxLength": 40}),
                 ],
                 "responses": {
                     "200": {

@@ -31,6 +31,10 @@ class BlogEnded(Exception):
     """The blog's coverage has ended; it takes no new entries."""
 
 
+class Purged(Exception):
+    """The Idempotency-Key names an entry that was purged since: the request is not made again."""
+
+
 class CursorGone(Exception):
     """The cursor can no longer be resumed (other epoch, or trimmed from the log)."""
 
@@ -84,6 +88,8 @@ class Change(NamedTuple):
     version: Version | None = None
     #: A new publication, which an ended blog refuses (:class:`BlogEnded`).
     opens: bool = False
+    #: The entry's tags before the change, so that the tag index forgets the ones it lost.
+    previous_tags: tuple[str, ...] = ()
 
 
 class Purge(NamedTuple):
@@ -91,6 +97,8 @@ class Purge(NamedTuple):
 
     tombstone: Tombstone
     audit: AuditRecord
+    #: The entry's tags, which the tag index forgets.
+    tags: tuple[str, ...] = ()
 
 
 class Due(NamedTuple):
@@ -155,8 +163,9 @@ class Storage(Protocol):
         tombstone), the version history ``change.version`` and the audit trail ``change.audit``.
         A new entry with ``idempotency=(key digest, request fingerprint)`` whose key was used
         before gets the first result back (``replayed``) and writes nothing; a reused key
-        with another fingerprint raises :class:`Conflict`. :class:`BlogEnded` if ``change.opens``
-        and the blog has ended; :class:`NotFound` for no such blog or entry.
+        with another fingerprint raises :class:`Conflict`, and one whose entry was purged since
+        :class:`Purged` (a retry must not publish a takedown again). :class:`BlogEnded` if
+        ``change.opens`` and the blog has ended; :class:`NotFound` for no such blog or entry.
         """
 
     async def get_entry(self, blog_id: str, entry_id: str) -> tuple[Entry, str | None]:
@@ -175,10 +184,11 @@ class Storage(Protocol):
 
     async def purge(self, blog_id: str, entry_id: str, expected_version: int | None, purge: Purge) -> Written:
         """Delete every trace of the entry's text in one step: its record, every version, its
-        idempotent replay, and every event of the public log that carried it (so no replay from
-        any cursor returns it). Logs ``entry.deleted`` with ``purge.tombstone`` if the entry was
-        ever public, and ``purge.audit``. :class:`Conflict` if ``expected_version`` is given and
-        the entry moved; :class:`NotFound`."""
+        idempotent replay (its key stays, holding no text, so that a retry of the entry's POST
+        is refused with :class:`Purged` until the key expires), and every event of the public log
+        that carried it (so no replay from any cursor returns it). Logs ``entry.deleted`` with
+        ``purge.tombstone`` if the entry was ever public, and ``purge.audit``. :class:`Conflict`
+        if ``expected_version`` is given and the entry moved; :class:`NotFound`."""
 
     async def audit(self, blog_id: str, limit: int, before: str | None) -> tuple[list[bytes], str | None]:
         """Up to ``limit`` audit records' JSON, newest first, older than record id ``before``;
@@ -202,10 +212,10 @@ class Storage(Protocol):
     async def snapshot(self, blog_id: str, size: int) -> Snapshot:
         """The blog, its latest ``size`` entries and the pinned ones, as of the returned cursor."""
 
-    async def page(self, blog_id: str, limit: int, before: str | None) -> Page:
+    async def page(self, blog_id: str, limit: int, before: str | None, tag: str | None = None) -> Page:
         """Up to ``limit`` entries, newest first by display time, older than entry ``before``
-        (from the newest if None), as of the returned cursor; :class:`NotFound` for an unknown
-        ``before``."""
+        (from the newest if None), only those tagged ``tag`` if given, as of the returned cursor;
+        :class:`NotFound` for an unknown ``before``."""
 
     async def since(self, blog_id: str, cursor: Cursor, limit: int) -> list[LogEvent]:
         """Up to ``limit`` events after ``cursor``, in log order.

@@ -33,6 +33,7 @@ from .storage import (
     NotFound,
     Page,
     Purge,
+    Purged,
     Snapshot,
     Written,
 )
@@ -148,7 +149,9 @@ class Store:
             event = _event(change.event, "entry", encoder.encode(change.tombstone))
         elif change.event is not None:
             event = _event(change.event, "entry", body)
-        extra = [keys.versions(entry.blog, entry.id)]
+        now_tagged = list(dict.fromkeys(entry.tags))
+        lost = [name for name in dict.fromkeys(change.previous_tags) if name not in now_tagged]
+        extra = [keys.versions(entry.blog, entry.id), *(keys.tag(entry.blog, name) for name in now_tagged + lost)]
         if idempotency and change.expected_version == 0:
             extra.append(keys.idempotency(entry.blog, idempotency[0]))
         fingerprint = idempotency[1] if idempotency else ""
@@ -172,11 +175,15 @@ class Store:
                 fingerprint,
                 self.versions_kept,
                 "1" if change.opens else "0",
+                len(now_tagged) + len(lost),
+                len(now_tagged),
             ],
             extra,
         )
         if status == "ended":
             raise BlogEnded(f"blog {entry.blog!r} has ended; it takes no new entries")
+        if status == "purged":
+            raise Purged(f"the entry this Idempotency-Key made in blog {entry.blog!r} was purged")
         if status == "replay":
             first_fingerprint, _, first = rest[0].partition(b"\n")
             if first_fingerprint.decode() != fingerprint:
@@ -217,7 +224,8 @@ class Store:
         tombstone = encoder.encode(purge.tombstone)
         for _ in range(5):  # the idempotency key is named by a read; a retry of its write moves it
             idem = await self.redis.hget(keys.idempotency_of(blog_id), entry_id)
-            extra = [keys.versions(blog_id, entry_id), *([_s(idem)] if idem is not None else [])]
+            tags = [keys.tag(blog_id, name) for name in dict.fromkeys(purge.tags)]
+            extra = [keys.versions(blog_id, entry_id), *tags, *([_s(idem)] if idem is not None else [])]
             status, *rest = await self._run(
                 "purge_entry",
                 blog_id,
@@ -228,6 +236,7 @@ class Store:
                     encoder.encode(purge.audit),
                     self.log_maxlen,
                     self.audit_maxlen,
+                    len(tags),
                 ],
                 extra,
             )
@@ -279,8 +288,9 @@ class Store:
         _, blog, epoch, last_id, latest, pinned = await self._run("snapshot", blog_id, [size])
         return Snapshot(Cursor(_s(epoch), _s(last_id)), blog, latest, pinned)
 
-    async def page(self, blog_id: str, limit: int, before: str | None) -> Page:
-        reply = await self._run("page", blog_id, [limit, before or ""])
+    async def page(self, blog_id: str, limit: int, before: str | None, tag: str | None = None) -> Page:
+        extra = [keys.tag(blog_id, tag)] if tag is not None else []
+        reply = await self._run("page", blog_id, [limit, before or ""], extra)
         if reply[0] == "no_entry":
             raise NotFound(f"entry {before!r} does not exist in blog {blog_id!r}")
         _, epoch, last_id, entries, next_id = reply

@@ -155,6 +155,8 @@ BAD_BODIES = [
     pytest.param(
         "POST", ENTRIES, b'{"body": "<p>x</p>", "status": "retracted"}', 422, "$.status", id="created-retracted"
     ),
+    pytest.param("PATCH", ENTRY, b'{"correction": "<b></b>"}', 422, "$.correction", id="correction-only-markup"),
+    pytest.param("PATCH", ENTRY, b'{"correction": ""}', 422, "$.correction", id="correction-empty"),
     pytest.param(
         "POST",
         ENTRIES,

@@ -5,8 +5,9 @@ credits, social embeds of known providers, and the blog's time zone."""
 from __future__ import annotations
 
 import pytest
-from conftest import assert_error
+from conftest import assert_error, receive
 
+from liveblog import keys
 from liveblog.embeds import embed_of
 from liveblog.formats import text_to_html
 from liveblog.sanitize import clean_html
@@ -160,3 +161,62 @@ def test_text_is_escaped_before_it_is_linked():
         '<p>&lt;a href=&quot;javascript:x&quot;&gt;<a href="https://a.test/?q=">https://a.test/?q=</a>'
         "&lt;b&gt;&lt;/a&gt;</p>"
     )
+
+
+async def _tagged(service, tag: str, **params: str) -> dict:
+    response = await service.http.get(ENTRIES, params={"tag": tag, **params})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def test_a_tag_view_lists_only_that_tags_published_entries_and_follows_every_change(service):
+    await service.create_blog()
+    vote = await service.post(body="<p>La votación</p>", tags=["Congreso", "Ley de Amnistía"])
+    other = await service.post(body="<p>Otra cosa</p>", tags=["Economía"])
+    second = await service.post(body="<p>Resultado</p>", tags=["Congreso"])
+    await service.post(body="<p>Borrador</p>", tags=["Congreso"], status="draft")
+    assert [e["id"] for e in (await _tagged(service, "Congreso"))["entries"]] == [second["id"], vote["id"]]
+
+    page = await _tagged(service, "Congreso", limit="1")
+    assert [e["id"] for e in page["entries"]] == [second["id"]] and page["next"] == second["id"]
+    older = await _tagged(service, "Congreso", limit="1", before=page["next"])
+    assert [e["id"] for e in older["entries"]] == [vote["id"]] and older["next"] is None
+
+    retagged = await service.http.patch(
+        f"{ENTRIES}/{vote['id']}", json={"tags": ["Ley de Amnistía"]}, headers={**service.auth(), "If-Match": '"1"'}
+    )
+    assert retagged.status_code == 200
+    assert [e["id"] for e in (await _tagged(service, "Congreso"))["entries"]] == [second["id"]]
+    retracted = await service.http.delete(f"{ENTRIES}/{second['id']}", headers={**service.auth(), "If-Match": '"1"'})
+    assert retracted.status_code == 204
+    assert (await _tagged(service, "Congreso"))["entries"] == []
+    purged = await service.http.delete(f"{ENTRIES}/{vote['id']}?purge=true", headers=service.auth())
+    assert purged.status_code == 204
+    assert (await _tagged(service, "Ley de Amnistía"))["entries"] == []
+    assert not await service.services.store.redis.exists(keys.tag("ukraine", "Ley de Amnistía")), "nothing stale left"
+    assert [e["id"] for e in (await _tagged(service, "Economía"))["entries"]] == [other["id"]]
+    assert (await _tagged(service, "nunca usada"))["entries"] == []
+
+
+async def test_a_scheduled_entry_joins_its_tag_view_when_it_goes_out(service):
+    await service.create_blog()
+    async with service.live() as reader:
+        assert (await receive(reader))["type"] == "snapshot"
+        entry = await service.post(tags=["Directo"], status="scheduled", publish_at="2999-01-01T00:00:00Z")
+        assert (await _tagged(service, "Directo"))["entries"] == []
+        due = await service.http.patch(
+            f"{ENTRIES}/{entry['id']}",
+            json={"publish_at": "2000-01-01T00:00:00Z"},
+            headers={**service.auth(), "If-Match": '"1"'},
+        )
+        assert due.status_code == 200, due.text
+        while (message := await receive(reader))["type"] != "event":
+            pass
+    assert message["entry"]["id"] == entry["id"]
+    assert [e["id"] for e in (await _tagged(service, "Directo"))["entries"]] == [entry["id"]]
+
+
+@pytest.mark.parametrize("tag", ["", "a" * 41, "line\nbreak"])
+async def test_a_malformed_tag_is_a_400(service, tag):
+    await service.create_blog()
+    assert_error(await service.http.get(ENTRIES, params={"tag": tag}), 400, "tag")

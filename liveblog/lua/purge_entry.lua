@@ -1,14 +1,16 @@
--- A takedown (storage.Purge). KEYS[11] the entry's versions list, KEYS[12] its idempotency key
--- as the caller read it from KEYS[10] (optional).
+-- A takedown (storage.Purge). KEYS[11] the entry's versions list, KEYS[12..11+n] its tag index
+-- keys, then its idempotency key as the caller read it from KEYS[10] (optional).
 -- ARGV: 1 entry id, 2 expected version ('' for any), 3 tombstone event JSON, 4 audit JSON,
--- 5 log maxlen, 6 audit maxlen.
+-- 5 log maxlen, 6 audit maxlen, 7 n.
+local tag_keys = tonumber(ARGV[7])
+local idem_key = KEYS[12 + tag_keys]
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'not_found'} end
 local id = ARGV[1]
 local current = find_entry(id)
 if not current then return {'no_entry'} end
 if ARGV[2] ~= '' and cjson.decode(current)['version'] ~= tonumber(ARGV[2]) then return {'conflict', current} end
 local idem = redis.call('HGET', KEYS[10], id)
-if (idem or '') ~= (KEYS[12] or '') then return {'retry'} end
+if (idem or '') ~= (idem_key or '') then return {'retry'} end
 
 redis.call('HDEL', KEYS[3], id)
 redis.call('HDEL', KEYS[7], id)
@@ -16,8 +18,14 @@ redis.call('HDEL', KEYS[6], id)
 redis.call('ZREM', KEYS[4], id)
 redis.call('ZREM', KEYS[5], id)
 redis.call('DEL', KEYS[11])
+for i = 1, tag_keys do redis.call('ZREM', KEYS[11 + i], id) end
 if idem then
-  redis.call('DEL', KEYS[12])
+  -- The key stays, for its remaining lifetime, as a mark that holds no text: a client retrying
+  -- the entry's POST is refused instead of publishing the taken-down text again.
+  local ttl = redis.call('PTTL', idem_key)
+  if ttl > 0 then
+    redis.call('SET', idem_key, 'purged', 'PX', ttl)
+  end
   redis.call('HDEL', KEYS[10], id)
 end
 -- Every public event that ever carried the entry goes, so that no cursor replays its text.
