@@ -46,8 +46,9 @@ HTML = "text/html; charset=utf-8"
 #: oEmbed's iframe size when the consumer sets no maximum.
 OEMBED_WIDTH, OEMBED_HEIGHT = 640, 800
 _SLUG = re.compile(SLUG_PATTERN)
-_ENTRY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_MAX_TAG = 40
+_ENTRY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
+#: A tag as the API takes one: 1-40 characters of text.
+_TAG = re.compile(r"^[^\x00-\x1f\x7f]{1,40}\Z")
 _BLOG_PATH = re.compile(r"^/blogs/(%s)/?$" % SLUG_PATTERN.strip("^$"))
 _WIDGET_OPTIONS = {
     "theme": re.compile(r"^(light|dark|auto)$"),
@@ -96,19 +97,14 @@ def _entries(bodies: list[bytes]) -> list[Entry]:
 async def _view(request: Request, blog_id: str, before: str | None, tag: str | None) -> View:
     state = services(request)
     size = state.settings.snapshot_size
-    if before is None:
+    if before is None and tag is None:
         # One more than a page: whether there is an older page to link to.
         snapshot = await state.store.snapshot(blog_id, size + 1)
         blog, latest, pinned = decode(Blog, snapshot.blog), _entries(snapshot.entries), _entries(snapshot.pinned)
-        entries, older = latest[:size], latest[size - 1].id if len(latest) > size else None
-    else:
-        blog = await get_blog(state, blog_id)
-        page = await state.store.page(blog_id, size, before)
-        entries, pinned, older = _entries(page.entries), [], page.next
-    if tag is not None:
-        # Until the store pages by tag, a tag view is each page of the stream, filtered.
-        entries, pinned = [e for e in entries if tag in e.tags], []
-    return View(blog, entries, pinned, older, before, tag)
+        return View(blog, latest[:size], pinned, latest[size - 1].id if len(latest) > size else None)
+    blog = await get_blog(state, blog_id)
+    page = await state.store.page(blog_id, size, before, tag)
+    return View(blog, _entries(page.entries), [], page.next, before, tag)
 
 
 async def _latest(request: Request, blog_id: str) -> tuple[Blog, list[Entry]]:
@@ -117,11 +113,9 @@ async def _latest(request: Request, blog_id: str) -> tuple[Blog, list[Entry]]:
     return decode(Blog, snapshot.blog), _entries(snapshot.entries)
 
 
-def _query(request: Request, name: str, pattern: re.Pattern[str] | None, longest: int) -> str | None:
+def _query(request: Request, name: str, pattern: re.Pattern[str]) -> str | None:
     value = request.query_params.get(name)
-    if value is None:
-        return None
-    if not 0 < len(value) <= longest or (pattern is not None and not pattern.match(value)):
+    if value is not None and not pattern.match(value):
         raise NotFound(f"there is no such page ({name}={value[:80]!r})")
     return value
 
@@ -289,8 +283,7 @@ async def blog_page(request: Request) -> Response:
     ``?before=<entry id>``, the entries older than that one (links lead from page to page, so
     crawlers reach every entry); with ``?tag=``, only the entries with that tag."""
     blog_id = _blog_id(request)
-    before = _query(request, "before", _ENTRY_ID, 64)
-    tag = _query(request, "tag", None, _MAX_TAG)
+    before, tag = _query(request, "before", _ENTRY_ID), _query(request, "tag", _TAG)
     base = _base(request)
     settings = services(request).settings
 
