@@ -153,8 +153,9 @@ class ShortCache:
         """The body cached for (blog, variant), else what ``build`` returns, prepared and kept.
 
         An expired body is served at once while its successor is built, for :data:`STALE`
-        seconds. Otherwise requests that arrive while a body is being built wait for that
-        build rather than doing the same work again; one that gives up (its client left) does
+        seconds, unless that build fails (then the stale body goes too). Otherwise requests
+        that arrive while a body is being built wait for that build rather than doing the
+        same work again; one that gives up (its client left) does
         not stop it. A build the blog was written to during is handed to those who waited for
         it, but not kept.
         """
@@ -189,7 +190,9 @@ class ShortCache:
         if self._building.get(key) is not building:
             return  # forgotten meanwhile: it may predate the write
         del self._building[key]
-        if not failed:
+        if failed:
+            self._drop(key)  # no stale body for what is not there any more (a purged entry's page)
+        else:
             self.put(*key, building.result())
 
     def forget(self, blog_id: str) -> None:

@@ -501,6 +501,24 @@ async def test_an_expired_page_is_served_while_its_successor_is_built():
     cache.forget("b")  # a write: nothing stale is served after it
     assert (await cache.prepared("b", "page", _body(b"<p>newest</p>"))).body == b"<p>newest</p>"
 
+    # A page that is gone (an entry purged by another process) is not served stale any longer.
+    gone = ShortCache(ttl=0.0)
+    await gone.prepared("e", "entry", _body(b"<p>purged text</p>"))
+    _until_the_clock_moves()
+    failing = asyncio.Event()
+
+    async def not_found() -> bytes:
+        await failing.wait()
+        raise LookupError("no such entry")
+
+    assert (await gone.prepared("e", "entry", not_found)).body == b"<p>purged text</p>"  # while it is rebuilt
+    failing.set()
+    with pytest.raises(LookupError):
+        while True:  # stale until that build has failed, then its error
+            await gone.prepared("e", "entry", not_found)
+            await asyncio.sleep(0)
+    assert len(gone) == 0
+
 
 def _body(body: bytes):  # noqa: ANN202
     async def build() -> bytes:
