@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
 
 from . import api, errors, i18n, web
 from .caching import ShortCache
@@ -103,8 +105,15 @@ def create_app(
             await asyncio.gather(*background, return_exceptions=True)
             await client.aclose()
 
+    # Pages, feeds and the widget come compressed once, when they are built (liveblog.web); this
+    # compresses the rest (the API's JSON) per response. It leaves WebSocket scopes alone, sends
+    # SSE's text/event-stream as it is, and passes a response that has a Content-Encoding.
+    compression = Middleware(GZipMiddleware, minimum_size=1024, compresslevel=6)
     return Starlette(
-        routes=[*api.routes, *web.routes, *i18n.routes], exception_handlers=errors.handlers, lifespan=lifespan
+        routes=[*api.routes, *web.routes, *i18n.routes],
+        exception_handlers=errors.handlers,
+        lifespan=lifespan,
+        middleware=[compression],
     )
 
 

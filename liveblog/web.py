@@ -1,96 +1,123 @@
-"""Pages for readers who never call the API: the embed widget, the iframe page, the public page,
-feeds and oEmbed.
+"""Pages for readers who never call the API: the embed widget, the iframe page, the public page
+with its older pages and tag views, each entry's own page, feeds and oEmbed.
 
 Every response here is public and revalidatable: an ETag over its bytes, a short Cache-Control
-with ``stale-while-revalidate`` (so a CDN absorbs a spike), and 304 for a matching
-``If-None-Match``. Absolute links (canonical, feeds, oEmbed) are built from the request's scheme
-and ``Host`` header, so run behind a proxy that sets them (uvicorn's ``--proxy-headers``).
+with ``stale-while-revalidate`` (so a CDN absorbs a spike), 304 for a matching
+``If-None-Match``, and gzip for clients that take it. Pages and feeds are built at most once
+per blog, variant and second (:meth:`~liveblog.caching.ShortCache.prepared`, which also forgets
+them when this process writes to the blog), from entries rendered once per version
+(:mod:`liveblog.render`), and compressed once when built. Absolute links (canonical, OpenGraph,
+JSON-LD, feeds, oEmbed) are built from the request's scheme and ``Host`` header, so run behind a
+proxy that sets them (uvicorn's ``--proxy-headers``); the base is part of every cache key.
 
-Entry bodies are HTML sanitised on write; pages run them through the same sanitiser again on
-render, and every other field (a correction's text too) is text, escaped by Jinja's autoescape or
-:func:`fill` (HTML), ElementTree (Atom) or JSON encoding with ``<``, ``>`` and ``&`` escaped
-(JSON-LD inside ``<script>``).
+Everything readers read is in the blog's ``language``, and every time in its ``timezone``.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
-from html.parser import HTMLParser
+from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
-from urllib.parse import quote, urlsplit
-from xml.etree import ElementTree
+from urllib.parse import quote, urlencode, urlsplit
 
-from jinja2 import Environment, PackageLoader
-from markupsafe import Markup, escape
+from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import widget
-from .caching import revalidatable
+from . import feeds, widget
+from .caching import IMMUTABLE, Prepared
 from .config import Settings
 from .errors import ApiError
-from .models import SLUG_PATTERN, Author, Blog, Entry, decode
-from .sanitize import clean_html
+from .models import SLUG_PATTERN, Blog, Entry, decode, encoder
+from .reader import get_blog
+from .render import Rendered, Words, iso, rendered, revised, templates, words
 from .services import services
-from .storage import NotFound, Storage
+from .storage import NotFound
 
-#: Every reader-facing string of the pages and feeds (the templates see it as ``text``). A
-#: ``{name}`` is a placeholder :func:`fill` replaces, so a translation may move it.
-TEXT = {
-    "live": "Live",
-    "ended": "This live blog has ended.",
-    "pinned": "Pinned",
-    "key_event": "Key event",
-    "updated": "updated {time}",
-    "corrected": "Corrected {time}: {text}",
-}
 #: The widget changes only with a deploy; partners' pages pick up a new one within minutes.
 SCRIPT_CACHE = "public, max-age=300, stale-while-revalidate=86400"
-EMBED_JS = widget.script()
-ATOM = "http://www.w3.org/2005/Atom"
-JSON_FEED = "https://jsonfeed.org/version/1.1"
+EMBED_JS = Prepared.of(widget.script())
+#: Our own pages load ``/embed.js?v=<this>``, which may be cached for good.
+EMBED_VERSION = EMBED_JS.etag.strip('"')[:12]
+SCRIPT_URL = f"/embed.js?v={EMBED_VERSION}"
+HTML = "text/html; charset=utf-8"
 #: oEmbed's iframe size when the consumer sets no maximum.
 OEMBED_WIDTH, OEMBED_HEIGHT = 640, 800
 _SLUG = re.compile(SLUG_PATTERN)
+_ENTRY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
+#: A tag as the API takes one: 1-40 characters of text.
+_TAG = re.compile(r"^[^\x00-\x1f\x7f]{1,40}\Z")
 _BLOG_PATH = re.compile(r"^/blogs/(%s)/?$" % SLUG_PATTERN.strip("^$"))
 _WIDGET_OPTIONS = {
     "theme": re.compile(r"^(light|dark|auto)$"),
     "order": re.compile(r"^(newest|oldest)$"),
     "limit": re.compile(r"^[1-9][0-9]?$|^100$"),
 }
-#: Characters XML 1.0 cannot carry at all; JSON strings may hold them, so feeds drop them.
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-_JSON_IN_HTML = str.maketrans(
-    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
-)
+#: What JSON inside ``<script>`` must not hold as is (and the escapes that mean the same).
+_JSON_IN_HTML = [(b"<", b"\\u003c"), (b">", b"\\u003e"), (b"&", b"\\u0026")] + [
+    (c.encode(), b"\\u%04x" % ord(c)) for c in "\u2028\u2029"
+]
 
 
-class Live(NamedTuple):
-    """A blog as readers see it, read at one log position."""
+class View(NamedTuple):
+    """One page of a blog, read at one log position."""
 
     blog: Blog
-    #: What the page shows: pinned entries first, then the latest, newest first.
+    #: The stream, newest first by display time; pinned entries keep their place in it.
     entries: list[Entry]
-    #: The latest entries by display time, newest first, pinned or not (what feeds carry).
-    latest: list[Entry]
+    #: Shown above the stream as well (on the front page only).
+    pinned: list[Entry]
+    #: The id to ask for the next, older page with; None: these are the oldest.
+    older: str | None
+    #: ``?before=`` and ``?tag=`` as asked (None: the front page, every tag).
+    before: str | None = None
+    tag: str | None = None
+
+    @property
+    def front(self) -> bool:
+        return self.before is None and self.tag is None
 
 
-# --- helpers --------------------------------------------------------------------------------------
+# --- reading --------------------------------------------------------------------------------------
 
 
-async def _live(request: Request, blog_id: str) -> Live:
-    store: Storage = services(request).store
+def _blog_id(request: Request) -> str:
+    blog_id: str = request.path_params["blog"]
     if not _SLUG.match(blog_id):  # an id that cannot be a blog is simply not found
         raise NotFound(f"blog {blog_id!r} does not exist")
-    snapshot = await store.snapshot(blog_id, services(request).settings.snapshot_size)
-    pinned = [decode(Entry, body) for body in snapshot.pinned if body is not None]
-    latest = [decode(Entry, body) for body in snapshot.entries if body is not None]
-    pinned_ids = {e.id for e in pinned}
-    rest = [e for e in latest if e.id not in pinned_ids]
-    return Live(decode(Blog, snapshot.blog), pinned + rest, latest)
+    return blog_id
+
+
+def _entries(bodies: list[bytes]) -> list[Entry]:
+    return [decode(Entry, body) for body in bodies if body is not None]
+
+
+async def _view(request: Request, blog_id: str, before: str | None, tag: str | None) -> View:
+    state = services(request)
+    size = state.settings.snapshot_size
+    if before is None and tag is None:
+        # One more than a page: whether there is an older page to link to.
+        snapshot = await state.store.snapshot(blog_id, size + 1)
+        blog, latest, pinned = decode(Blog, snapshot.blog), _entries(snapshot.entries), _entries(snapshot.pinned)
+        return View(blog, latest[:size], pinned, latest[size - 1].id if len(latest) > size else None)
+    blog = await get_blog(state, blog_id)
+    page = await state.store.page(blog_id, size, before, tag)
+    return View(blog, _entries(page.entries), [], page.next, before, tag)
+
+
+async def _latest(request: Request, blog_id: str) -> tuple[Blog, list[Entry]]:
+    """The blog and its latest entries, pinned or not (what feeds carry)."""
+    snapshot = await services(request).store.snapshot(blog_id, services(request).settings.snapshot_size)
+    return decode(Blog, snapshot.blog), _entries(snapshot.entries)
+
+
+def _query(request: Request, name: str, pattern: re.Pattern[str]) -> str | None:
+    value = request.query_params.get(name)
+    if value is not None and not pattern.match(value):
+        raise NotFound(f"there is no such page ({name}={value[:80]!r})")
+    return value
 
 
 def _base(request: Request) -> str:
@@ -98,102 +125,93 @@ def _base(request: Request) -> str:
     return str(request.base_url)
 
 
-def _page_url(request: Request, blog_id: str) -> str:
-    return f"{_base(request)}blogs/{blog_id}"
+async def _serve(
+    request: Request,
+    blog_id: str,
+    variant: tuple[object, ...],
+    media_type: str,
+    build: Callable[[], Awaitable[bytes]],
+    headers: dict[str, str] | None = None,
+) -> Response:
+    prepared = await services(request).pages.prepared(blog_id, variant, build)
+    return prepared.response(request, media_type, headers)
 
 
-def _iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
-
-
-def _modified(live: Live) -> datetime:
-    return max([live.blog.updated_at, *(e.updated_at for e in live.entries)])
-
-
-def revised(entry: Entry) -> datetime:
-    """When readers' view of the entry last changed: its last edit or correction, else its
-    display time (never earlier than that). Pinning, key events and tags do not count."""
-    edits = [entry.edited_at] if entry.edited_at is not None else []
-    return max([entry.time, *edits, *(c.at for c in entry.corrections)])
-
-
-class _TextOf(HTMLParser):
-    _BREAKS = frozenset({"p", "br", "li", "blockquote", "h3", "ul", "ol"})
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: object) -> None:
-        self.handle_endtag(tag)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self._BREAKS:
-            self.parts.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        self.parts.append(data)
-
-
-def plain_text(html: str) -> str:
-    """The text of sanitised body HTML: one line per paragraph or list item, spaces collapsed."""
-    parser = _TextOf()
-    parser.feed(html)
-    parser.close()
-    lines = (" ".join(line.split()) for line in "".join(parser.parts).split("\n"))
-    return "\n".join(line for line in lines if line)
-
-
-def title_of(entry: Entry) -> str:
-    """The entry's headline, or the start of its text (feeds and JSON-LD need a title)."""
-    if entry.headline:
-        return entry.headline
-    text = " ".join(plain_text(entry.body).split())
-    return text if len(text) <= 110 else text[:109].rstrip() + "…"
-
-
-def byline(author: Author) -> str:
-    return ", ".join(part for part in (author.name, author.role, author.location) if part)
+# --- JSON-LD --------------------------------------------------------------------------------------
 
 
 def json_for_script(value: object) -> Markup:
     """JSON that cannot end its ``<script>`` element early, whatever the strings in it hold."""
-    return Markup(json.dumps(value, ensure_ascii=False).translate(_JSON_IN_HTML))
+    document = encoder.encode(value)
+    for character, escape in _JSON_IN_HTML:
+        document = document.replace(character, escape)
+    return Markup(document.decode())
 
 
-# --- templates ------------------------------------------------------------------------------------
+def _publisher(settings: Settings) -> dict[str, object]:
+    publisher: dict[str, object] = {"@type": "Organization", "name": settings.publisher_name}
+    if settings.publisher_logo:
+        publisher["logo"] = {"@type": "ImageObject", "url": settings.publisher_logo}
+    return publisher
 
 
-def _clock(moment: datetime) -> str:
-    return f"{moment:%H:%M} UTC"
+def in_coverage(blog: Blog, entry: Entry) -> bool:
+    """Whether the entry's display time is inside the blog's coverage window (Google lists
+    only those updates of a ``LiveBlogPosting``)."""
+    end = blog.coverage_end if blog.status == "ended" else None
+    return blog.coverage_start <= entry.time and (end is None or entry.time <= end)
 
 
-def _full_date(moment: datetime) -> str:
-    return f"{moment:%A} {moment.day} {moment:%B %Y, %H:%M} UTC"
+def live_blog_posting(blog: Blog, entries: list[Entry], page_url: str, settings: Settings) -> dict[str, object]:
+    """schema.org ``LiveBlogPosting`` for the page, with each of ``entries`` inside the coverage
+    window as a ``BlogPosting``, published by the instance's ``publisher_name`` (with
+    ``publisher_logo``, when set)."""
+    document: dict[str, object] = {
+        "@context": "https://schema.org",
+        "@type": "LiveBlogPosting",
+        "@id": page_url,
+        "url": page_url,
+        "headline": blog.title,
+        "description": blog.description,
+        "inLanguage": blog.language,
+        "datePublished": iso(blog.created_at),
+        "dateModified": iso(feeds.modified(blog, entries)),
+        "coverageStartTime": iso(blog.coverage_start),
+        "publisher": _publisher(settings),
+    }
+    if blog.status == "ended" and blog.coverage_end is not None:
+        document["coverageEndTime"] = iso(blog.coverage_end)
+    document["liveBlogUpdate"] = [blog_posting(e, rendered(e, blog), page_url) for e in entries if in_coverage(blog, e)]
+    return document
 
 
-def fill(pattern: str, **parts: object) -> Markup:
-    """A :data:`TEXT` pattern as HTML, its ``{name}`` placeholders replaced by ``parts``, which are
-    escaped unless they are :class:`~markupsafe.Markup` already."""
-    return escape(pattern).format(**parts)
+def blog_posting(entry: Entry, shown: Rendered, page_url: str) -> dict[str, object]:
+    """schema.org ``BlogPosting`` of one entry of the blog page at ``page_url``."""
+    author: dict[str, object] = {"@type": "Person", "name": entry.author.name}
+    if entry.author.role:
+        author["jobTitle"] = entry.author.role
+    posting: dict[str, object] = {
+        "@type": "BlogPosting",
+        "@id": f"{page_url}#{entry.id}",
+        "url": f"{page_url}/entries/{entry.id}",
+        "headline": shown.title,
+        "datePublished": iso(entry.time),
+        "dateModified": iso(revised(entry)),
+        "articleBody": shown.text,
+        "author": author,
+    }
+    if entry.corrections:
+        posting["correction"] = [
+            {"@type": "CorrectionComment", "text": c.text, "datePublished": iso(c.at)} for c in entry.corrections
+        ]
+    if entry.media is not None and entry.media.type == "image":
+        posting["image"] = entry.media.url
+    if entry.tags:
+        posting["keywords"] = entry.tags
+    return posting
 
 
-def corrections_html(entry: Entry) -> str:
-    """The entry's corrections, oldest first, as the paragraphs feeds append to its content."""
-    return "".join(
-        f"<p><em>{fill(TEXT['corrected'], time=_clock(c.at), text=c.text)}</em></p>" for c in entry.corrections
-    )
-
-
-templates = Environment(loader=PackageLoader("liveblog", "templates"), autoescape=True, trim_blocks=True)
-templates.filters.update(
-    iso=_iso, clock=_clock, full_date=_full_date, byline=byline, fill=fill, body=lambda html: Markup(clean_html(html))
-)
-templates.globals["text"] = TEXT
-
-
-def _render(name: str, **context: Any) -> bytes:
-    return templates.get_template(name).render(**context).encode()
+# --- pages ----------------------------------------------------------------------------------------
 
 
 def widget_options(request: Request) -> dict[str, str]:
@@ -205,63 +223,91 @@ def widget_options(request: Request) -> dict[str, str]:
     }
 
 
-def live_blog_posting(live: Live, page_url: str, settings: Settings) -> dict[str, object]:
-    """schema.org ``LiveBlogPosting`` for the page, with each shown entry as a ``BlogPosting``,
-    published by the instance's ``publisher_name`` (with ``publisher_logo``, when set)."""
-    blog = live.blog
-    publisher: dict[str, object] = {"@type": "Organization", "name": settings.publisher_name}
-    if settings.publisher_logo:
-        publisher["logo"] = {"@type": "ImageObject", "url": settings.publisher_logo}
-    document: dict[str, object] = {
-        "@context": "https://schema.org",
-        "@type": "LiveBlogPosting",
-        "@id": page_url,
-        "url": page_url,
-        "headline": blog.title,
-        "description": blog.description,
-        "inLanguage": blog.language,
-        "datePublished": _iso(blog.created_at),
-        "dateModified": _iso(_modified(live)),
-        "coverageStartTime": _iso(blog.coverage_start),
-        "publisher": publisher,
+def _image(entries: list[Entry]) -> str | None:
+    return next((e.media.url for e in entries if e.media is not None and e.media.type == "image"), None)
+
+
+def _page_query(**parts: str | None) -> str:
+    query = urlencode({name: value for name, value in parts.items() if value is not None}, quote_via=quote)
+    return f"?{query}" if query else ""
+
+
+def _title(view: View, w: Words) -> str:
+    blog = view.blog
+    if view.tag is not None:
+        return f"{w.text('tagged', tag=view.tag)} · {blog.title}"
+    if view.before is not None:
+        return f"{w.text('older')} · {blog.title}"
+    return w.text("live_title", title=blog.title) if blog.status == "live" else blog.title
+
+
+def _live_context(view: View, base: str, mount: bool) -> dict[str, Any]:
+    """What ``_live.html`` needs: the view's entries rendered (each once per version), the
+    key events, the pager's links and the page's own URL."""
+    blog, w = view.blog, words(view.blog)
+    page_url = f"{base}blogs/{blog.id}"
+    stream = [(e, rendered(e, blog).article) for e in view.entries]
+    pinned = [(e, rendered(e, blog).article) for e in view.pinned] if view.front else []
+    shown = {e.id for e in view.entries}
+    key_events = []
+    if view.front:
+        candidates = {e.id: e for e in [*view.pinned, *view.entries] if e.key_event}
+        for entry in sorted(candidates.values(), key=lambda e: e.time, reverse=True):
+            href = f"#{entry.id}" if entry.id in shown else f"/blogs/{blog.id}/entries/{entry.id}"
+            key_events.append((href, entry, rendered(entry, blog).title))
+    everything = [*view.pinned, *view.entries]
+    return {
+        "view": view,
+        "w": w,
+        "mount": mount,
+        "front": view.front,
+        "stream": stream,
+        "pinned": pinned,
+        "key_events": key_events,
+        "last_updated": max((revised(e) for e in everything), default=None),
+        "newer": f"/blogs/{blog.id}{_page_query(tag=view.tag)}" if view.before is not None else None,
+        "older": f"/blogs/{blog.id}{_page_query(tag=view.tag, before=view.older)}" if view.older else None,
+        "page_url": page_url,
+        "canonical": page_url + _page_query(tag=view.tag, before=view.before),
+        "script": SCRIPT_URL,
+        "options": {},
     }
-    if blog.status == "ended" and blog.coverage_end is not None:
-        document["coverageEndTime"] = _iso(blog.coverage_end)
-    document["liveBlogUpdate"] = [_blog_posting(entry, page_url) for entry in live.entries]
-    return document
 
 
-def _blog_posting(entry: Entry, page_url: str) -> dict[str, object]:
-    author: dict[str, object] = {"@type": "Person", "name": entry.author.name}
-    if entry.author.role:
-        author["jobTitle"] = entry.author.role
-    posting: dict[str, object] = {
-        "@type": "BlogPosting",
-        "@id": f"{page_url}#{entry.id}",
-        "url": f"{page_url}#{entry.id}",
-        "headline": title_of(entry),
-        "datePublished": _iso(entry.time),
-        "dateModified": _iso(revised(entry)),
-        "articleBody": plain_text(entry.body),
-        "author": author,
-    }
-    if entry.corrections:
-        posting["correction"] = [
-            {"@type": "CorrectionComment", "text": c.text, "datePublished": _iso(c.at)} for c in entry.corrections
-        ]
-    if entry.media is not None and entry.media.type == "image":
-        posting["image"] = entry.media.url
-    if entry.tags:
-        posting["keywords"] = entry.tags
-    return posting
+def _render(name: str, **context: Any) -> bytes:
+    return templates.get_template(name).render(**context).encode()
 
 
-# --- routes ---------------------------------------------------------------------------------------
+async def blog_page(request: Request) -> Response:
+    """The public page: readable without JavaScript, then the widget takes over live. With
+    ``?before=<entry id>``, the entries older than that one (links lead from page to page, so
+    crawlers reach every entry); with ``?tag=``, only the entries with that tag."""
+    blog_id = _blog_id(request)
+    before, tag = _query(request, "before", _ENTRY_ID), _query(request, "tag", _TAG)
+    base = _base(request)
+    settings = services(request).settings
 
+    async def build() -> bytes:
+        view = await _view(request, blog_id, before, tag)
+        context = _live_context(view, base, mount=view.front)
+        blog, page_url = view.blog, context["page_url"]
+        everything = [*view.pinned, *[e for e in view.entries if e.id not in {p.id for p in view.pinned}]]
+        json_ld = None
+        if view.front:
+            listed = sorted(everything, key=lambda e: e.time, reverse=True)
+            json_ld = json_for_script(live_blog_posting(blog, listed, page_url, settings))
+        return _render(
+            "blog.html",
+            **context,
+            title=_title(view, context["w"]),
+            publisher=settings.publisher_name,
+            modified=feeds.modified(blog, everything),
+            image=_image(everything),
+            oembed_url=f"{base}oembed?url={quote(page_url, safe='')}&format=json",
+            json_ld=json_ld,
+        )
 
-async def embed_js(request: Request) -> Response:
-    headers = {"Cache-Control": SCRIPT_CACHE, "Access-Control-Allow-Origin": "*", "X-Content-Type-Options": "nosniff"}
-    return revalidatable(request, EMBED_JS, "text/javascript; charset=utf-8", headers)
+    return await _serve(request, blog_id, ("page", base, before, tag), HTML, build)
 
 
 async def embed_page(request: Request) -> Response:
@@ -269,104 +315,97 @@ async def embed_page(request: Request) -> Response:
 
     ``frame-ancestors`` lists the blog's ``embed_origins`` (any site when there are none).
     """
-    live = await _live(request, request.path_params["blog"])
-    origins = live.blog.embed_origins
+    blog_id = _blog_id(request)
+    origins = (await get_blog(services(request), blog_id)).embed_origins
     ancestors = " ".join(["'self'", *origins]) if origins else "*"
-    body = _render("embed.html", live=live, options=widget_options(request))
-    return revalidatable(request, body, "text/html", {"Content-Security-Policy": f"frame-ancestors {ancestors}"})
+    options = widget_options(request)
+    base = _base(request)
 
+    async def build() -> bytes:
+        view = await _view(request, blog_id, None, None)
+        context = _live_context(view, base, mount=True)
+        context["options"] = options
+        return _render("embed.html", **context, title=_title(view, context["w"]))
 
-async def blog_page(request: Request) -> Response:
-    """The public page: readable without JavaScript, then the widget takes over live."""
-    blog_id = request.path_params["blog"]
-    live = await _live(request, blog_id)
-    page_url = _page_url(request, blog_id)
-    body = _render(
-        "blog.html",
-        live=live,
-        options={},
-        page_url=page_url,
-        modified=_modified(live),
-        oembed_url=f"{_base(request)}oembed?url={quote(page_url, safe='')}&format=json",
-        json_ld=json_for_script(live_blog_posting(live, page_url, services(request).settings)),
+    variant = ("embed", base, *options.items())
+    return await _serve(
+        request, blog_id, variant, HTML, build, {"Content-Security-Policy": f"frame-ancestors {ancestors}"}
     )
-    return revalidatable(request, body, "text/html")
+
+
+async def entry_page(request: Request) -> Response:
+    """One published entry's own page (404 for any other)."""
+    blog_id = _blog_id(request)
+    entry_id: str = request.path_params["entry"]
+    if not _ENTRY_ID.match(entry_id):
+        raise NotFound(f"entry {entry_id!r} does not exist in blog {blog_id!r}")
+    base = _base(request)
+    state = services(request)
+
+    async def build() -> bytes:
+        blog = await get_blog(state, blog_id)
+        entry = decode(Entry, await state.store.get_public_entry(blog_id, entry_id))
+        shown = rendered(entry, blog)
+        page_url = f"{base}blogs/{blog_id}"
+        canonical = f"{page_url}/entries/{entry.id}"
+        posting = blog_posting(entry, shown, page_url)
+        posting.update(
+            {
+                "@context": "https://schema.org",
+                "mainEntityOfPage": canonical,
+                "inLanguage": blog.language,
+                "publisher": _publisher(state.settings),
+                "isPartOf": {"@type": "LiveBlogPosting", "@id": page_url, "url": page_url, "headline": blog.title},
+            }
+        )
+        text = " ".join(shown.text.split())
+        return _render(
+            "entry.html",
+            view=View(blog, [entry], [], None),
+            w=words(blog),
+            entry=entry,
+            rendered=shown,
+            title=f"{shown.title} · {blog.title}",
+            description=text if len(text) <= 200 else text[:199].rstrip() + "…",
+            canonical=canonical,
+            page_url=page_url,
+            publisher=state.settings.publisher_name,
+            modified=revised(entry),
+            image=_image([entry]),
+            json_ld=json_for_script(posting),
+        )
+
+    return await _serve(request, blog_id, ("entry", base, entry_id), HTML, build)
+
+
+# --- feeds, oEmbed, the widget --------------------------------------------------------------------
 
 
 async def atom_feed(request: Request) -> Response:
-    blog_id = request.path_params["blog"]
-    live = await _live(request, blog_id)
-    page_url = _page_url(request, blog_id)
-    blog = live.blog
+    blog_id, base = _blog_id(request), _base(request)
 
-    def add(parent: ElementTree.Element, tag: str, text: str | None = None, **attrs: str) -> ElementTree.Element:
-        element = ElementTree.SubElement(parent, tag, {k: _NOT_XML.sub("", v) for k, v in attrs.items()})
-        if text is not None:
-            element.text = _NOT_XML.sub("", text)
-        return element
+    async def build() -> bytes:
+        blog, entries = await _latest(request, blog_id)
+        return feeds.atom(blog, entries, f"{base}blogs/{blog_id}")
 
-    feed = ElementTree.Element("feed", xmlns=ATOM)
-    feed.set("xml:lang", blog.language)
-    add(feed, "id", page_url)
-    add(feed, "title", blog.title)
-    if blog.description:
-        add(feed, "subtitle", blog.description)
-    add(feed, "updated", _iso(_modified(live)))
-    add(feed, "link", rel="alternate", type="text/html", href=page_url)
-    add(feed, "link", rel="self", type="application/atom+xml", href=f"{page_url}/feed.atom")
-    for entry in live.latest:
-        item = add(feed, "entry")
-        add(item, "id", f"{page_url}#{entry.id}")
-        add(item, "title", title_of(entry))
-        add(item, "published", _iso(entry.time))
-        add(item, "updated", _iso(revised(entry)))
-        add(item, "link", rel="alternate", type="text/html", href=f"{page_url}#{entry.id}")
-        add(add(item, "author"), "name", entry.author.name)
-        for tag in entry.tags:
-            add(item, "category", term=tag)
-        add(item, "content", clean_html(entry.body) + corrections_html(entry), type="html")
-    body = ElementTree.tostring(feed, encoding="utf-8", xml_declaration=True)
-    return revalidatable(request, body, "application/atom+xml", {"Access-Control-Allow-Origin": "*"})
+    headers = {"Access-Control-Allow-Origin": "*"}
+    return await _serve(request, blog_id, ("atom", base), "application/atom+xml", build, headers)
 
 
 async def json_feed(request: Request) -> Response:
-    blog_id = request.path_params["blog"]
-    live = await _live(request, blog_id)
-    page_url = _page_url(request, blog_id)
-    items = []
-    for entry in live.latest:
-        item: dict[str, object] = {
-            "id": f"{page_url}#{entry.id}",
-            "url": f"{page_url}#{entry.id}",
-            "title": title_of(entry),
-            "content_html": clean_html(entry.body) + corrections_html(entry),
-            "content_text": "\n".join(
-                [plain_text(entry.body)]
-                + [TEXT["corrected"].format(time=_clock(c.at), text=c.text) for c in entry.corrections]
-            ),
-            "date_published": _iso(entry.time),
-            "date_modified": _iso(revised(entry)),
-            "authors": [{"name": entry.author.name}],
-            "tags": entry.tags,
-        }
-        if entry.media is not None and entry.media.type == "image":
-            item["image"] = entry.media.url
-        items.append(item)
-    feed = {
-        "version": JSON_FEED,
-        "title": live.blog.title,
-        "description": live.blog.description,
-        "home_page_url": page_url,
-        "feed_url": f"{page_url}/feed.json",
-        "language": live.blog.language,
-        "items": items,
-    }
-    body = json.dumps(feed, ensure_ascii=False).encode()
-    return revalidatable(request, body, "application/feed+json", {"Access-Control-Allow-Origin": "*"})
+    blog_id, base = _blog_id(request), _base(request)
+
+    async def build() -> bytes:
+        blog, entries = await _latest(request, blog_id)
+        return feeds.json_feed(blog, entries, f"{base}blogs/{blog_id}")
+
+    headers = {"Access-Control-Allow-Origin": "*"}
+    return await _serve(request, blog_id, ("json", base), "application/feed+json", build, headers)
 
 
 async def oembed(request: Request) -> Response:
-    """oEmbed (type ``rich``) for this server's blog pages: an iframe of ``/embed/{blog}``."""
+    """oEmbed (type ``rich``) for this server's blog pages: an iframe of ``/embed/{blog}``,
+    titled in the blog's language."""
     params = request.query_params
     if params.get("format", "json") != "json":
         raise ApiError(501, "format_not_supported", "only format=json is offered", "format")
@@ -374,25 +413,25 @@ async def oembed(request: Request) -> Response:
     match = _BLOG_PATH.match(url.path)
     if url.scheme not in ("http", "https") or url.netloc.lower() != request.url.netloc.lower() or not match:
         raise ApiError(404, "not_found", "url is not a live blog page of this server", "url")
-    live = await _live(request, match.group(1))
+    blog = await get_blog(services(request), match.group(1))
+    w = words(blog)
+    title = w.text("live_title", title=blog.title) if blog.status == "live" else blog.title
     width = min(OEMBED_WIDTH, _dimension(params, "maxwidth"))
     height = min(OEMBED_HEIGHT, _dimension(params, "maxheight"))
     base = _base(request)
-    iframe = _render(
-        "oembed.html", src=f"{base}embed/{live.blog.id}", title=live.blog.title, width=width, height=height
-    )
+    iframe = _render("oembed.html", src=f"{base}embed/{blog.id}", title=title, width=width, height=height)
     document = {
         "version": "1.0",
         "type": "rich",
-        "title": live.blog.title,
-        "provider_name": "liveblog",
+        "title": title,
+        "provider_name": services(request).settings.publisher_name,
         "provider_url": base,
         "width": width,
         "height": height,
         "html": iframe.decode().strip(),
     }
     body = json.dumps(document, ensure_ascii=False).encode()
-    return revalidatable(request, body, "application/json", {"Access-Control-Allow-Origin": "*"})
+    return Prepared.of(body).response(request, "application/json", {"Access-Control-Allow-Origin": "*"})
 
 
 def _dimension(params: Any, name: str) -> int:
@@ -400,10 +439,19 @@ def _dimension(params: Any, name: str) -> int:
     return int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) < 100_000 else 100_000
 
 
+async def embed_js(request: Request) -> Response:
+    """The widget. ``?v=`` with the current version (what our pages reference) may be cached
+    for good; any other URL of it only briefly."""
+    cache = IMMUTABLE if request.query_params.get("v") == EMBED_VERSION else SCRIPT_CACHE
+    headers = {"Cache-Control": cache, "Access-Control-Allow-Origin": "*", "X-Content-Type-Options": "nosniff"}
+    return EMBED_JS.response(request, "text/javascript; charset=utf-8", headers)
+
+
 routes = [
     Route("/embed.js", embed_js, methods=["GET"]),
     Route("/embed/{blog}", embed_page, methods=["GET"]),
     Route("/blogs/{blog}", blog_page, methods=["GET"]),
+    Route("/blogs/{blog}/entries/{entry}", entry_page, methods=["GET"]),
     Route("/blogs/{blog}/feed.atom", atom_feed, methods=["GET"]),
     Route("/blogs/{blog}/feed.json", json_feed, methods=["GET"]),
     Route("/oembed", oembed, methods=["GET"]),

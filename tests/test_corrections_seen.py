@@ -19,10 +19,11 @@ from zoneinfo import ZoneInfo
 import pytest
 import test_widget
 from conftest import UNLIMITED, Service
-from test_pages import ATOM, Html, rfc3339
+from test_pages import ATOM, Html, clock, rfc3339
 from test_widget import WAIT_MS, Reader, open_widget, patch
 
 from liveblog.config import Settings
+from liveblog.i18n import catalogue
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 # test_widget.py's browser harness, as this module's fixtures.
@@ -40,11 +41,6 @@ READER_ZONE = ZoneInfo("Europe/Kyiv")
 @pytest.fixture
 def settings() -> Settings:
     return replace(UNLIMITED, publisher_name="Kyiv Daily", publisher_logo=LOGO)
-
-
-def utc_clock(moment: str) -> str:
-    """How server pages and feeds show a time."""
-    return f"{rfc3339(moment):%H:%M} UTC"
 
 
 def local_clock(moment: str) -> str:
@@ -200,8 +196,14 @@ def paragraphs(html: str) -> list[str]:
     return parser.found
 
 
-def corrected_lines(entry: dict) -> list[str]:
-    return [f"Corrected {utc_clock(c['at'])}: {c['text']}" for c in entry["corrections"]]
+def corrected_lines(entry: dict, collapsed: bool = True) -> list[str]:
+    """What readers see of the entry's corrections, English and UTC as the blog is; its spaces
+    collapsed as :attr:`Html.article_text` has them, or as feeds carry them."""
+    exact = catalogue("en").time
+    return [
+        f"Corrected {clock(c['at']) if collapsed else exact(rfc3339(c['at']), 'UTC')}: {c['text']}"
+        for c in entry["corrections"]
+    ]
 
 
 @pytest.mark.parametrize("path", ["/blogs/ukraine", "/embed/ukraine"])
@@ -213,14 +215,14 @@ async def test_the_public_page_and_the_iframe_page_show_corrections_and_real_edi
     text = Html(response.text).article_text
     assert " ".join(corrected_lines(corrected)) in text[corrected["id"]]  # oldest first, as typed
     assert "updated" not in text[corrected["id"]] and "Corrected" not in text[edited["id"]]
-    assert f"· updated {utc_clock(edited['edited_at'])}" in text[edited["id"]]
+    assert f"· updated {clock(edited['edited_at'])}" in text[edited["id"]]
     assert "Pinned" in text[pinned["id"]] and "updated" not in text[pinned["id"]]
 
 
 async def test_both_feeds_carry_the_corrections_and_date_real_changes_only(service):
     corrected, edited, pinned = await a_corrected_entry(service)
     last_correction = rfc3339(corrected["corrections"][-1]["at"])
-    seen = ["The bill passed.", *corrected_lines(corrected)]
+    seen = ["The bill passed.", *corrected_lines(corrected, collapsed=False)]
 
     atom = ElementTree.fromstring((await service.http.get("/blogs/ukraine/feed.atom")).content)
     items = {item.findtext(f"{ATOM}id").split("#")[1]: item for item in atom.findall(f"{ATOM}entry")}

@@ -9,22 +9,25 @@ from __future__ import annotations
 import gzip
 import json
 import re
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from html.parser import HTMLParser
 from urllib.parse import quote
 from xml.etree import ElementTree
 
 import pytest
 
+from liveblog.i18n import catalogue
 from liveblog.sanitize import clean_text
+from liveblog.web import SCRIPT_URL
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 ESCAPE_ATTEMPT = "Kyiv </script><script>window.__xss=1</script> & <!-- more"
 
 
 class Html(HTMLParser):
-    """What a crawler reads from a page: link and meta tags, JSON-LD blocks, articles, text, and
-    the text of each article (by id, spaces collapsed)."""
+    """What a crawler reads from a page: link and meta tags, JSON-LD blocks, the ids of the
+    articles in the stream (and how many copies of pinned ones sit above it), text, the text of
+    each article (by id, spaces collapsed), and the attributes of every ``<a>``."""
 
     def __init__(self, text: str):
         super().__init__(convert_charrefs=True)
@@ -32,10 +35,14 @@ class Html(HTMLParser):
         self.meta: dict[str, str] = {}
         self.json_ld: list[str] = []
         self.articles: list[str] = []
+        self.copies = 0
+        self.anchors: list[dict[str, str]] = []
+        self.html: dict[str, str] = {}
         self.scripts: list[dict[str, str]] = []
         self.text: list[str] = []
         self.article_text: dict[str, str] = {}
         self._in_ld = False
+        self._in_style = False
         self._article: str | None = None
         self.feed(text)
         self.close()
@@ -46,10 +53,18 @@ class Html(HTMLParser):
             self.links.append(a)
         elif tag == "meta" and ("property" in a or "name" in a):
             self.meta[a.get("property") or a["name"]] = a.get("content", "")
+        elif tag == "html":
+            self.html = a
+        elif tag == "a":
+            self.anchors.append(a)
+        elif tag == "article" and "id" not in a:
+            self.copies += 1
         elif tag == "article":
             self.articles.append(a["id"])
             self._article = a["id"]
             self.article_text[a["id"]] = ""
+        elif tag == "style":
+            self._in_style = True
         elif tag == "script":
             self.scripts.append(a)
             self._in_ld = a.get("type") == "application/ld+json"
@@ -59,6 +74,8 @@ class Html(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag == "script":
             self._in_ld = False
+        elif tag == "style":
+            self._in_style = False
         elif tag == "article" and self._article is not None:
             self.article_text[self._article] = " ".join(self.article_text[self._article].split())
             self._article = None
@@ -66,7 +83,7 @@ class Html(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self._in_ld:
             self.json_ld[-1] += data
-        else:
+        elif not self._in_style:
             self.text.append(data)
             if self._article is not None:
                 self.article_text[self._article] += data
@@ -82,14 +99,27 @@ def rfc3339(value: object) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
+def in_hours(blog: dict, hours: float) -> str:
+    """A display time ``hours`` after the blog's coverage started (on the hour), as RFC 3339."""
+    start = rfc3339(blog["coverage_start"]).replace(minute=0, second=0, microsecond=0)
+    return (start + timedelta(hours=hours)).isoformat().replace("+00:00", "Z")
+
+
+def clock(moment: str, language: str = "en", zone: str = "UTC") -> str:
+    """A time of day as pages show it, the language's way, in the blog's zone (its spaces
+    collapsed, as in :attr:`Html.article_text`: English puts a narrow one before "AM")."""
+    return " ".join(catalogue(language).time(rfc3339(moment), zone).split())
+
+
 async def a_blog_with_entries(service) -> list[dict]:
-    """A blog with a pinned entry, a key event, media and tags; returned newest first."""
-    await service.create_blog(description="Russia's war in Ukraine, as it happens")
+    """A blog with a pinned entry, a key event, media and tags, all inside its coverage;
+    returned newest first."""
+    blog = await service.create_blog(description="Russia's war in Ukraine, as it happens")
     pinned = await service.post(
         headline="What we know so far",
         body="<p>Summary <strong>so far</strong>.</p>",
         pinned=True,
-        time="2025-03-01T06:00:00Z",
+        time=in_hours(blog, 1),
     )
     key = await service.post(
         headline="Air raid alert in Kyiv",
@@ -98,11 +128,9 @@ async def a_blog_with_entries(service) -> list[dict]:
         key_event=True,
         tags=["kyiv", "air-raid"],
         media={"type": "image", "url": "https://example.com/kyiv.jpg", "caption": "Metro"},
-        time="2025-03-01T08:42:00Z",
+        time=in_hours(blog, 3.7),
     )
-    plain = await service.post(
-        body="<p>No headline here, just a short update &amp; more.</p>", time="2025-03-01T09:00:00Z"
-    )
+    plain = await service.post(body="<p>No headline here, just a short update &amp; more.</p>", time=in_hours(blog, 4))
     return [plain, key, pinned]
 
 
@@ -112,24 +140,26 @@ async def test_the_public_page_is_readable_without_javascript(service):
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/html; charset=utf-8"
     page = Html(response.text)
-    assert page.articles == [pinned["id"], plain["id"], key["id"]]  # pinned first, then newest first
+    # Newest first, the pinned entry in its place; a copy of it above the stream.
+    assert page.articles == [plain["id"], key["id"], pinned["id"]] and page.copies == 1
     text = " ".join(" ".join(page.text).split())
     for expected in (
         "Live: ukraine",
         "Air raid alert in Kyiv",
         "Sirens across the capital.",
-        "Olena Kovalenko, Correspondent, Kyiv",
+        "Olena Kovalenko · Correspondent · Kyiv",
         "Key event",
         "Pinned",
-        "08:42 UTC",
+        clock(key["time"]),
         "#kyiv",
         "No headline here, just a short update & more.",
     ):
         assert expected in text, expected
+    assert "UTC" not in text  # the zone is in each time's tooltip
     assert '<img src="https://example.com/kyiv.jpg" alt="Metro"' in response.text
     # The widget takes over on the same element the content is in.
     assert '<div class="lb-ssr" data-liveblog="ukraine">' in response.text
-    assert {"src": "/embed.js", "async": ""} in page.scripts
+    assert {"src": SCRIPT_URL, "async": ""} in page.scripts
 
 
 async def test_the_public_page_has_canonical_opengraph_feed_and_oembed_links(service):
@@ -167,14 +197,15 @@ async def test_json_ld_is_a_valid_live_blog_posting(service):
 
     updates = doc["liveBlogUpdate"]
     assert isinstance(updates, list)
-    assert [u["url"] for u in updates] == [f"{url}#{e['id']}" for e in (pinned, plain, key)]
+    assert [u["@id"] for u in updates] == [f"{url}#{e['id']}" for e in (plain, key, pinned)]
+    assert [u["url"] for u in updates] == [f"{url}/entries/{e['id']}" for e in (plain, key, pinned)]
     for update in updates:
         assert update["@type"] == "BlogPosting"
         assert isinstance(update["headline"], str) and 0 < len(update["headline"]) <= 110
         assert rfc3339(update["datePublished"]) <= rfc3339(update["dateModified"])
         assert isinstance(update["articleBody"], str) and "<" not in update["articleBody"]
         assert update["author"]["@type"] == "Person" and isinstance(update["author"]["name"], str)
-    by_url = {u["url"]: u for u in updates}
+    by_url = {u["@id"]: u for u in updates}
     assert by_url[f"{url}#{key['id']}"]["articleBody"] == "Sirens across the capital.\nResidents sheltered."
     assert by_url[f"{url}#{key['id']}"]["author"] == {
         "@type": "Person",
@@ -200,7 +231,7 @@ async def test_script_end_tags_in_content_cannot_break_out_of_the_json_ld(servic
     await service.post(headline=ESCAPE_ATTEMPT, author={"name": "</script><b>x"}, body="<p>body</p>")
     text = (await service.http.get("/blogs/ukraine")).text
     page = Html(text)
-    assert [s.get("type") or s.get("src") for s in page.scripts] == ["application/ld+json", "/embed.js"]
+    assert [s.get("type") or s.get("src") for s in page.scripts] == ["application/ld+json", SCRIPT_URL]
     doc = json.loads(page.json_ld[0])
     assert doc["description"] == clean_text(ESCAPE_ATTEMPT)  # plain-text fields lose their markup on write
     assert doc["liveBlogUpdate"][0]["headline"] == clean_text(ESCAPE_ATTEMPT)
@@ -210,7 +241,8 @@ async def test_script_end_tags_in_content_cannot_break_out_of_the_json_ld(servic
 
 async def test_the_atom_feed_carries_the_latest_entries(service):
     plain, key, pinned = await a_blog_with_entries(service)
-    await service.post(headline="Control \x01 character", body="<p>still valid XML</p>", time="2025-03-01T09:30:00Z")
+    blog = (await service.http.get("/api/v1/blogs/ukraine")).json()
+    await service.post(headline="Control \x01 character", body="<p>still valid XML</p>", time=in_hours(blog, 5))
     response = await service.http.get("/blogs/ukraine/feed.atom")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/atom+xml")
@@ -230,7 +262,8 @@ async def test_the_atom_feed_carries_the_latest_entries(service):
     assert kyiv.find(f"{ATOM}content").get("type") == "html"
     assert kyiv.findtext(f"{ATOM}content") == "<p>Sirens across the capital.</p><p>Residents sheltered.</p>"
     assert [c.get("term") for c in kyiv.findall(f"{ATOM}category")] == ["kyiv", "air-raid"]
-    assert rfc3339(kyiv.findtext(f"{ATOM}published")) == datetime(2025, 3, 1, 8, 42, tzinfo=UTC)
+    assert kyiv.find(f"{ATOM}link[@rel='alternate']").get("href") == f"{url}/entries/{key['id']}"
+    assert rfc3339(kyiv.findtext(f"{ATOM}published")) == rfc3339(key["time"])
     rfc3339(kyiv.findtext(f"{ATOM}updated"))
 
 
@@ -251,6 +284,7 @@ async def test_the_json_feed_carries_the_latest_entries(service):
     assert kyiv["authors"] == [{"name": "Olena Kovalenko"}]
     assert kyiv["tags"] == ["kyiv", "air-raid"]
     assert kyiv["image"] == "https://example.com/kyiv.jpg"
+    assert kyiv["url"] == f"{url}/entries/{key['id']}"
     rfc3339(kyiv["date_published"]), rfc3339(kyiv["date_modified"])
 
 
@@ -262,7 +296,7 @@ async def test_oembed_turns_a_pasted_page_url_into_an_iframe(service):
     assert response.headers["access-control-allow-origin"] == "*"
     doc = response.json()
     assert doc["version"] == "1.0" and doc["type"] == "rich"
-    assert doc["title"] == "Live: ukraine"
+    assert doc["title"] == "Live: ukraine (live)"
     assert doc["width"] == 500 and isinstance(doc["height"], int)
     assert doc["html"].startswith(f'<iframe src="{service.base_url}/embed/ukraine" ')
     assert f'width="500" height="{doc["height"]}"' in doc["html"]
