@@ -433,6 +433,14 @@ async def delete_entry(request: Request) -> Response:
     return Response(status_code=204)
 
 
+def _is_record_id(text: str) -> bool:
+    """A stream id Redis takes (both parts below 2**64); ``0-0`` has nothing before it."""
+    if not _STREAM_ID.match(text):
+        return False
+    parts = [int(part) for part in text.split("-")]
+    return max(parts) < 2**64
+
+
 async def audit(request: Request) -> Response:
     """Editors and admins: who did what to which entry and when, newest first."""
     principal = await _principal(request)
@@ -442,7 +450,7 @@ async def audit(request: Request) -> Response:
     await _store(request).get_blog_json(blog_id)
     limit = _int(request.query_params, "limit", 100, MAX_PAGE)
     before = request.query_params.get("before")
-    if before is not None and not _STREAM_ID.match(before):
+    if before is not None and not _is_record_id(before):
         raise ApiError(400, "bad_before", "before must be the id of an audit record", "before")
     records, next_id = await _store(request).audit(blog_id, limit, before)
     return _json(encoder.encode({"records": [Raw(r) for r in records], "next": next_id}), headers=PRIVATE)

@@ -130,7 +130,7 @@ async def staff_live(websocket: WebSocket) -> None:
         if state.staff.full:
             raise ApiError(503, "full", "this server has all the staff connections it can take")
         requested = websocket.query_params.get("cursor")
-        if requested is not None and not _RECORD_ID.match(requested):
+        if requested is not None and not (_RECORD_ID.match(requested) and max(map(int, requested.split("-"))) < 2**64):
             raise ApiError(400, "bad_cursor", "cursor must be the cursor of an audit record", "cursor")
         after = requested or await state.store.audit_position(blog_id)
     except ApiError as exc:

@@ -245,6 +245,8 @@ class Store:
         raise Conflict("the entry kept changing while it was being purged")
 
     async def audit(self, blog_id: str, limit: int, before: str | None) -> tuple[list[bytes], str | None]:
+        if before is not None and stream_id_key(before) == (0, 0):
+            return [], None  # nothing is older than the first possible id (and "(0-0" is no range)
         top = f"({before}" if before else "+"
         records = cast(
             list[tuple[bytes, dict[bytes, bytes]]],

@@ -765,3 +765,12 @@ async def test_an_editor_who_fixes_a_bylines_location_keeps_the_writers_name(ser
     assert fixed["author"] == {"name": "Olena", "role": None, "location": "Kharkiv"}
     fixed = await patched(service, ADMIN_TOKEN, fixed, author={"role": "Correspondent"})
     assert fixed["author"] == {"name": "Olena", "role": "Correspondent", "location": None}
+
+
+@pytest.mark.parametrize("before", ["0-0", "99999999999999999999-0"])
+async def test_an_audit_page_before_the_first_or_an_impossible_id_is_never_a_500(service, before):
+    await service.create_blog()
+    response = await service.http.get("/api/v1/blogs/ukraine/audit", params={"before": before}, headers=service.auth())
+    assert response.status_code in (200, 400), response.text
+    if response.status_code == 200:
+        assert response.json() == {"records": [], "next": None}
