@@ -7,6 +7,7 @@ from typing import Any
 
 import redis.asyncio as redis
 from redis.crc import key_slot
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.typing import KeyT, StreamIdT
 
 from . import keys
@@ -40,7 +41,13 @@ class LogReader:
 
     async def client_id(self) -> int:
         """This connection's id, for CLIENT UNBLOCK from another connection."""
-        return int(await self._client.client_id())
+        try:
+            return int(await self._client.client_id())
+        except RuntimeError as exc:
+            # redis-py 6.0 on uvloop: a connection whose socket died while it was being set up
+            # writes to the closed transport, and uvloop raises RuntimeError. It is a lost
+            # connection, which the tailer rides out like any other.
+            raise RedisConnectionError(f"connection lost while connecting: {exc}") from exc
 
     async def read(self, positions: dict[str, str], block_ms: int) -> list[tuple[str, list[LogEvent]]]:
         """Events after each blog's stream id; waits up to ``block_ms`` for the first one."""
