@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from . import tasks
 from .metrics import Metrics
 from .storage import Storage
 from .wire import Message
@@ -33,6 +34,7 @@ class Presence:
         Sending an unchanged count to 10k readers would cost as much as an entry does."""
         fresh_ms = int(self._every * 3000)  # a process missing three reports has stopped
         while True:
+            tasks.checkpoint()
             await asyncio.sleep(self._every)
             for blog_id, feed in list(self._hub.feeds.items()):
                 try:

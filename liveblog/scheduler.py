@@ -21,7 +21,7 @@ from datetime import datetime
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from . import entries
+from . import entries, tasks
 from .metrics import Metrics
 from .storage import BlogEnded, Conflict, Due, NotFound, Storage
 
@@ -47,6 +47,7 @@ class Scheduler:
         owner, the app's lifespan, sees it)."""
         down = False
         while True:
+            tasks.checkpoint()
             try:
                 await self.tick()
                 if down:

@@ -55,7 +55,9 @@ class BufferedSink:
         """What to write, as it comes; a heartbeat comment when nothing came for a while."""
         while True:
             try:
-                await asyncio.wait_for(self._ready.wait(), HEARTBEAT)
+                # Not asyncio.wait_for, which on Python 3.11 can lose a cancellation (liveblog.tasks).
+                async with asyncio.timeout(HEARTBEAT):
+                    await self._ready.wait()
             except TimeoutError:
                 yield b": heartbeat\n\n"
                 continue

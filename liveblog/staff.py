@@ -28,7 +28,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.websockets import WebSocket
 
-from . import auth, sessions
+from . import auth, sessions, tasks
 from .connection import CONNECTION_EXTENSION, LiveConnection, State
 from .errors import ApiError
 from .models import AuditRecord, Entry, Raw, decode, encoder
@@ -80,6 +80,7 @@ class StaffChannels:
 
     async def _follow(self, connection: LiveConnection, who: auth.Principal, blog_id: str, after: str) -> None:
         while connection.state is State.OPEN:
+            tasks.checkpoint()
             try:
                 records = await self._store.audit_after(blog_id, after, BATCH)
                 for record_id, raw in records:

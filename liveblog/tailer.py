@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from . import tasks
 from .cursor import Cursor, stream_id_key
 from .metrics import Metrics
 from .storage import NotFound, Storage
@@ -92,6 +93,7 @@ class Tailer:
         changed = self._changed[node]
         async with self._topology.log_reader(node) as reader:
             while True:
+                tasks.checkpoint()
                 changed.clear()
                 positions = self._positions(node)
                 if not positions:
