@@ -144,9 +144,9 @@ async def test_a_retraction_with_a_note_leaves_the_note_where_the_entry_was(serv
     await retract(service, b, NOTE)
     retracted = in_widget(reader, b)
     await retracted.filter(has_text=NOTE).wait_for(timeout=WAIT_MS)
-    assert await retracted.text_content() == f"This entry was retracted: {NOTE}"
+    assert await retracted.text_content() == f"This update was retracted: {NOTE}"
     await reader.wait_for_shown([c["id"], b["id"], a["id"]])  # in its place
-    await aria_live_says(reader, f"This entry was retracted: {NOTE}")
+    await aria_live_says(reader, f"This update was retracted: {NOTE}")
 
     await retract(service, a)  # without a note it just goes
     await reader.wait_for_shown([c["id"], b["id"]])

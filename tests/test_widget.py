@@ -210,7 +210,8 @@ async def test_the_widget_renders_the_snapshot_on_a_partner_page(service, partne
     latest = await service.post(body="<p>All clear.</p>", time="2025-03-01T09:10:00Z")
 
     await open_widget(reader, partner, service)
-    await reader.wait_for_shown([pinned["id"], latest["id"], key["id"]])  # pinned first, then newest first
+    await reader.wait_for_shown([latest["id"], key["id"], pinned["id"]])  # newest first
+    assert await reader.widget(".pins article").get_attribute("data-pin") == pinned["id"]  # and pinned on top
 
     assert await reader.widget("h2").text_content() == "Live: ukraine"
     entry = reader.widget(f"article[data-id='{key['id']}']")
@@ -224,7 +225,7 @@ async def test_the_widget_renders_the_snapshot_on_a_partner_page(service, partne
     assert await entry.locator("img").get_attribute("src") == "https://example.com/kyiv.jpg"
     assert await entry.locator("figcaption").text_content() == "Kyiv metro, 08:45"
     assert await entry.locator(".tags li").all_text_contents() == ["#kyiv", "#air-raid"]
-    assert await reader.widget(f"article[data-id='{pinned['id']}'] .b").text_content() == "Pinned"
+    assert await reader.widget(f".list article[data-id='{pinned['id']}'] .b").text_content() == "Pinned"
 
     ARTIFACTS.mkdir(exist_ok=True)
     await reader.page.locator("script[data-blog] + div").screenshot(path=ARTIFACTS / "widget.png")
@@ -266,8 +267,9 @@ async def test_edits_and_deletes_apply_in_place(service, partner, reader):
     meta = await reader.widget(f"article[data-id='{a['id']}'] .meta").text_content()
     assert "· updated" in meta  # "10:00 · updated 12:34": an edit of the text is visible as one
     await reader.wait_for_shown([b["id"], a["id"]])  # in place, not moved
-    a = await patch(service, a, pinned=True)  # pinning moves it to the top
-    await reader.wait_for_shown([a["id"], b["id"]])
+    a = await patch(service, a, pinned=True)  # pinning puts a copy on top, and it keeps its place
+    await reader.widget(f".pins article[data-pin='{a['id']}']").wait_for(timeout=WAIT_MS)
+    await reader.wait_for_shown([b["id"], a["id"]])
 
     await reader.widget(f"article[data-id='{a['id']}'] .b").filter(has_text="Pinned").wait_for(timeout=WAIT_MS)
     response = await service.http.delete(
@@ -313,9 +315,11 @@ async def test_options_set_how_many_entries_and_in_which_order(service, partner,
     await service.create_blog()
     entries = [await service.post(body=f"<p>{i}</p>", time=f"2025-03-01T08:0{i}:00Z") for i in range(3)]
     await open_widget(reader, partner, service, limit="2", order="oldest", theme="dark")
-    await reader.wait_for_shown([entries[1]["id"], entries[2]["id"]])  # the latest two, oldest first
+    await reader.wait_for_shown([entries[0]["id"], entries[1]["id"]])  # from the first entry on
     latest = await service.post(body="<p>latest</p>")
-    await reader.wait_for_shown([entries[2]["id"], latest["id"]])
+    await reader.widget("button.lm").click()  # what came since waits at the end, behind "Load more"
+    await reader.wait_for_shown([*(e["id"] for e in entries), latest["id"]])
+    assert await reader.widget("button.lm").is_hidden()
     background = await reader.widget(".lb").evaluate("el => getComputedStyle(el).backgroundColor")
     assert background == "rgb(22, 22, 22)"
 
