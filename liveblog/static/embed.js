@@ -148,7 +148,7 @@
 
     function count(key, n) {
       var forms = S[key] || EN[key];
-      return format(forms[plural.select(n)] || forms.other, { n: n.toLocaleString(lang) });
+      return format(forms[plural.select(n)] || forms.other, { n: n.toLocaleString(lang, { numberingSystem: "latn" }) });
     }
 
     function setLanguage(doc) {
