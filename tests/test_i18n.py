@@ -81,3 +81,17 @@ async def test_the_widget_fetches_its_languages_strings_cacheably(service):
     again = await service.http.get("/i18n/es.json", headers={"If-None-Match": spanish.headers["etag"]})
     assert again.status_code == 304
     assert (await service.http.get("/i18n/..%2Fetc.json")).status_code == 404
+
+
+def test_the_served_widget_is_small_has_its_strings_and_no_comments():
+    import gzip
+
+    from liveblog import widget
+
+    served = widget.script()
+    assert len(gzip.compress(served, 9)) <= 12 * 1024  # the widget's budget: 12 KB gzipped
+    assert served.startswith(b"/*! liveblog widget.")  # the licence header stays
+    lines = served.decode().splitlines()
+    assert [line for line in lines if line.startswith(("//", " ", "\t"))] == []
+    assert b"__LIVEBLOG_STRINGS" not in served and widget.strings_version().encode() in served
+    assert '"load_more":"Load more"' in served.decode()  # English built in; the browser tests run it
