@@ -132,6 +132,13 @@ def _forbid(message: str) -> ApiError:
     return ApiError(403, "forbidden", message)
 
 
+def _hide_others_work(principal: auth.Principal, entry: Entry, owner: str | None) -> None:
+    """An unpublished entry the caller may not see does not exist, as far as it can tell: 404,
+    the answer it would get for an id that was never used."""
+    if entry.status != "published" and not principal.can_see_work(entry.blog, owner):
+        raise ApiError(404, "not_found", f"entry {entry.id!r} does not exist in blog {entry.blog!r}")
+
+
 def _if_match(request: Request) -> int:
     header = request.headers.get("if-match")
     if header is None:
@@ -296,8 +303,7 @@ async def get_entry(request: Request) -> Response:
         return _reader_json(request, await _store(request).get_public_entry(blog_id, entry_id))
     principal = await _principal(request)
     entry, owner = await _store(request).get_entry(blog_id, entry_id)
-    if entry.status != "published" and not principal.can_see_work(blog_id, owner):
-        raise ApiError(404, "not_found", f"entry {entry_id!r} does not exist in blog {blog_id!r}")
+    _hide_others_work(principal, entry, owner)
     return _entry_response(encoder.encode(entry), 200, **PRIVATE)
 
 
@@ -308,8 +314,7 @@ async def entry_versions(request: Request) -> Response:
     if "authorization" in request.headers:
         principal = await _principal(request)
         entry, owner = await store.get_entry(blog_id, entry_id)
-        if entry.status != "published" and not principal.can_see_work(blog_id, owner):
-            raise ApiError(404, "not_found", f"entry {entry_id!r} does not exist in blog {blog_id!r}")
+        _hide_others_work(principal, entry, owner)
         rows = await store.versions(blog_id, entry_id)
         return _json(encoder.encode({"entry": entry_id, "versions": [Raw(row) for row in rows]}), headers=PRIVATE)
     await store.get_public_entry(blog_id, entry_id)
@@ -388,8 +393,7 @@ async def patch_entry(request: Request) -> Response:
     _throttle_writes(request, principal)
     patch = _decode(EntryPatch, await _body(request))
     entry, owner, expected = await _editable(request)
-    if not principal.can_see_work(entry.blog, owner) and entry.status != "published":
-        raise ApiError(404, "not_found", f"entry {entry.id!r} does not exist in blog {entry.blog!r}")
+    _hide_others_work(principal, entry, owner)
     shown = None
     if entry.status == "retracted" and patch.status == "published":  # a restore: what did readers have?
         rows = await _store(request).versions(entry.blog, entry.id)
@@ -413,8 +417,7 @@ async def delete_entry(request: Request) -> Response:
     note = _decode(EntryDelete, raw).retraction_note if raw.strip() else None
     blog_id, entry_id = _blog_id(request), _entry_id(request)
     entry, owner = await _store(request).get_entry(blog_id, entry_id)
-    if not principal.can_see_work(blog_id, owner) and entry.status != "published":
-        raise ApiError(404, "not_found", f"entry {entry_id!r} does not exist in blog {blog_id!r}")
+    _hide_others_work(principal, entry, owner)
     if purge == "true":
         # A takedown is not refused for a race: If-Match is checked only when sent.
         expected = _if_match(request) if "if-match" in request.headers else None
