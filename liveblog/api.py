@@ -56,12 +56,12 @@ from .store import fingerprint, key_digest
 T = TypeVar("T", bound=Struct)
 
 _SLUG = re.compile(SLUG_PATTERN)
-_ENTRY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_IF_MATCH = re.compile(r'^(?:W/)?"?([0-9]{1,9})"?$')
-_NUMBER = re.compile(r"^[0-9]{1,9}$")
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+_ENTRY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
+_IF_MATCH = re.compile(r'^(?:W/)?"?([0-9]{1,9})"?\Z')
+_NUMBER = re.compile(r"^[0-9]{1,9}\Z")
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}\Z")
 _TAG = re.compile(r"^[^\x00-\x1f\x7f]{1,40}\Z")
-_STREAM_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
+_STREAM_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}\Z")
 #: Staff answers: never kept by a shared cache.
 PRIVATE = {"Cache-Control": "private, no-store"}
 UNPUBLISHED = ("draft", "submitted", "scheduled", "retracted")

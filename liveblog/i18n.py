@@ -30,7 +30,7 @@ from .caching import revalidatable
 
 DEFAULT = "en"
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
-_FILE = re.compile(r"^([a-z]{2,3}(?:-[A-Za-z0-9]{2,8})*)\.json$")
+_FILE = re.compile(r"^([a-z]{2,3}(?:-[A-Za-z0-9]{2,8})*)\.json\Z")
 
 
 def _load(language: str) -> dict[str, Any]:
@@ -119,7 +119,7 @@ def placeholders(template: str) -> set[str]:
 
 #: Catalogues change only with a deploy; the widget asks for them with ``?v=<version>``.
 STRINGS_CACHE = "public, max-age=3600, stale-while-revalidate=86400"
-_TAG = re.compile(r"^[a-z]{2,3}(?:-[A-Za-z0-9]{2,8}){0,3}$")
+_TAG = re.compile(r"^[a-z]{2,3}(?:-[A-Za-z0-9]{2,8}){0,3}\Z")
 
 
 async def strings(request: Request) -> Response:

@@ -30,7 +30,7 @@ from . import feeds, widget
 from .caching import IMMUTABLE, Prepared
 from .config import Settings
 from .errors import ApiError
-from .models import SLUG_PATTERN, Blog, Entry, decode, encoder
+from .models import SLUG, SLUG_PATTERN, Blog, Entry, decode, encoder
 from .reader import get_blog
 from .render import Rendered, Words, iso, rendered, revised, templates, words
 from .services import services
@@ -49,11 +49,11 @@ _SLUG = re.compile(SLUG_PATTERN)
 _ENTRY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 #: A tag as the API takes one: 1-40 characters of text.
 _TAG = re.compile(r"^[^\x00-\x1f\x7f]{1,40}\Z")
-_BLOG_PATH = re.compile(r"^/blogs/(%s)/?$" % SLUG_PATTERN.strip("^$"))
+_BLOG_PATH = re.compile(r"^/blogs/(%s)/?\Z" % SLUG)
 _WIDGET_OPTIONS = {
-    "theme": re.compile(r"^(light|dark|auto)$"),
-    "order": re.compile(r"^(newest|oldest)$"),
-    "limit": re.compile(r"^[1-9][0-9]?$|^100$"),
+    "theme": re.compile(r"^(light|dark|auto)\Z"),
+    "order": re.compile(r"^(newest|oldest)\Z"),
+    "limit": re.compile(r"^(?:[1-9][0-9]?|100)\Z"),
 }
 #: What JSON inside ``<script>`` must not hold as is (and the escapes that mean the same).
 _JSON_IN_HTML = [(b"<", b"\\u003c"), (b">", b"\\u003e"), (b"&", b"\\u0026")] + [
