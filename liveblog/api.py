@@ -523,7 +523,7 @@ async def sign_in(request: Request) -> Response:
         session_id,
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=sessions.own_origin(request).startswith("https:"),
         path="/",
     )
     return response

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,6 +45,12 @@ class Settings:
     viewers_interval: float = 5.0
     #: "text" for people, "json" (one object per line) for log pipelines.
     log_format: str = "text"
+    #: The service's public origin (``https://live.example.com``): the base of every absolute
+    #: link (canonical, OpenGraph, JSON-LD, feeds, oEmbed) and the origin browser writes must
+    #: come from. Empty: a request's Host, if it is one of ``allowed_hosts``.
+    public_url: str = ""
+    #: Host names (comma-separated) whose requests may build links while ``public_url`` is empty.
+    allowed_hosts: str = "localhost,127.0.0.1,::1"
     #: Proxies whose X-Forwarded-For/-Proto are believed (comma-separated addresses, or "*").
     forwarded_allow_ips: str = "127.0.0.1"
     ws_ping_interval: float = 20.0
@@ -78,4 +85,20 @@ class Settings:
                 except ValueError:
                     raise SystemExit(f"LIVEBLOG_{field.name.upper()}={raw!r} is not a valid {kind.__name__}") from None
         values.update({name: value for name, value in overrides.items() if value is not None})
-        return cls(**values)
+        settings = cls(**values)
+        if settings.public_url:
+            try:
+                check_public_url(settings.public_url)
+            except ValueError as exc:
+                raise SystemExit(f"LIVEBLOG_PUBLIC_URL: {exc}") from None
+        return settings
+
+
+def check_public_url(url: str) -> str:
+    """``url`` as an origin (``scheme://host[:port]``); ValueError if it is not one."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+        raise ValueError(f"{url!r} is not an http(s) origin such as https://live.example.com")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError(f"{url!r} is not an http(s) origin such as https://live.example.com")
+    return f"{parts.scheme}://{parts.netloc.lower()}"
