@@ -8,6 +8,7 @@ that runs only after all checks passed.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import secrets
@@ -52,6 +53,8 @@ from .sse import events
 from .staff import staff_live
 from .storage import BlogEnded, Change, Conflict, CursorGone, Page, Purged, Storage, Written
 from .store import fingerprint, key_digest
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T", bound=Struct)
 
@@ -165,7 +168,9 @@ async def readyz(request: Request) -> Response:
     try:
         await _store(request).ping()
     except Exception as exc:  # any failure to reach Redis means "not ready", which is the answer
-        return _json(b'{"status":"unavailable","reason":%s}' % encoder.encode(str(exc)), 503)
+        # The detail (a socket path, a host name) is for the operator's log, not for whoever asks.
+        log.warning("not ready: Redis does not answer: %s", exc)
+        return _json(b'{"status":"unavailable","reason":"storage unreachable"}', 503)
     return _json(b'{"status":"ready"}')
 
 

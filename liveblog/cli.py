@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import __version__, logs, workers
 from .config import Settings
-from .embedded import EmbeddedRedis
+from .embedded import EmbeddedRedis, private_dir
 from .server import bind, build
 
 log = logging.getLogger("liveblog")
@@ -32,7 +32,7 @@ def _admin_token(settings: Settings) -> str:
         print(f"Admin token: in {path}", flush=True)
         return path.read_text().strip()
     token = secrets.token_urlsafe(32)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as file:
         file.write(token + "\n")
