@@ -46,3 +46,19 @@ async def test_readyz_says_storage_is_unreachable_and_not_where_it_is(url):
         response = await unready.http.get("/readyz")
     assert response.status_code == 503
     assert response.json() == {"status": "unavailable", "reason": "storage unreachable"}
+
+
+async def test_a_title_made_from_a_body_carries_no_markup_its_entities_spelled(service):
+    await service.create_blog()
+    body = (
+        "<p>&lt;script&gt;alert(1)&lt;/script&gt;Sirens &lt;img src=x onerror=alert(2)&gt;"
+        " in Kyiv &amp; Lviv, 3 &lt; 4</p>"
+    )
+    await service.post(body=body)
+    feed = (await service.http.get("/blogs/ukraine/feed.json")).json()
+    (item,) = feed["items"]
+    for text in (item["title"], item["content_text"]):
+        assert "<script" not in text and "<img" not in text, text
+        assert "Sirens" in text and "Kyiv & Lviv, 3 < 4" in text, text
+    atom = (await service.http.get("/blogs/ukraine/feed.atom")).text
+    assert "&lt;script" not in atom and "&lt;img" not in atom
