@@ -23,6 +23,9 @@ class Settings:
     #: Empty: generate one on first start and keep it in ``data_dir``.
     admin_token: str = ""
     max_body_bytes: int = 64 * 1024
+    #: Seconds a client has to send a request's head (from connecting, or from its first byte);
+    #: a silent or byte-at-a-time (slowloris) client is cut off then, with 408.
+    head_timeout: float = 10.0
     #: A live reader whose unsent data passes this is closed with 4408.
     reader_buffer_bytes: int = 1 << 20
     snapshot_size: int = 20

@@ -34,7 +34,7 @@ from .app import create_app
 from .config import Settings
 from .connection import CONNECTION_EXTENSION, Connections, LiveConnection
 from .errors import error_body
-from .guard import GuardedHttp
+from .guard import with_head_timeout
 from .services import Services
 from .wire import CloseCode, Opcode, frame
 
@@ -309,7 +309,7 @@ def uvicorn_config(app: ASGIApp, settings: Settings, **overrides: Any) -> uvicor
         host=settings.host,
         port=settings.port,
         ws=LiveProtocol,
-        http=GuardedHttp,
+        http=with_head_timeout(settings.head_timeout),
         loop="none",  # the caller's loop: uvloop for `liveblog serve`
         lifespan="on",
         ws_max_size=settings.ws_max_message_bytes,
