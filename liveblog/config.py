@@ -40,6 +40,9 @@ class Settings:
     max_readers: int = 20_000
     #: Open live connections per client address; more are closed with 4429 (SSE: 429).
     max_readers_per_ip: int = 500
+    #: Open TCP connections per client address (HTTP and live; trusted proxies not counted);
+    #: more are closed as soon as they are accepted.
+    max_connections_per_ip: int = 1000
     #: New live connections per client address per second (bursts of 10x); more get 429.
     connects_per_ip_per_second: float = 10.0
     #: Entry writes per token per second (bursts of 5x); more get 429.

@@ -24,6 +24,7 @@ import httptools
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from .doors import Doors
 from .errors import error_body
 
 #: Request line plus headers; browsers send a few KiB, proxies refuse beyond 8-16 KiB.
@@ -42,6 +43,8 @@ class GuardedHttp(asyncio.Protocol):
     and heads slower than ``head_timeout`` with 408."""
 
     head_timeout = HEAD_TIMEOUT
+    #: Who may connect (None: everyone); :func:`guarded` sets the server's.
+    doors: Doors | None = None
 
     def __init__(self, config: uvicorn.Config, server_state: Any, app_state: dict[str, Any], **more: Any):
         # ``more``: what else a uvicorn release passes its protocol classes (the loop, in some)
@@ -53,11 +56,16 @@ class GuardedHttp(asyncio.Protocol):
         self._in_head = False
         self._requests = 0
         self._timer: asyncio.TimerHandle | None = None
+        self._turned_away = False  # refused at the door: uvicorn's protocol never saw it
 
     # -- asyncio.Protocol, forwarded
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        if self.doors is not None and not self.doors.admit(transport):
+            self._turned_away = True
+            transport.close()  # its address has all the connections it may have
+            return
         self._start_clock()  # the first request's head is due from now
         self._inner.connection_made(transport)  # type: ignore[arg-type]
 
@@ -86,17 +94,21 @@ class GuardedHttp(asyncio.Protocol):
         self._inner.data_received(data)
 
     def eof_received(self) -> None:
-        self._inner.eof_received()
+        if not self._turned_away:
+            self._inner.eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_clock()
-        self._inner.connection_lost(exc)
+        if not self._turned_away:
+            self._inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
-        self._inner.pause_writing()
+        if not self._turned_away:
+            self._inner.pause_writing()
 
     def resume_writing(self) -> None:
-        self._inner.resume_writing()
+        if not self._turned_away:
+            self._inner.resume_writing()
 
     # -- httptools callbacks (of the guard's own parser), for heads complete within one chunk
 
@@ -157,7 +169,8 @@ class GuardedHttp(asyncio.Protocol):
         self._transport.close()
 
 
-def with_head_timeout(seconds: float) -> type[GuardedHttp]:
-    """:class:`GuardedHttp` allowing ``seconds`` for a request head (uvicorn's ``http`` setting
-    takes a class, so the setting becomes one)."""
-    return type("GuardedHttp", (GuardedHttp,), {"head_timeout": seconds})
+def guarded(head_timeout: float, doors: Doors) -> type[GuardedHttp]:
+    """:class:`GuardedHttp` allowing ``head_timeout`` seconds for a request head and admitting
+    connections through ``doors`` (uvicorn's ``http`` setting takes a class, so the settings
+    become one)."""
+    return type("GuardedHttp", (GuardedHttp,), {"head_timeout": head_timeout, "doors": doors})
