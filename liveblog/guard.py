@@ -18,6 +18,7 @@ requests, uvicorn's ``timeout_keep_alive`` closes an idle connection.)
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 import httptools
@@ -29,6 +30,11 @@ from .errors import error_body
 
 #: Request line plus headers; browsers send a few KiB, proxies refuse beyond 8-16 KiB.
 MAX_HEAD_BYTES = 16 * 1024
+#: The kernel's send buffer per connection (Linux doubles it). Left to itself it grows to
+#: several MiB for a reader that stopped reading, out of the reach of the live channel's and
+#: SSE's backlog limits, which count what waits in user space; capped, a stalled reader pins at
+#: most this (twice) plus ``LIVEBLOG_READER_BUFFER_BYTES``.
+SEND_BUFFER = 64 * 1024
 #: Seconds a request head may take to arrive (see the module's docstring); a subclass made by
 #: :func:`with_head_timeout` sets another.
 HEAD_TIMEOUT = 10.0
@@ -66,6 +72,9 @@ class GuardedHttp(asyncio.Protocol):
             self._turned_away = True
             transport.close()  # its address has all the connections it may have
             return
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         self._start_clock()  # the first request's head is due from now
         self._inner.connection_made(transport)  # type: ignore[arg-type]
 
