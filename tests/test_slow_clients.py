@@ -72,6 +72,16 @@ async def test_a_slow_second_request_on_a_kept_alive_connection_is_cut_off_too(s
     writer.close()
 
 
+@pytest.mark.slow
+async def test_an_idle_kept_alive_connection_is_closed(service):
+    """uvicorn's keep-alive timeout (5 s) after a response; the head clock before one."""
+    reader, writer = await _connect(service)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    answer = await asyncio.wait_for(reader.read(), PATIENCE)  # everything until the server closes
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b'{"status":"ok"}')
+    writer.close()
+
+
 async def test_requests_that_bring_their_head_in_time_and_live_readers_are_served_on(service):
     await service.create_blog()
     async with service.live() as reader:
