@@ -17,6 +17,7 @@ from pathlib import Path
 
 from . import __version__, logs, workers
 from .config import Settings
+from .doors import raise_descriptor_limit
 from .embedded import EmbeddedRedis, private_dir
 from .server import bind, build
 
@@ -100,6 +101,7 @@ def _supervise(settings: Settings, redis_url: str, listening: socket.socket) -> 
 
 
 def serve(settings: Settings) -> None:
+    raise_descriptor_limit()
     settings = replace(settings, admin_token=_admin_token(settings))
     # With workers, the parent binds the port once, first: a port in use fails before anything starts.
     listening = workers.listen(settings.host, settings.port) if settings.workers > 1 else None

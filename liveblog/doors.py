@@ -17,6 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
+import resource
+
+log = logging.getLogger(__name__)
 
 #: Admissions between sweeps of every address's closed transports.
 SWEEP_EVERY = 1024
@@ -79,3 +83,31 @@ def _addresses(text: str) -> list[str]:
             continue  # a host name or a unix socket path: uvicorn's business, never a peer address here
         valid.append(item)
     return valid
+
+
+def raise_descriptor_limit() -> int:
+    """Raise the process's file-descriptor limit to its hard limit, as Redis and nginx do (each
+    connection holds one; the soft limit is often 1,024); the limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = max(soft, 1 << 20)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def per_address(configured: int) -> int:
+    """``configured``, or a quarter of the descriptor limit if that is less: one address must never
+    be able to take every descriptor, whatever the setting says."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    share = soft // 4 if soft != resource.RLIM_INFINITY else configured
+    if share < configured:
+        log.warning(
+            "LIVEBLOG_MAX_CONNECTIONS_PER_IP=%d is more than a quarter of the %d file descriptors "
+            "this process may open: each address gets %d",
+            configured,
+            soft,
+            share,
+        )
+        return share
+    return configured
