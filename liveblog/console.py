@@ -17,7 +17,6 @@ from importlib import resources
 
 import msgspec
 from msgspec import Struct
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route

@@ -52,8 +52,14 @@ class Desk:
         self.errors: list[str] = []
         # A refused request is logged by Chromium itself ("Failed to load resource"): the stories
         # check what the console does with it, not that it happened.
-        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" and not m.text.startswith(
-            "Failed to load resource") else None)
+        page.on(
+            "console",
+            lambda m: (
+                self.errors.append(m.text)
+                if m.type == "error" and not m.text.startswith("Failed to load resource")
+                else None
+            ),
+        )
         page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
         page.on("dialog", self._dialog)
         self.answers: list[str | bool] = []

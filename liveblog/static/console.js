@@ -572,9 +572,9 @@
         h("div", { class: "row" }, field(t("byline_role"), f.role), field(t("byline_location"), f.location)),
         field(t("tags"), f.tags), this.tagList,
         h("div", { class: "row" }, h("label", {}, f.pinned, " ", t("pinned")), h("label", {}, f.key_event, " ", t("key_event"))),
-        h("details", {}, h("summary", { text: t("media_url") }), field(t("media_type"), f.media_type), field(t("media_url"), f.media_url),
+        h("details", { id: "media" }, h("summary", { text: t("media_url") }), field(t("media_type"), f.media_type), field(t("media_url"), f.media_url),
           field(t("caption"), f.caption), field(t("alt"), f.alt), field(t("credit"), f.credit)),
-        h("details", {}, h("summary", { text: t("related_url") }), field(t("related_url"), f.related_url), field(t("related_title"), f.related_title)),
+        h("details", { id: "related" }, h("summary", { text: t("related_url") }), field(t("related_url"), f.related_url), field(t("related_title"), f.related_title)),
         h("div", { class: "actions" }, actions), this.previewBox);
       form.addEventListener("submit", (ev) => ev.preventDefault());
       this.form = form;
@@ -612,6 +612,8 @@
       for (const k of ["caption", "alt", "credit"]) f[k].value = (e.media && e.media[k]) || "";
       f.related_url.value = e.related[0] ? e.related[0].url : "";
       f.related_title.value = e.related[0] ? e.related[0].title : "";
+      $("#media", this.form).open = !!e.media;
+      $("#related", this.form).open = e.related.length > 0;
     },
     edit(e, then) {
       this.reset();
