@@ -13,6 +13,7 @@ preview shows exactly what readers will get. ``GET /`` lists the blogs and links
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 
 import msgspec
@@ -21,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import entries, sessions
+from . import entries, i18n, sessions
 from .caching import Prepared
 from .errors import ApiError
 from .models import Blog, decode, encoder
@@ -32,12 +33,24 @@ HTML = "text/html; charset=utf-8"
 PRIVATE = {"Cache-Control": "no-store"}
 
 
-def _static(name: str) -> Prepared:
-    return Prepared.of((resources.files("liveblog") / "static" / name).read_bytes())
+#: Placeholder in ``static/console.js`` for every catalogue's console strings.
+STRINGS_PLACEHOLDER = b"__LIVEBLOG_CONSOLE_STRINGS__"
 
 
-SCRIPT = _static("console.js")
-STYLE = _static("console.css")
+def _static(name: str) -> bytes:
+    return (resources.files("liveblog") / "static" / name).read_bytes()
+
+
+def script() -> bytes:
+    """``static/console.js`` with the console strings of each language that has them (a few
+    kilobytes in all, so the page fetches no catalogue of its own)."""
+    catalogues = {language: found for language in i18n.languages() if (found := i18n.console_strings(language))}
+    strings = json.dumps(catalogues, ensure_ascii=False, separators=(",", ":")).encode()
+    return _static("console.js").replace(STRINGS_PLACEHOLDER, strings)
+
+
+SCRIPT = Prepared.of(script())
+STYLE = Prepared.of(_static("console.css"))
 SCRIPT_URL = f"/console.js?v={SCRIPT.etag.strip(chr(34))[:12]}"
 STYLE_URL = f"/console.css?v={STYLE.etag.strip(chr(34))[:12]}"
 PAGE = Prepared.of(

@@ -294,6 +294,8 @@ async def test_a_refused_entry_in_the_outbox_can_be_fixed_and_sent_again(service
     failed = desk.page.locator("#outbox li[data-state=failed]")
     await expect(failed.locator(".reason")).to_contain_text("https", timeout=WAIT_MS)
     await failed.get_by_role("button", name="Fix and re-send: With a bad photo").click()
+    await expect(failed).to_have_count(0, timeout=WAIT_MS)
+    await expect(desk.page.locator("#body")).to_have_text("With a bad photo")
     await desk.page.get_by_label("Media or social embed URL", exact=True).fill("https://images.example/a.jpg")
     await desk.page.keyboard.press("Control+Enter")
     await expect(desk.page.locator("#outbox li[data-state=published]")).to_have_count(1, timeout=WAIT_MS)

@@ -5,70 +5,8 @@
 // IndexedDB only the outbox of entries not yet sent.
 "use strict";
 (() => {
-  const STRINGS = {
-    en: {
-      sign_in: "Sign in", sign_out: "Sign out", token: "Token", signed_in_as: "{name} ({role})",
-      blogs: "Blogs", no_blogs: "No blogs yet.", new_blog: "New blog", title: "Title", slug: "Slug (URL name)",
-      language: "Language", timezone: "Time zone", origins: "Embed origins (one per line, empty = any)",
-      create: "Create", tokens: "Tokens", mint: "Mint token", name: "Name", role: "Role", token_blogs: "Blogs (comma-separated)",
-      revoke: "Revoke", copy: "Copy", copied: "Copied", secret_once: "This secret is shown once: copy it now.",
-      headline: "Headline", body: "Text", bold: "Bold", italic: "Italic", highlight: "Highlight", link: "Link",
-      quote: "Quote", attribution: "Attribution of the quote", list: "List", subheading: "Subheading",
-      link_url: "Link address (https://…)", byline_role: "Your role", byline_location: "Your location",
-      tags: "Tags (comma-separated)", pinned: "Pinned", key_event: "Key event", media_url: "Media or social embed URL",
-      media_type: "Media type", image: "Image", video: "Video", embed: "Social embed", caption: "Caption", alt: "Alt text", credit: "Credit",
-      related_url: "Related story URL", related_title: "Related story title", preview: "Preview", publish: "Publish",
-      submit: "Submit for review", save_draft: "Save draft", schedule: "Schedule", publish_at: "Publish at",
-      save: "Save changes", cancel: "Cancel", editing: "Editing entry {id}", timeline: "Timeline", review: "Review queue",
-      scheduled: "Scheduled", outbox: "Outbox", nothing: "Nothing here.", edit: "Edit", correct: "Correct",
-      pin: "Pin", unpin: "Unpin", mark_key: "Mark key event", unmark_key: "Unmark key event", retract: "Retract",
-      restore: "Restore", purge: "Purge", approve: "Approve", return: "Return with a note", reschedule: "Reschedule",
-      publish_now: "Publish now", unschedule: "Unschedule",
-      correction_prompt: "Public correction note (readers see “Corrected HH:MM: …”)",
-      retract_prompt: "Retract this entry? Readers see it go. Optional public note:",
-      purge_confirm: "Purge “{what}”? This is a legal takedown: every version of its text is erased from the public page, feeds, history and every console. It cannot be undone.",
-      return_prompt: "Note to the writer:", reschedule_prompt: "New time (YYYY-MM-DD HH:MM, your local time)",
-      queued: "queued", sending: "sending", published: "published", failed: "failed", resend: "Fix and re-send", discard: "Discard",
-      offline: "Offline: entries wait in the outbox", online: "Online", dropped: "Pasted formatting that readers cannot see was removed.",
-      conflict: "Someone else edited this entry while you did.", mine: "Your version", theirs: "Their version (now live)",
-      keep_mine: "Keep mine", take_theirs: "Take theirs", merge: "Merge by hand",
-      merging: "Merge by hand: edit the text, then save. Their version is shown below.",
-      status_draft: "draft", status_submitted: "submitted", status_scheduled: "scheduled", status_published: "published", status_retracted: "retracted",
-      review_note: "Returned: {note}", by: "by {name}", back: "All blogs", open: "Open", live_page: "Public page",
-      live_channel_down: "Reconnecting to the newsroom channel…", saved: "Saved.", error: "Error: {message}",
-    },
-    es: {
-      sign_in: "Entrar", sign_out: "Salir", token: "Token", signed_in_as: "{name} ({role})",
-      blogs: "Blogs", no_blogs: "Aún no hay blogs.", new_blog: "Nuevo blog", title: "Título", slug: "Slug (nombre en la URL)",
-      language: "Idioma", timezone: "Zona horaria", origins: "Orígenes de inserción (uno por línea, vacío = cualquiera)",
-      create: "Crear", tokens: "Tokens", mint: "Crear token", name: "Nombre", role: "Rol", token_blogs: "Blogs (separados por comas)",
-      revoke: "Revocar", copy: "Copiar", copied: "Copiado", secret_once: "Este secreto se muestra una sola vez: cópielo ahora.",
-      headline: "Titular", body: "Texto", bold: "Negrita", italic: "Cursiva", highlight: "Resaltar", link: "Enlace",
-      quote: "Cita", attribution: "Autor de la cita", list: "Lista", subheading: "Subtítulo",
-      link_url: "Dirección del enlace (https://…)", byline_role: "Su cargo", byline_location: "Su ubicación",
-      tags: "Etiquetas (separadas por comas)", pinned: "Fijada", key_event: "Momento clave", media_url: "URL del medio o de la red social",
-      media_type: "Tipo de medio", image: "Imagen", video: "Vídeo", embed: "Red social", caption: "Pie", alt: "Texto alternativo", credit: "Crédito",
-      related_url: "URL de la noticia relacionada", related_title: "Título de la noticia relacionada", preview: "Vista previa", publish: "Publicar",
-      submit: "Enviar a revisión", save_draft: "Guardar borrador", schedule: "Programar", publish_at: "Publicar a las",
-      save: "Guardar cambios", cancel: "Cancelar", editing: "Editando la entrada {id}", timeline: "Cronología", review: "Pendientes de revisión",
-      scheduled: "Programadas", outbox: "Bandeja de salida", nothing: "Nada por aquí.", edit: "Editar", correct: "Corregir",
-      pin: "Fijar", unpin: "Desfijar", mark_key: "Marcar como clave", unmark_key: "Quitar de clave", retract: "Retirar",
-      restore: "Restaurar", purge: "Purgar", approve: "Aprobar", return: "Devolver con una nota", reschedule: "Reprogramar",
-      publish_now: "Publicar ya", unschedule: "Desprogramar",
-      correction_prompt: "Nota pública de corrección (los lectores ven «Corregido HH:MM: …»)",
-      retract_prompt: "¿Retirar esta entrada? Los lectores dejarán de verla. Nota pública opcional:",
-      purge_confirm: "¿Purgar «{what}»? Es una retirada legal: se borra toda versión de su texto de la página pública, los feeds, el historial y las consolas. No se puede deshacer.",
-      return_prompt: "Nota para quien la escribió:", reschedule_prompt: "Nueva hora (AAAA-MM-DD HH:MM, hora local)",
-      queued: "en cola", sending: "enviando", published: "publicada", failed: "fallida", resend: "Corregir y reenviar", discard: "Descartar",
-      offline: "Sin conexión: las entradas esperan en la bandeja", online: "En línea", dropped: "Se quitó formato pegado que los lectores no pueden ver.",
-      conflict: "Otra persona editó esta entrada mientras usted lo hacía.", mine: "Su versión", theirs: "La otra versión (publicada)",
-      keep_mine: "Quedarme con la mía", take_theirs: "Tomar la otra", merge: "Combinar a mano",
-      merging: "Combinar a mano: edite el texto y guarde. La otra versión se muestra debajo.",
-      status_draft: "borrador", status_submitted: "enviada", status_scheduled: "programada", status_published: "publicada", status_retracted: "retirada",
-      review_note: "Devuelta: {note}", by: "por {name}", back: "Todos los blogs", open: "Abrir", live_page: "Página pública",
-      live_channel_down: "Reconectando con el canal de la redacción…", saved: "Guardado.", error: "Error: {message}",
-    },
-  };
+  // Every catalogue's "console" section (liveblog/locales/*.json), filled in when served.
+  const STRINGS = __LIVEBLOG_CONSOLE_STRINGS__;
   let lang = (navigator.language || "en").slice(0, 2) in STRINGS ? navigator.language.slice(0, 2) : "en";
   const t = (key, values = {}) =>
     (STRINGS[lang][key] || STRINGS.en[key]).replace(/\{(\w+)\}/g, (m, k) => (k in values ? values[k] : m));
@@ -774,9 +712,10 @@
         if (item.state === "failed") {
           parts.push(h("div", { class: "reason", text: item.reason }),
             button(t("resend"), async () => {
-              await this.remove(item.key);
               composer.reset();
               composer.fill({ ...item.payload, author: item.payload.author || {}, tags: item.payload.tags || [], related: item.payload.related || [], media: item.payload.media });
+              composer.f.body.focus();
+              await this.remove(item.key);
               this.render();
             }, { "aria-label": `${t("resend")}: ${what}` }));
         }
