@@ -300,9 +300,9 @@
     $("#timeline ol").replaceChildren(...all.sort(byTime).map(entryCard));
     if (editor()) {
       const queue = all.filter((e) => e.status === "submitted");
-      $("#review ol").replaceChildren(...(queue.length ? queue.map(reviewCard) : [h("li", { text: t("nothing") })]));
+      $("#review ol").replaceChildren(...(queue.length ? queue.map(reviewCard) : [h("li", { class: "empty", text: t("nothing") })]));
       const later = all.filter((e) => e.status === "scheduled").sort((a, b) => (a.publish_at > b.publish_at ? 1 : -1));
-      $("#scheduled ol").replaceChildren(...(later.length ? later.map(scheduledCard) : [h("li", { text: t("nothing") })]));
+      $("#scheduled ol").replaceChildren(...(later.length ? later.map(scheduledCard) : [h("li", { class: "empty", text: t("nothing") })]));
     }
   }
 
