@@ -398,3 +398,52 @@ async def test_a_desktop_screenshot_of_the_console(service, desks):
     await expect(desk.entry("Air raid alert")).to_be_visible(timeout=WAIT_MS)
     await desk.write("Residents are advised to stay indoors.", headline="Curfew extended")
     await desk.page.screenshot(path=DOCS / "console-desktop.png", full_page=True)
+
+
+PASTE = """([html]) => {
+  const data = new DataTransfer();
+  data.setData("text/html", html);
+  document.querySelector("#body").dispatchEvent(
+    new ClipboardEvent("paste", {clipboardData: data, bubbles: true, cancelable: true}));
+}"""
+
+
+async def test_the_composer_makes_only_the_allowed_html_and_pasting_says_what_it_dropped(service, desks):
+    await service.create_blog(title="War in Ukraine")
+    await service.post(body="<p>earlier</p>", tags=["kyiv"])
+    desk = await desks()
+    await desk.sign_in()
+    await desk.open_blog("War in Ukraine")
+    page = desk.page
+    await page.locator("#body").click()
+    pasted = (
+        '<div style="color:red" class="x">Officials <b>confirmed</b> <span style="font-weight: 700">it</span>'
+        '<img src="https://example.com/x.jpg"><script>alert(1)</script> <a href="javascript:alert(1)">here</a></div>'
+    )
+    await page.evaluate(PASTE, [pasted])
+    await expect(page.locator("#notice")).to_have_text(
+        "Pasted formatting that readers cannot see was removed.", timeout=WAIT_MS
+    )
+    await page.keyboard.press("Enter")
+    await page.keyboard.type("Calm now")
+    await page.keyboard.press("Shift+Home")
+    await page.get_by_role("button", name="Highlight").click()
+    await page.keyboard.press("End")
+    await page.keyboard.press("Enter")
+    await page.keyboard.type("We will rebuild")
+    await page.keyboard.press("Shift+Home")
+    desk.answers.append("The mayor")
+    await page.get_by_role("button", name="Quote").click()
+    await page.get_by_label("Tags (comma-separated)").focus()
+    assert await page.locator("#tag-names option").evaluate_all("os => os.map(o => o.value)") == ["kyiv"]
+    await page.get_by_label("Tags (comma-separated)").fill("kyiv")
+    await page.get_by_role("button", name="Preview").click()
+    await expect(page.locator(".preview blockquote footer")).to_have_text("The mayor", timeout=WAIT_MS)
+    await page.keyboard.press("Control+Enter")
+    await expect(page.locator("#outbox li[data-state=published]")).to_have_count(1, timeout=WAIT_MS)
+    entry = next(e for e in await entries_of(service) if e["body"] != "<p>earlier</p>")
+    assert entry["body"] == (
+        "<p>Officials <strong>confirmed</strong> <strong>it</strong> here</p><p><mark>Calm now</mark></p>"
+        "<blockquote><p>We will rebuild</p><footer>The mayor</footer></blockquote>"
+    )
+    assert entry["tags"] == ["kyiv"]

@@ -405,8 +405,10 @@
       if (node.nodeType !== Node.ELEMENT_NODE) continue;
       let tag = node.tagName;
       if (DROP.has(tag)) { dropped = true; continue; }
-      if (tag === "SPAN" && /bold|700/.test(node.style.fontWeight)) tag = "STRONG";
-      else if (tag === "SPAN" && node.style.fontStyle === "italic") tag = "EM";
+      // The style attribute's text: under this page's CSP, inline styles are never parsed.
+      const style = node.getAttribute("style") || "";
+      if (tag === "SPAN" && /font-weight:\s*(bold|[6-9]00)/.test(style)) tag = "STRONG";
+      else if (tag === "SPAN" && /font-style:\s*italic/.test(style)) tag = "EM";
       tag = RENAME[tag] || tag;
       if (!ALLOWED.has(tag)) {
         if (!["SPAN", "FONT", "U", "SECTION", "ARTICLE", "TABLE", "TBODY", "TR", "TD", "TH"].includes(tag)) dropped = true;
@@ -478,7 +480,16 @@
         const data = ev.clipboardData;
         const html = data.getData("text/html");
         const cleaned = html ? cleanHtml(html) : { html: escapeText(data.getData("text/plain")), dropped: false };
-        document.execCommand("insertHTML", false, cleaned.html);
+        // Inserted as nodes, not with insertHTML, which restyles what it inserts.
+        const sel = getSelection();
+        if (!sel.rangeCount) return;
+        const range = sel.getRangeAt(0);
+        const piece = document.createElement("template");
+        piece.innerHTML = cleaned.html;
+        const last = piece.content.lastChild;
+        range.deleteContents();
+        range.insertNode(piece.content);
+        if (last) { range.setStartAfter(last); range.collapse(true); sel.removeAllRanges(); sel.addRange(range); }
         if (cleaned.dropped) notify(t("dropped"));
       });
       const keys = (ev) => {
