@@ -72,6 +72,7 @@
     addEventListener("online", () => { network(); outbox.flush(); });
     addEventListener("offline", network);
     addEventListener("hashchange", route);
+    setInterval(() => outbox.flush(), 5000); // what a server error left queued is tried again
     network();
     try {
       me = await api("GET", "/api/v1/session");
@@ -315,7 +316,8 @@
     const mineOnly = !editor() && e.author.name !== me.name;
     const named = (key) => ({ "aria-label": `${t(key)}: ${label(e)}` });
     const actions = [];
-    if (!mineOnly && e.status !== "retracted") actions.push(button(t("edit"), () => composer.edit(e), named("edit")));
+    const editable = !mineOnly && e.status !== "retracted" && !(me.role === "contributor" && e.status === "published");
+    if (editable) actions.push(button(t("edit"), () => composer.edit(e), named("edit")));
     if (e.status === "published") {
       if (!mineOnly) actions.push(button(t("correct"), () => correct(e), named("correct")));
       if (!mineOnly) actions.push(button(t(e.pinned ? "unpin" : "pin"), () => change(e, { pinned: !e.pinned }), named(e.pinned ? "unpin" : "pin")));
