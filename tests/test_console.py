@@ -447,3 +447,35 @@ async def test_the_composer_makes_only_the_allowed_html_and_pasting_says_what_it
         "<blockquote><p>We will rebuild</p><footer>The mayor</footer></blockquote>"
     )
     assert entry["tags"] == ["kyiv"]
+
+
+async def test_an_editor_edits_a_submission_then_approves_and_manages_the_schedule(service, desks):
+    await service.create_blog(title="War in Ukraine")
+    contributor = (await service.mint("contributor", name="Taras"))["token"]
+    await service.post(token=contributor, headline="Bridge", body="<p>The bridge is closd.</p>", status="submitted")
+    later = (datetime.now(UTC) + timedelta(hours=2)).isoformat().replace("+00:00", "Z")
+    for headline in ("Summary", "Briefing"):
+        await service.post(headline=headline, body="<p>soon</p>", status="scheduled", publish_at=later)
+    desk = await desks()
+    await desk.sign_in()
+    await desk.open_blog("War in Ukraine")
+
+    await desk.page.get_by_role("button", name="Edit: Bridge").first.click()
+    await desk.page.locator("#body").fill("The bridge is closed.")
+    await desk.page.get_by_role("button", name="Approve", exact=True).click()
+    await expect(desk.entry("Bridge")).to_have_attribute("data-status", "published", timeout=WAIT_MS)
+    [bridge] = await entries_of(service)
+    assert (bridge["body"], bridge["author"]["name"]) == ("<p>The bridge is closed.</p>", "Taras")
+
+    await desk.page.get_by_role("button", name="Publish now: Summary").click()
+    await expect(desk.entry("Summary")).to_have_attribute("data-status", "published", timeout=WAIT_MS)
+    desk.answers.append("2031-01-02 03:04")
+    await desk.page.get_by_role("button", name="Reschedule: Briefing").click()
+    await expect(desk.page.locator("#notice")).to_have_text("Saved.", timeout=WAIT_MS)
+    [briefing] = (
+        await service.http.get("/api/v1/blogs/ukraine/entries?status=scheduled", headers=service.auth())
+    ).json()["entries"]
+    assert briefing["publish_at"].startswith("2031-01-0")
+    await desk.page.get_by_role("button", name="Unschedule: Briefing").click()
+    await expect(desk.entry("Briefing")).to_have_attribute("data-status", "draft", timeout=WAIT_MS)
+    assert sorted(e["headline"] for e in await entries_of(service)) == ["Bridge", "Summary"]
