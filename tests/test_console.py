@@ -19,7 +19,7 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 from test_widget import CHROMIUM, CHROMIUM_ARGS, SHOWN_IDS, PartnerSite, snippet
 
 WAIT_MS = 8000
-DOCS = Path(__file__).parent.parent / "docs"
+ARTIFACTS = Path(__file__).parent / "artifacts"
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.browser]
 
@@ -361,7 +361,8 @@ async def test_the_console_speaks_the_blogs_language_and_fits_a_phone(service, d
              .map(el => el.outerHTML)"""
     )
     assert unnamed == []
-    await desk.page.screenshot(path=DOCS / "console-phone.png", full_page=True)
+    ARTIFACTS.mkdir(exist_ok=True)
+    await desk.page.screenshot(path=ARTIFACTS / "console-phone.png", full_page=True)
 
 
 async def test_an_admin_creates_a_blog_and_mints_a_token_shown_once(service, desks):
@@ -397,7 +398,8 @@ async def test_a_desktop_screenshot_of_the_console(service, desks):
     await desk.open_blog("War in Ukraine")
     await expect(desk.entry("Air raid alert")).to_be_visible(timeout=WAIT_MS)
     await desk.write("Residents are advised to stay indoors.", headline="Curfew extended")
-    await desk.page.screenshot(path=DOCS / "console-desktop.png", full_page=True)
+    ARTIFACTS.mkdir(exist_ok=True)
+    await desk.page.screenshot(path=ARTIFACTS / "console-desktop.png", full_page=True)
 
 
 PASTE = """([html]) => {
