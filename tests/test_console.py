@@ -481,3 +481,16 @@ async def test_an_editor_edits_a_submission_then_approves_and_manages_the_schedu
     await desk.page.get_by_role("button", name="Unschedule: Briefing").click()
     await expect(desk.entry("Briefing")).to_have_attribute("data-status", "draft", timeout=WAIT_MS)
     assert sorted(e["headline"] for e in await entries_of(service)) == ["Bridge", "Summary"]
+
+
+async def test_a_revoked_token_sends_the_console_back_to_sign_in(service, desks):
+    await service.create_blog(title="War in Ukraine")
+    made = await service.mint("reporter", name="Olena")
+    desk = await desks()
+    await desk.sign_in(made["token"])
+    await desk.open_blog("War in Ukraine")
+    assert (await service.http.delete(f"/api/v1/tokens/{made['id']}", headers=service.auth())).status_code == 204
+    await desk.write("Too late")
+    await desk.page.get_by_role("button", name="Preview").click()
+    await expect(desk.page.get_by_label("Token")).to_be_visible(timeout=WAIT_MS)
+    await expect(desk.page.locator("#notice")).to_contain_text("revoked")

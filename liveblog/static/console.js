@@ -52,7 +52,16 @@
     el.textContent = text;
     el.classList.toggle("error", error);
   }
-  const fail = (e) => notify(t("error", { message: e.message }), true);
+  function fail(e) {
+    notify(t("error", { message: e.message }), true);
+    if (e.status === 401 && me) { // the session ended (signed out elsewhere, token revoked)
+      me = null;
+      closeChannel();
+      $("#who").textContent = "";
+      $("#sign-out").hidden = true;
+      signInForm();
+    }
+  }
 
   // --- state -----------------------------------------------------------------------------------------
 
@@ -698,12 +707,13 @@
             item.status = entry.status;
             if (blog && blog.id === item.blog) upsert(entry);
           } catch (e) {
-            if (e instanceof HttpError && e.status !== 429 && e.status < 500) {
+            if (e instanceof HttpError && e.status !== 401 && e.status !== 429 && e.status < 500) {
               item.state = "failed";
               item.reason = e.message;
-            } else {
+            } else { // offline, signed out, or the server's trouble: it waits, with its key
               item.state = "queued";
               await this.put(item);
+              if (e.status === 401) fail(e);
               break;
             }
           }
