@@ -631,7 +631,13 @@
       const payload = this.payload();
       try {
         const { body } = await api("POST", "/console/preview", { body: payload.body });
-        this.previewBox.replaceChildren(h("article", { class: "entry" }, payload.headline ? h("h3", { text: payload.headline }) : null, bodyOf(body)));
+        const m = payload.media;
+        const byline = [me.name, payload.author.role, payload.author.location].filter(Boolean).join(", ");
+        this.previewBox.replaceChildren(h("article", { class: "entry" }, payload.headline ? h("h3", { text: payload.headline }) : null,
+          h("p", { class: "meta", text: byline }), bodyOf(body),
+          m ? h("figure", {}, m.type === "image" ? h("img", { src: m.url, alt: m.alt || "" }) : h("a", { href: m.url, rel: "noopener" }, m.url),
+            m.caption || m.credit ? h("figcaption", { text: [m.caption, m.credit].filter(Boolean).join(" · ") }) : null) : null,
+          payload.tags.length ? h("p", { class: "meta", text: payload.tags.map((tag) => `#${tag}`).join(" ") }) : null));
       } catch (e) {
         fail(e);
       }
