@@ -439,6 +439,10 @@ async def test_the_composer_makes_only_the_allowed_html_and_pasting_says_what_it
     await page.get_by_label("Tags (comma-separated)").focus()
     assert await page.locator("#tag-names option").evaluate_all("os => os.map(o => o.value)") == ["kyiv"]
     await page.get_by_label("Tags (comma-separated)").fill("kyiv")
+    await page.get_by_text("Related stories").click()
+    await page.get_by_label("One a line").fill(
+        "https://news.example/dam The dam, explained\nhttps://news.example/map Map of the front"
+    )
     await page.get_by_role("button", name="Preview").click()
     await expect(page.locator(".preview blockquote footer")).to_have_text("The mayor", timeout=WAIT_MS)
     await page.keyboard.press("Control+Enter")
@@ -449,6 +453,10 @@ async def test_the_composer_makes_only_the_allowed_html_and_pasting_says_what_it
         "<blockquote><p>We will rebuild</p><footer>The mayor</footer></blockquote>"
     )
     assert entry["tags"] == ["kyiv"]
+    assert [(r["url"], r["title"]) for r in entry["related"]] == [
+        ("https://news.example/dam", "The dam, explained"),
+        ("https://news.example/map", "Map of the front"),
+    ]
 
 
 async def test_an_editor_edits_a_submission_then_approves_and_manages_the_schedule(service, desks):

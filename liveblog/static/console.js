@@ -478,7 +478,7 @@
         media_type: h("select", { name: "media_type" }, ["image", "video", "embed"].map((v) => h("option", { value: v }, t(v)))),
         media_url: h("input", { name: "media_url", type: "url" }),
         caption: h("input", { name: "caption" }), alt: h("input", { name: "alt" }), credit: h("input", { name: "credit" }),
-        related_url: h("input", { name: "related_url", type: "url" }), related_title: h("input", { name: "related_title" }),
+        related: h("textarea", { name: "related", rows: 3 }),
         publish_at: h("input", { name: "publish_at", type: "datetime-local" }),
       });
       this.tagList = h("datalist", { id: "tag-names" }, [...tagNames].map((n) => h("option", { value: n })));
@@ -534,7 +534,7 @@
         h("div", { class: "row" }, h("label", {}, f.pinned, " ", t("pinned")), h("label", {}, f.key_event, " ", t("key_event"))),
         h("details", { id: "media" }, h("summary", { text: t("media_url") }), field(t("media_type"), f.media_type), field(t("media_url"), f.media_url),
           field(t("caption"), f.caption), field(t("alt"), f.alt), field(t("credit"), f.credit)),
-        h("details", { id: "related" }, h("summary", { text: t("related_url") }), field(t("related_url"), f.related_url), field(t("related_title"), f.related_title)),
+        h("details", { id: "related" }, h("summary", { text: t("related_url") }), field(t("related_title"), f.related)),
         h("div", { class: "actions" }, actions), this.previewBox);
       form.addEventListener("submit", (ev) => ev.preventDefault());
       this.form = form;
@@ -553,7 +553,9 @@
       body.media = f.media_url.value.trim() ? Object.fromEntries(Object.entries({
         type: f.media_type.value, url: f.media_url.value.trim(), caption: f.caption.value.trim(), alt: f.alt.value.trim(), credit: f.credit.value.trim(),
       }).filter(([, v]) => v)) : null;
-      body.related = f.related_url.value.trim() ? [{ url: f.related_url.value.trim(), title: f.related_title.value.trim() || f.related_url.value.trim() }] : [];
+      // One story a line: its https URL, then its title.
+      body.related = f.related.value.split("\n").map((line) => line.trim().match(/^(\S+)\s*(.*)$/)).filter(Boolean)
+        .slice(0, 5).map(([, url, title]) => ({ url, title: title || url }));
       if (status) body.status = status;
       if (status === "scheduled") body.publish_at = new Date(f.publish_at.value).toISOString();
       return body;
@@ -570,8 +572,7 @@
       f.media_type.value = e.media ? e.media.type : "image";
       f.media_url.value = e.media ? e.media.url : "";
       for (const k of ["caption", "alt", "credit"]) f[k].value = (e.media && e.media[k]) || "";
-      f.related_url.value = e.related[0] ? e.related[0].url : "";
-      f.related_title.value = e.related[0] ? e.related[0].title : "";
+      f.related.value = e.related.map((r) => `${r.url} ${r.title}`).join("\n");
       $("#media", this.form).open = !!e.media;
       $("#related", this.form).open = e.related.length > 0;
     },
