@@ -103,6 +103,7 @@ async def _serve(
         if on_serving is None:
             port = sockets[0].getsockname()[1]
             print(f"liveblog is serving on http://{settings.host}:{port}", flush=True)
+            print(f"Reporter console: http://{settings.host}:{port}/console", flush=True)
         else:
             on_serving()
     await serving
@@ -135,6 +136,7 @@ def _supervise(settings: Settings, redis_url: str, listening: socket.socket) -> 
     def serving(pids: list[int]) -> None:
         print(f"{len(pids)} workers serving, pids {' '.join(map(str, pids))}", flush=True)
         print(f"liveblog is serving on http://{settings.host}:{listening.getsockname()[1]}", flush=True)
+        print(f"Reporter console: http://{settings.host}:{listening.getsockname()[1]}/console", flush=True)
 
     return workers.Supervisor(settings.workers, listening, worker).run(serving)
 

@@ -76,6 +76,16 @@ def test_configured_admin_token_and_external_redis_start_nothing_else(data_dir: 
     assert not (data_dir / "redis").exists()
 
 
+def test_serve_prints_the_consoles_address_beside_its_own(data_dir: Path, redis_server):
+    served = Served(data_dir, env={"LIVEBLOG_ADMIN_TOKEN": "ops-secret", "LIVEBLOG_REDIS_URL": redis_server.url})
+    try:
+        assert served.http.get("/").status_code == 200
+        assert served.http.get("/console").status_code == 200
+    finally:
+        assert served.stop() == 0
+    assert f"Reporter console: {served.url}/console\n" in served.text
+
+
 @pytest.mark.parametrize("value", ["abc"])
 def test_bad_configuration_is_refused_with_a_message(data_dir: Path, value: str):
     result = subprocess.run(

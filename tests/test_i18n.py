@@ -81,3 +81,12 @@ async def test_the_widget_fetches_its_languages_strings_cacheably(service):
     again = await service.http.get("/i18n/es.json", headers={"If-None-Match": spanish.headers["etag"]})
     assert again.status_code == 304
     assert (await service.http.get("/i18n/..%2Fetc.json")).status_code == 404
+
+
+@pytest.mark.parametrize("language", [lang for lang in languages() if i18n.console_strings(lang)])
+def test_the_consoles_strings_translate_english_with_the_same_placeholders(language):
+    english, own = i18n.console_strings(DEFAULT), i18n.console_strings(language)
+    assert set(own) == set(english)
+    for key, value in own.items():
+        assert placeholders(value) == placeholders(english[key]), (key, value)
+    assert i18n.CONSOLE not in catalogue(language).strings  # staff strings stay out of readers' catalogue
