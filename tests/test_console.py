@@ -172,6 +172,21 @@ async def test_a_reporter_signs_in_posts_and_a_reader_on_another_site_sees_it(se
     assert desk.errors == []
 
 
+async def test_tags_complete_from_the_blogs_tags_one_after_another(service, desks):
+    await service.create_blog(title="War in Ukraine")
+    await service.post(body="<p>One</p>", tags=["kyiv", "lviv", "energy"])
+    desk = await desks()
+    await desk.sign_in()
+    await desk.open_blog("War in Ukraine")
+    tags = desk.page.get_by_label("Tags")
+    await tags.fill("kyiv, l")
+    options = desk.page.locator("#tag-names option")
+    await expect(options).to_have_count(1, timeout=WAIT_MS)
+    assert await options.first.get_attribute("value") == "kyiv, lviv"
+    await tags.fill("")
+    await expect(options).to_have_count(3, timeout=WAIT_MS)
+
+
 async def test_a_signed_in_browser_cannot_be_made_to_write_from_another_origin(service, desks, partner):
     await service.create_blog(title="War in Ukraine")
     desk = await desks()

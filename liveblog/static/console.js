@@ -482,10 +482,19 @@
         publish_at: h("input", { name: "publish_at", type: "datetime-local" }),
       });
       this.tagList = h("datalist", { id: "tag-names" }, [...tagNames].map((n) => h("option", { value: n })));
-      f.tags.addEventListener("focus", () => {
+      // Completes the tag being typed, after those already there: each suggestion is the whole
+      // field's value, as a datalist offers whole values.
+      const suggest = () => {
         const names = new Set([...shown.values()].flatMap((e) => e.tags));
-        this.tagList.replaceChildren(...[...names].map((n) => h("option", { value: n })));
-      });
+        const parts = f.tags.value.split(",");
+        const typed = parts.pop().trim().toLowerCase();
+        const done = parts.map((s) => s.trim()).filter(Boolean);
+        const before = done.length ? done.join(", ") + ", " : "";
+        const fits = [...names].filter((n) => !done.includes(n) && n.toLowerCase().startsWith(typed));
+        this.tagList.replaceChildren(...fits.map((n) => h("option", { value: before + n })));
+      };
+      f.tags.addEventListener("focus", suggest);
+      f.tags.addEventListener("input", suggest);
       f.body.addEventListener("paste", (ev) => {
         ev.preventDefault();
         const data = ev.clipboardData;
