@@ -1,9 +1,9 @@
-"""The README's pictures of the public page: a Spanish live blog in Madrid time, as a desktop
-(1280 wide) and a phone (390 wide) show it, in real Chromium.
+"""The README's pictures of the public page and of the reporter console: a Spanish live blog in
+Madrid time, as a desktop (1280 wide) and a phone (390 wide) show it, in real Chromium.
 
 Run it from the repository, in the project's virtualenv (Debian's chromium at /usr/bin/chromium)::
 
-    python docs/screenshots.py            # writes docs/page-es-desktop.png and docs/page-es-phone.png
+    python docs/screenshots.py            # writes docs/page-es-{desktop,phone}.png, docs/console-{desktop,phone}.png
     python docs/screenshots.py --javascript   # with the widget taking over the stream
 
 It starts ``liveblog serve --port 0`` in a temporary data directory (its own embedded
@@ -222,6 +222,33 @@ async def photograph(url: str, javascript: bool) -> None:
             await browser.close()
 
 
+async def photograph_console(url: str) -> None:
+    """The console signed in as the admin, on the blog, with an entry being written."""
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox"])
+        try:
+            for name, (width, height) in {"desktop": (1280, 900), "phone": (390, 844)}.items():
+                context = await browser.new_context(
+                    viewport={"width": width, "height": height},
+                    locale="es-ES",
+                    timezone_id="Europe/Madrid",
+                    color_scheme="light",
+                )
+                page = await context.new_page()
+                await page.goto(f"{url}/console")
+                await page.locator("#token").fill(TOKEN)
+                await page.locator("form.signin button[type=submit]").click()
+                await page.locator(f"a[href='#/b/{BLOG}']").click()
+                await page.locator("#timeline li.entry").first.wait_for()
+                await page.get_by_label("Titular").fill("Reabre el puente de Paiporta")
+                await page.locator("#body").click()
+                await page.keyboard.type("Los vecinos ya pueden cruzar a pie; el tráfico sigue cortado.")
+                await page.screenshot(path=str(HERE / f"console-{name}.png"), full_page=name == "desktop")
+                await context.close()
+        finally:
+            await browser.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--javascript", action="store_true", help="let the widget take over the stream")
@@ -231,9 +258,10 @@ def main() -> None:
         try:
             asyncio.run(write_blog(server.url))
             asyncio.run(photograph(server.url, args.javascript))
+            asyncio.run(photograph_console(server.url))
         finally:
             server.stop()
-    print("wrote", *(HERE / f"page-es-{name}.png" for name in SIZES))
+    print("wrote", *(HERE / f"{kind}-{name}.png" for kind in ("page-es", "console") for name in SIZES))
 
 
 if __name__ == "__main__":

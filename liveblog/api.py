@@ -8,6 +8,7 @@ that runs only after all checks passed.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import secrets
@@ -53,15 +54,17 @@ from .staff import staff_live
 from .storage import BlogEnded, Change, Conflict, CursorGone, Page, Purged, Storage, Written
 from .store import fingerprint, key_digest
 
+log = logging.getLogger(__name__)
+
 T = TypeVar("T", bound=Struct)
 
 _SLUG = re.compile(SLUG_PATTERN)
-_ENTRY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_IF_MATCH = re.compile(r'^(?:W/)?"?([0-9]{1,9})"?$')
-_NUMBER = re.compile(r"^[0-9]{1,9}$")
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+_ENTRY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
+_IF_MATCH = re.compile(r'^(?:W/)?"?([0-9]{1,9})"?\Z')
+_NUMBER = re.compile(r"^[0-9]{1,9}\Z")
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}\Z")
 _TAG = re.compile(r"^[^\x00-\x1f\x7f]{1,40}\Z")
-_STREAM_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
+_STREAM_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}\Z")
 #: Staff answers: never kept by a shared cache.
 PRIVATE = {"Cache-Control": "private, no-store"}
 UNPUBLISHED = ("draft", "submitted", "scheduled", "retracted")
@@ -132,6 +135,13 @@ def _forbid(message: str) -> ApiError:
     return ApiError(403, "forbidden", message)
 
 
+def _hide_others_work(principal: auth.Principal, entry: Entry, owner: str | None) -> None:
+    """An unpublished entry the caller may not see does not exist, as far as it can tell: 404,
+    the answer it would get for an id that was never used."""
+    if entry.status != "published" and not principal.can_see_work(entry.blog, owner):
+        raise ApiError(404, "not_found", f"entry {entry.id!r} does not exist in blog {entry.blog!r}")
+
+
 def _if_match(request: Request) -> int:
     header = request.headers.get("if-match")
     if header is None:
@@ -158,7 +168,9 @@ async def readyz(request: Request) -> Response:
     try:
         await _store(request).ping()
     except Exception as exc:  # any failure to reach Redis means "not ready", which is the answer
-        return _json(b'{"status":"unavailable","reason":%s}' % encoder.encode(str(exc)), 503)
+        # The detail (a socket path, a host name) is for the operator's log, not for whoever asks.
+        log.warning("not ready: Redis does not answer: %s", exc)
+        return _json(b'{"status":"unavailable","reason":"storage unreachable"}', 503)
     return _json(b'{"status":"ready"}')
 
 
@@ -296,8 +308,7 @@ async def get_entry(request: Request) -> Response:
         return _reader_json(request, await _store(request).get_public_entry(blog_id, entry_id))
     principal = await _principal(request)
     entry, owner = await _store(request).get_entry(blog_id, entry_id)
-    if entry.status != "published" and not principal.can_see_work(blog_id, owner):
-        raise ApiError(404, "not_found", f"entry {entry_id!r} does not exist in blog {blog_id!r}")
+    _hide_others_work(principal, entry, owner)
     return _entry_response(encoder.encode(entry), 200, **PRIVATE)
 
 
@@ -308,8 +319,7 @@ async def entry_versions(request: Request) -> Response:
     if "authorization" in request.headers:
         principal = await _principal(request)
         entry, owner = await store.get_entry(blog_id, entry_id)
-        if entry.status != "published" and not principal.can_see_work(blog_id, owner):
-            raise ApiError(404, "not_found", f"entry {entry_id!r} does not exist in blog {blog_id!r}")
+        _hide_others_work(principal, entry, owner)
         rows = await store.versions(blog_id, entry_id)
         return _json(encoder.encode({"entry": entry_id, "versions": [Raw(row) for row in rows]}), headers=PRIVATE)
     await store.get_public_entry(blog_id, entry_id)
@@ -388,8 +398,7 @@ async def patch_entry(request: Request) -> Response:
     _throttle_writes(request, principal)
     patch = _decode(EntryPatch, await _body(request))
     entry, owner, expected = await _editable(request)
-    if not principal.can_see_work(entry.blog, owner) and entry.status != "published":
-        raise ApiError(404, "not_found", f"entry {entry.id!r} does not exist in blog {entry.blog!r}")
+    _hide_others_work(principal, entry, owner)
     shown = None
     if entry.status == "retracted" and patch.status == "published":  # a restore: what did readers have?
         rows = await _store(request).versions(entry.blog, entry.id)
@@ -413,8 +422,7 @@ async def delete_entry(request: Request) -> Response:
     note = _decode(EntryDelete, raw).retraction_note if raw.strip() else None
     blog_id, entry_id = _blog_id(request), _entry_id(request)
     entry, owner = await _store(request).get_entry(blog_id, entry_id)
-    if not principal.can_see_work(blog_id, owner) and entry.status != "published":
-        raise ApiError(404, "not_found", f"entry {entry_id!r} does not exist in blog {blog_id!r}")
+    _hide_others_work(principal, entry, owner)
     if purge == "true":
         # A takedown is not refused for a race: If-Match is checked only when sent.
         expected = _if_match(request) if "if-match" in request.headers else None
@@ -520,7 +528,7 @@ async def sign_in(request: Request) -> Response:
         session_id,
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=sessions.own_origin(request).startswith("https:"),
         path="/",
     )
     return response

@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
 
-from . import api, errors, i18n, web
+from . import api, console, errors, i18n, web
 from .caching import ShortCache
 from .config import Settings
 from .connection import Connections
@@ -110,7 +110,7 @@ def create_app(
     # SSE's text/event-stream as it is, and passes a response that has a Content-Encoding.
     compression = Middleware(GZipMiddleware, minimum_size=1024, compresslevel=6)
     return Starlette(
-        routes=[*api.routes, *web.routes, *i18n.routes],
+        routes=[*api.routes, *web.routes, *i18n.routes, *console.routes],
         exception_handlers=errors.handlers,
         lifespan=lifespan,
         middleware=[compression],

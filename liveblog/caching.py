@@ -110,7 +110,7 @@ class ShortCache:
     #: How long an expired prepared body may still be served while it is rebuilt.
     STALE = 10.0
 
-    def __init__(self, ttl: float = 1.0, budget: int = 64 << 20):
+    def __init__(self, ttl: float = 1.0, budget: int = 32 << 20):
         self.ttl = ttl
         self.budget = budget
         #: (blog, variant) -> (fresh until, kept until, body, size), oldest put first (and so

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
 import gc
 import logging
 import os
@@ -17,22 +18,61 @@ from pathlib import Path
 
 from . import __version__, logs, workers
 from .config import Settings
-from .embedded import EmbeddedRedis
+from .doors import raise_descriptor_limit
+from .embedded import EmbeddedRedis, private_dir
 from .server import bind, build
 
 log = logging.getLogger("liveblog")
+
+
+def _lock_data_dir(data_dir: Path) -> None:
+    """Claim ``data_dir`` for this process (made, private, if it is new), or stop with one line
+    saying who has it: two services on one data directory would run two Redis on one AOF."""
+    is_new = not data_dir.exists()
+    private_dir(data_dir)
+    where = data_dir.resolve()
+    fd = os.open(data_dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise SystemExit(
+            f"liveblog: another liveblog serve (pid {holder}) uses the data directory {where}; "
+            "stop it, or give this one its own --data-dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    _held_locks.append(fd)  # held, open, until the process exits
+    print(f"Data directory: {where}" + (" (new)" if is_new else ""), flush=True)
+
+
+_held_locks: list[int] = []
+
+
+def _listen(settings: Settings) -> socket.socket:
+    """The service's port, bound before anything starts; a port in use is one line and exit 1."""
+    try:
+        if settings.workers > 1:
+            return workers.listen(settings.host, settings.port)
+        return bind(settings.host, settings.port)
+    except OSError as exc:
+        raise SystemExit(
+            f"liveblog: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc} "
+            "(is something else on that port? choose another with --port or LIVEBLOG_PORT)"
+        ) from None
 
 
 def _admin_token(settings: Settings) -> str:
     """The configured admin token, or the one kept in the data dir (made and printed once)."""
     if settings.admin_token:
         return settings.admin_token
-    path = settings.data_dir / "admin-token"
+    path = settings.data_dir.resolve() / "admin-token"
     if path.exists():
         print(f"Admin token: in {path}", flush=True)
         return path.read_text().strip()
     token = secrets.token_urlsafe(32)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as file:
         file.write(token + "\n")
@@ -63,6 +103,7 @@ async def _serve(
         if on_serving is None:
             port = sockets[0].getsockname()[1]
             print(f"liveblog is serving on http://{settings.host}:{port}", flush=True)
+            print(f"Reporter console: http://{settings.host}:{port}/console", flush=True)
         else:
             on_serving()
     await serving
@@ -95,14 +136,18 @@ def _supervise(settings: Settings, redis_url: str, listening: socket.socket) -> 
     def serving(pids: list[int]) -> None:
         print(f"{len(pids)} workers serving, pids {' '.join(map(str, pids))}", flush=True)
         print(f"liveblog is serving on http://{settings.host}:{listening.getsockname()[1]}", flush=True)
+        print(f"Reporter console: http://{settings.host}:{listening.getsockname()[1]}/console", flush=True)
 
     return workers.Supervisor(settings.workers, listening, worker).run(serving)
 
 
 def serve(settings: Settings) -> None:
+    raise_descriptor_limit()
+    # The port first: one in use fails before anything starts.
+    listening = _listen(settings)
+    if not settings.redis_url or not settings.admin_token:
+        _lock_data_dir(settings.data_dir)
     settings = replace(settings, admin_token=_admin_token(settings))
-    # With workers, the parent binds the port once, first: a port in use fails before anything starts.
-    listening = workers.listen(settings.host, settings.port) if settings.workers > 1 else None
     embedded = None
     if settings.redis_url:
         redis_url = settings.redis_url
@@ -116,8 +161,8 @@ def serve(settings: Settings) -> None:
     signal.signal(signal.SIGINT, _exit_quietly)
     code = 0
     try:
-        if listening is None:
-            _run(_serve(settings, redis_url))
+        if settings.workers == 1:
+            _run(_serve(settings, redis_url, [listening]))
         else:
             code = _supervise(settings, redis_url, listening)
     finally:

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -22,6 +23,9 @@ class Settings:
     #: Empty: generate one on first start and keep it in ``data_dir``.
     admin_token: str = ""
     max_body_bytes: int = 64 * 1024
+    #: Seconds a client has to send a request's head (from connecting, or from its first byte);
+    #: a silent or byte-at-a-time (slowloris) client is cut off then, with 408.
+    head_timeout: float = 10.0
     #: A live reader whose unsent data passes this is closed with 4408.
     reader_buffer_bytes: int = 1 << 20
     snapshot_size: int = 20
@@ -36,6 +40,9 @@ class Settings:
     max_readers: int = 20_000
     #: Open live connections per client address; more are closed with 4429 (SSE: 429).
     max_readers_per_ip: int = 500
+    #: Open TCP connections per client address (HTTP and live; trusted proxies not counted);
+    #: more are closed as soon as they are accepted.
+    max_connections_per_ip: int = 1000
     #: New live connections per client address per second (bursts of 10x); more get 429.
     connects_per_ip_per_second: float = 10.0
     #: Entry writes per token per second (bursts of 5x); more get 429.
@@ -44,6 +51,12 @@ class Settings:
     viewers_interval: float = 5.0
     #: "text" for people, "json" (one object per line) for log pipelines.
     log_format: str = "text"
+    #: The service's public origin (``https://live.example.com``): the base of every absolute
+    #: link (canonical, OpenGraph, JSON-LD, feeds, oEmbed) and the origin browser writes must
+    #: come from. Empty: a request's Host, if it is one of ``allowed_hosts``.
+    public_url: str = ""
+    #: Host names (comma-separated) whose requests may build links while ``public_url`` is empty.
+    allowed_hosts: str = "localhost,127.0.0.1,::1"
     #: Proxies whose X-Forwarded-For/-Proto are believed (comma-separated addresses, or "*").
     forwarded_allow_ips: str = "127.0.0.1"
     ws_ping_interval: float = 20.0
@@ -78,4 +91,20 @@ class Settings:
                 except ValueError:
                     raise SystemExit(f"LIVEBLOG_{field.name.upper()}={raw!r} is not a valid {kind.__name__}") from None
         values.update({name: value for name, value in overrides.items() if value is not None})
-        return cls(**values)
+        settings = cls(**values)
+        if settings.public_url:
+            try:
+                check_public_url(settings.public_url)
+            except ValueError as exc:
+                raise SystemExit(f"LIVEBLOG_PUBLIC_URL: {exc}") from None
+        return settings
+
+
+def check_public_url(url: str) -> str:
+    """``url`` as an origin (``scheme://host[:port]``); ValueError if it is not one."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+        raise ValueError(f"{url!r} is not an http(s) origin such as https://live.example.com")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError(f"{url!r} is not an http(s) origin such as https://live.example.com")
+    return f"{parts.scheme}://{parts.netloc.lower()}"

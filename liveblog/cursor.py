@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-_STREAM_ID = re.compile(r"^([0-9]{1,20})-([0-9]{1,20})$")
-_EPOCH = re.compile(r"^[a-z0-9]{1,16}$")
+_STREAM_ID = re.compile(r"^([0-9]{1,20})-([0-9]{1,20})\Z")
+_EPOCH = re.compile(r"^[a-z0-9]{1,16}\Z")
 MAX_LENGTH = 64
 
 

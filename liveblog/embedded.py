@@ -9,6 +9,7 @@ Tests use the same class to start their own throwaway Redis.
 from __future__ import annotations
 
 import ctypes
+import os
 import shutil
 import signal
 import socket
@@ -39,6 +40,18 @@ def die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def private_dir(path: Path) -> None:
+    """Make ``path`` (and its parents) if need be, readable by this user only: it holds the admin
+    token and every entry ever written, drafts and takedowns' audit included."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
+
+
+def _redis_child() -> None:
+    die_with_parent()
+    os.umask(0o077)  # the AOF, its manifest and the log: the service's user only
+
+
 def _redis_running(pid: int) -> bool:
     try:
         return b"redis-server" in Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -66,7 +79,7 @@ class EmbeddedRedis:
         return f"unix://{self.socket_path}"
 
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.data_dir)
         self._wait_for_previous_server(timeout)
         self.socket_path.unlink(missing_ok=True)
         args = [
@@ -79,7 +92,7 @@ class EmbeddedRedis:
             *self.extra,
         ]
         self.process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, preexec_fn=die_with_parent
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, preexec_fn=_redis_child
         )
         deadline = time.monotonic() + timeout
         while not self._answers_ping():

@@ -89,7 +89,7 @@ def _clean_author(author: Author) -> Author:
     )
 
 
-def _clean_body(body: str, body_format: str) -> str:
+def clean_body(body: str, body_format: str) -> str:
     if body_format == "html" and (tag := media_in(body)) is not None:
         message = f"a body holds no <{tag}>: put an image, a video or an embed in the entry's media"
         raise Refused(422, "media_in_body", message, "$.body")
@@ -139,7 +139,7 @@ def _cleaned(changes: dict[str, Any]) -> dict[str, Any]:
     body_format = changes.pop("body_format", "html")
     cleaned = {name: _CLEANERS[name](value) if name in _CLEANERS else value for name, value in changes.items()}
     if "body" in changes:
-        cleaned["body"] = _clean_body(changes["body"], body_format)
+        cleaned["body"] = clean_body(changes["body"], body_format)
     return cleaned
 
 

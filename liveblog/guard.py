@@ -7,21 +7,37 @@ contract's error shape, before uvicorn's protocol has buffered it. Everything el
 the guard forwards every call of the ``asyncio.Protocol`` interface to it unchanged. Plugged in
 through uvicorn's ``http`` setting, which takes a protocol class built with ``config``,
 ``server_state`` and ``app_state`` as keywords.
+
+The guard also keeps time: a connection must bring a whole request head within ``head_timeout``
+seconds of opening, and each later request within ``head_timeout`` of its first byte. A client
+that connects and says nothing, or sends its head a byte at a time (slowloris), is cut off
+then, instead of holding a connection and a descriptor for as long as it likes. (Between
+requests, uvicorn's ``timeout_keep_alive`` closes an idle connection.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 import httptools
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from .doors import Doors
 from .errors import error_body
 
 #: Request line plus headers; browsers send a few KiB, proxies refuse beyond 8-16 KiB.
 MAX_HEAD_BYTES = 16 * 1024
+#: The kernel's send buffer per connection (Linux doubles it). Left to itself it grows to
+#: several MiB for a reader that stopped reading, out of the reach of the live channel's and
+#: SSE's backlog limits, which count what waits in user space; capped, a stalled reader pins at
+#: most this (twice) plus ``LIVEBLOG_READER_BUFFER_BYTES``.
+SEND_BUFFER = 64 * 1024
+#: Seconds a request head may take to arrive (see the module's docstring); a subclass made by
+#: :func:`with_head_timeout` sets another.
+HEAD_TIMEOUT = 10.0
 
 
 class HeadTooLarge(Exception):
@@ -29,7 +45,12 @@ class HeadTooLarge(Exception):
 
 
 class GuardedHttp(asyncio.Protocol):
-    """uvicorn's httptools protocol, refusing request heads over ``MAX_HEAD_BYTES`` with 431."""
+    """uvicorn's httptools protocol, refusing request heads over ``MAX_HEAD_BYTES`` with 431
+    and heads slower than ``head_timeout`` with 408."""
+
+    head_timeout = HEAD_TIMEOUT
+    #: Who may connect (None: everyone); :func:`guarded` sets the server's.
+    doors: Doors | None = None
 
     def __init__(self, config: uvicorn.Config, server_state: Any, app_state: dict[str, Any], **more: Any):
         # ``more``: what else a uvicorn release passes its protocol classes (the loop, in some)
@@ -40,11 +61,21 @@ class GuardedHttp(asyncio.Protocol):
         self._head_received = 0  # bytes received while the head was incomplete
         self._in_head = False
         self._requests = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._turned_away = False  # refused at the door: uvicorn's protocol never saw it
 
     # -- asyncio.Protocol, forwarded
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        if self.doors is not None and not self.doors.admit(transport):
+            self._turned_away = True
+            transport.close()  # its address has all the connections it may have
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+        self._start_clock()  # the first request's head is due from now
         self._inner.connection_made(transport)  # type: ignore[arg-type]
 
     def data_received(self, data: bytes) -> None:
@@ -72,16 +103,21 @@ class GuardedHttp(asyncio.Protocol):
         self._inner.data_received(data)
 
     def eof_received(self) -> None:
-        self._inner.eof_received()
+        if not self._turned_away:
+            self._inner.eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._inner.connection_lost(exc)
+        self._stop_clock()
+        if not self._turned_away:
+            self._inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
-        self._inner.pause_writing()
+        if not self._turned_away:
+            self._inner.pause_writing()
 
     def resume_writing(self) -> None:
-        self._inner.resume_writing()
+        if not self._turned_away:
+            self._inner.resume_writing()
 
     # -- httptools callbacks (of the guard's own parser), for heads complete within one chunk
 
@@ -89,6 +125,8 @@ class GuardedHttp(asyncio.Protocol):
         self._head_bytes = self._head_received = 0
         self._in_head = True
         self._requests += 1
+        if self._requests > 1:
+            self._start_clock()
 
     def on_url(self, url: bytes) -> None:
         self._count(len(url))
@@ -98,6 +136,30 @@ class GuardedHttp(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._stop_clock()  # the body, the response and any WebSocket after it keep their own time
+
+    # -- the head's clock
+
+    def _start_clock(self) -> None:
+        self._stop_clock()
+        self._timer = asyncio.get_running_loop().call_later(self.head_timeout, self._too_slow)
+
+    def _stop_clock(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _too_slow(self) -> None:
+        self._timer = None
+        if self._transport is None or self._transport.is_closing():
+            return
+        if self._requests == 1 and self._in_head:  # else nothing was asked, or a response may be under way
+            body = error_body("request_timeout", f"the request head did not arrive within {self.head_timeout:g} s")
+            self._transport.write(
+                b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
+            )
+        self._transport.close()
 
     def _count(self, size: int) -> None:
         self._head_bytes += size
@@ -114,3 +176,10 @@ class GuardedHttp(asyncio.Protocol):
             )
         # else an earlier request's response may still be on its way: a 431 would land inside it
         self._transport.close()
+
+
+def guarded(head_timeout: float, doors: Doors) -> type[GuardedHttp]:
+    """:class:`GuardedHttp` allowing ``head_timeout`` seconds for a request head and admitting
+    connections through ``doors`` (uvicorn's ``http`` setting takes a class, so the settings
+    become one)."""
+    return type("GuardedHttp", (GuardedHttp,), {"head_timeout": head_timeout, "doors": doors})

@@ -1,7 +1,8 @@
 """Readers' languages: one catalogue file per language, plurals and dates from CLDR.
 
 Every reader-facing string (widget, pages, embed page, feeds, oEmbed) is a key of
-``liveblog/locales/en.json``; ``<language>.json`` beside it translates some or all of them.
+``liveblog/locales/en.json`` (the reporter console's are in its ``"console"`` section);
+``<language>.json`` beside it translates some or all of them.
 Adding a language is adding one such file. A key a catalogue lacks falls back to English, so a
 reader never sees a key. A plural is ``{"one": …, "other": …}`` with the CLDR categories of the
 language (``zero``, ``one``, ``two``, ``few``, ``many``, ``other``); the server picks one with
@@ -30,13 +31,31 @@ from .caching import revalidatable
 
 DEFAULT = "en"
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
-_FILE = re.compile(r"^([a-z]{2,3}(?:-[A-Za-z0-9]{2,8})*)\.json$")
+_FILE = re.compile(r"^([a-z]{2,3}(?:-[A-Za-z0-9]{2,8})*)\.json\Z")
 
 
-def _load(language: str) -> dict[str, Any]:
+#: The section of a catalogue file that holds the reporter console's strings (staff-facing, so
+#: not in :attr:`Catalogue.strings`; see :func:`console_strings`).
+CONSOLE = "console"
+
+
+def _file(language: str) -> dict[str, Any]:
     text = (resources.files("liveblog") / "locales" / f"{language}.json").read_text(encoding="utf-8")
     strings: dict[str, Any] = json.loads(text)
     return strings
+
+
+def _load(language: str) -> dict[str, Any]:
+    """A catalogue's reader-facing strings."""
+    strings = _file(language)
+    strings.pop(CONSOLE, None)
+    return strings
+
+
+def console_strings(language: str) -> dict[str, str]:
+    """A catalogue's strings for the reporter console (empty if it has none: English is used)."""
+    section: dict[str, str] = _file(language).get(CONSOLE, {})
+    return section
 
 
 def languages() -> list[str]:
@@ -119,7 +138,7 @@ def placeholders(template: str) -> set[str]:
 
 #: Catalogues change only with a deploy; the widget asks for them with ``?v=<version>``.
 STRINGS_CACHE = "public, max-age=3600, stale-while-revalidate=86400"
-_TAG = re.compile(r"^[a-z]{2,3}(?:-[A-Za-z0-9]{2,8}){0,3}$")
+_TAG = re.compile(r"^[a-z]{2,3}(?:-[A-Za-z0-9]{2,8}){0,3}\Z")
 
 
 async def strings(request: Request) -> Response:

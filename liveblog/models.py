@@ -14,16 +14,25 @@ import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 from msgspec import Raw as Raw  # re-exported: callers splice stored JSON into responses
 
-SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
+
+def whole(pattern: str) -> str:
+    r"""``pattern`` over the whole string. Python's ``$`` also matches before a final newline, which
+    once let ``"kyiv\n"`` pass as a slug; ``(?!\n)`` rules that out, and reads the same to a JSON
+    Schema reader (ECMA-262, whose ``$`` is the end), unlike ``\Z``."""
+    return rf"^(?:{pattern})$(?!\n)"
+
+
+SLUG = r"[a-z0-9][a-z0-9-]{0,63}"
+SLUG_PATTERN = whole(SLUG)
 Slug = Annotated[str, Meta(pattern=SLUG_PATTERN, description="lowercase slug")]
 Title = Annotated[str, Meta(min_length=1, max_length=200)]
 Description = Annotated[str, Meta(max_length=2000)]
-Language = Annotated[str, Meta(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$", max_length=35)]
-Origin = Annotated[str, Meta(pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$", max_length=200)]
+Language = Annotated[str, Meta(pattern=whole(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})*"), max_length=35)]
+Origin = Annotated[str, Meta(pattern=whole(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?"), max_length=200)]
 ShortText = Annotated[str, Meta(min_length=1, max_length=120)]
 Headline = Annotated[str, Meta(max_length=300)]
 BodyHtml = Annotated[str, Meta(min_length=1, max_length=20_000)]
-HttpsUrl = Annotated[str, Meta(pattern=r"^https://[^\s]+$", max_length=2048)]
+HttpsUrl = Annotated[str, Meta(pattern=whole(r"https://[^\s]+"), max_length=2048)]
 Caption = Annotated[str, Meta(max_length=1000)]
 Tag = Annotated[str, Meta(min_length=1, max_length=40)]
 Tags = Annotated[list[Tag], Meta(max_length=20)]
@@ -31,7 +40,7 @@ Origins = Annotated[list[Origin], Meta(max_length=50)]
 BlogIds = Annotated[list[Slug], Meta(max_length=200)]
 UtcTime = Annotated[datetime, Meta(tz=True)]
 #: An IANA time zone name ("Europe/Madrid"); that it names a real zone is checked in blogs.py.
-TimeZone = Annotated[str, Meta(pattern=r"^[A-Za-z][A-Za-z0-9_+/-]{0,63}$", max_length=64)]
+TimeZone = Annotated[str, Meta(pattern=whole(r"[A-Za-z][A-Za-z0-9_+/-]{0,63}"), max_length=64)]
 Pixels = Annotated[int, Meta(ge=1, le=20_000)]
 #: What a body is written in: HTML (sanitised), Markdown or plain text (converted, then sanitised).
 BodyFormat = Literal["html", "markdown", "text"]

@@ -28,7 +28,7 @@ from . import i18n
 from .caching import Lru
 from .embeds import NAMES
 from .models import Blog, Entry
-from .sanitize import clean_html
+from .sanitize import clean_html, clean_text
 
 #: What the rendered entries may hold in memory at most.
 RENDERED_BUDGET = 32 << 20
@@ -102,11 +102,15 @@ class _TextOf(HTMLParser):
 
 
 def plain_text(html: str) -> str:
-    """The text of sanitised body HTML: one line per paragraph or list item, spaces collapsed."""
+    """The text of sanitised body HTML: one line per paragraph or list item, spaces collapsed.
+
+    Decoding the body's entities can spell a tag (``&lt;script&gt;`` is the text ``<script>``);
+    that text is stripped too, so no title or description made from it carries markup to a
+    feed reader that shows titles as HTML."""
     parser = _TextOf()
     parser.feed(html)
     parser.close()
-    lines = (" ".join(line.split()) for line in "".join(parser.parts).split("\n"))
+    lines = (" ".join(clean_text(line).split()) for line in "".join(parser.parts).split("\n"))
     return "\n".join(line for line in lines if line)
 
 

@@ -33,8 +33,9 @@ from websockets.server import ServerProtocol
 from .app import create_app
 from .config import Settings
 from .connection import CONNECTION_EXTENSION, Connections, LiveConnection
+from .doors import Doors, per_address
 from .errors import error_body
-from .guard import GuardedHttp
+from .guard import guarded
 from .services import Services
 from .wire import CloseCode, Opcode, frame
 
@@ -309,7 +310,9 @@ def uvicorn_config(app: ASGIApp, settings: Settings, **overrides: Any) -> uvicor
         host=settings.host,
         port=settings.port,
         ws=LiveProtocol,
-        http=GuardedHttp,
+        http=guarded(
+            settings.head_timeout, Doors(per_address(settings.max_connections_per_ip), settings.forwarded_allow_ips)
+        ),
         loop="none",  # the caller's loop: uvloop for `liveblog serve`
         lifespan="on",
         ws_max_size=settings.ws_max_message_bytes,

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from starlette.requests import HTTPConnection
 
-from . import auth
+from . import auth, hosts
 from .errors import ApiError
 from .services import services
 
@@ -42,9 +42,8 @@ def _admin_mark(admin_token: str) -> str:
 
 
 def own_origin(connection: HTTPConnection) -> str:
-    """The service's origin as this request reached it (``http(s)://host[:port]``)."""
-    scheme = {"ws": "http", "wss": "https"}.get(connection.url.scheme, connection.url.scheme)
-    return f"{scheme}://{connection.headers.get('host', '')}"
+    """The service's origin (``http(s)://host[:port]``, see :mod:`liveblog.hosts`)."""
+    return hosts.origin(connection)
 
 
 async def principal_of_token(connection: HTTPConnection, text: str) -> auth.Principal:

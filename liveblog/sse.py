@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from .errors import ApiError
 from .reader import admission, client_address, get_blog, join, origin_allowed, parse_cursor, snapshot_size
@@ -88,10 +90,11 @@ async def events(request: Request) -> Response:
     sink = BufferedSink()
     readers = state.readers
     connected = state.metrics.readers.labels("sse")
+    # Counted at admission, so that a burst of requests cannot all pass it before any is
+    # counted; released when the response ends, however it ends (_Counted).
+    readers.opened(client)
 
     async def body() -> AsyncIterator[bytes]:
-        # Counted from inside the body: it is the body's end that releases the count.
-        readers.opened(client)
         connected.inc()
         state.connections.watch_stream(sink)
         try:
@@ -106,8 +109,22 @@ async def events(request: Request) -> Response:
                 hub.unsubscribe(subscription)
         finally:
             state.connections.forget_stream(sink)
-            readers.closed(client)
             connected.dec()
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Access-Control-Allow-Origin": "*"}
-    return StreamingResponse(body(), media_type="text/event-stream", headers=headers)
+    return _Counted(body(), lambda: readers.closed(client), media_type="text/event-stream", headers=headers)
+
+
+class _Counted(StreamingResponse):
+    """A stream that calls ``release`` once it is over: sent to the end, cut off, or never
+    started (its reader left first, and the body never ran)."""
+
+    def __init__(self, content: AsyncIterator[bytes], release: Callable[[], None], **kwargs: Any):
+        super().__init__(content, **kwargs)
+        self._release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()

@@ -26,11 +26,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import feeds, widget
+from . import feeds, hosts, widget
 from .caching import IMMUTABLE, Prepared
 from .config import Settings
 from .errors import ApiError
-from .models import SLUG_PATTERN, Blog, Entry, decode, encoder
+from .models import SLUG, SLUG_PATTERN, Blog, Entry, decode, encoder
 from .reader import get_blog
 from .render import Rendered, Words, iso, rendered, revised, templates, words
 from .services import services
@@ -49,11 +49,11 @@ _SLUG = re.compile(SLUG_PATTERN)
 _ENTRY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 #: A tag as the API takes one: 1-40 characters of text.
 _TAG = re.compile(r"^[^\x00-\x1f\x7f]{1,40}\Z")
-_BLOG_PATH = re.compile(r"^/blogs/(%s)/?$" % SLUG_PATTERN.strip("^$"))
+_BLOG_PATH = re.compile(r"^/blogs/(%s)/?\Z" % SLUG)
 _WIDGET_OPTIONS = {
-    "theme": re.compile(r"^(light|dark|auto)$"),
-    "order": re.compile(r"^(newest|oldest)$"),
-    "limit": re.compile(r"^[1-9][0-9]?$|^100$"),
+    "theme": re.compile(r"^(light|dark|auto)\Z"),
+    "order": re.compile(r"^(newest|oldest)\Z"),
+    "limit": re.compile(r"^(?:[1-9][0-9]?|100)\Z"),
 }
 #: What JSON inside ``<script>`` must not hold as is (and the escapes that mean the same).
 _JSON_IN_HTML = [(b"<", b"\\u003c"), (b">", b"\\u003e"), (b"&", b"\\u0026")] + [
@@ -121,8 +121,8 @@ def _query(request: Request, name: str, pattern: re.Pattern[str]) -> str | None:
 
 
 def _base(request: Request) -> str:
-    """The service's public URL, ending in ``/``."""
-    return str(request.base_url)
+    """The service's public URL, ending in ``/`` (see :mod:`liveblog.hosts`)."""
+    return hosts.origin(request) + "/"
 
 
 async def _serve(
@@ -409,16 +409,16 @@ async def oembed(request: Request) -> Response:
     params = request.query_params
     if params.get("format", "json") != "json":
         raise ApiError(501, "format_not_supported", "only format=json is offered", "format")
+    base = _base(request)
     url = urlsplit(params.get("url", ""))
     match = _BLOG_PATH.match(url.path)
-    if url.scheme not in ("http", "https") or url.netloc.lower() != request.url.netloc.lower() or not match:
+    if url.scheme not in ("http", "https") or url.netloc.lower() != urlsplit(base).netloc or not match:
         raise ApiError(404, "not_found", "url is not a live blog page of this server", "url")
     blog = await get_blog(services(request), match.group(1))
     w = words(blog)
     title = w.text("live_title", title=blog.title) if blog.status == "live" else blog.title
     width = min(OEMBED_WIDTH, _dimension(params, "maxwidth"))
     height = min(OEMBED_HEIGHT, _dimension(params, "maxheight"))
-    base = _base(request)
     iframe = _render("oembed.html", src=f"{base}embed/{blog.id}", title=title, width=width, height=height)
     document = {
         "version": "1.0",

@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -196,13 +197,22 @@ class Served:
     Its output is read all along by a thread (a child blocked on a full pipe would look hung).
     """
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()):
+    def __init__(
+        self, data_dir: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = (), nofile: int | None = None
+    ):
+        """``nofile``: the process's file-descriptor limit, lowered as an operator's ulimit would."""
+
+        def limit() -> None:
+            if nofile is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
         self.process = subprocess.Popen(
             [sys.executable, "-m", "liveblog.cli", "serve", "--port", "0", "--data-dir", str(data_dir), *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             env={**os.environ, **(env or {})},
+            preexec_fn=limit if nofile is not None else None,
         )
         self.output: list[str] = []
         started = threading.Event()

@@ -122,7 +122,62 @@ def _dechunk(data: bytes) -> bytes:
 ENTRIES = "/api/v1/blogs/ukraine/entries"
 ENTRY = "/api/v1/blogs/ukraine/entries/{entry}"
 
+#: Python's ``$`` also matches before a final newline: each of these passed a pattern once, and an
+#: id or origin with a newline in it then broke every response that echoed it.
+TRAILING_NEWLINES = [
+    pytest.param("POST", "/api/v1/blogs", b'{"id": "kyiv\\n", "title": "x"}', 422, "$.id", id="newline-blog-id"),
+    pytest.param(
+        "POST",
+        "/api/v1/blogs",
+        b'{"id": "kyiv", "title": "x", "language": "es\\n"}',
+        422,
+        "$.language",
+        id="newline-language",
+    ),
+    pytest.param(
+        "POST",
+        "/api/v1/blogs",
+        b'{"id": "kyiv", "title": "x", "embed_origins": ["https://partner.example\\n"]}',
+        422,
+        "$.embed_origins[0]",
+        id="newline-origin",
+    ),
+    pytest.param(
+        "POST",
+        "/api/v1/blogs",
+        b'{"id": "kyiv", "title": "x", "timezone": "Europe/Madrid\\n"}',
+        422,
+        "$.timezone",
+        id="newline-timezone",
+    ),
+    pytest.param(
+        "PATCH",
+        "/api/v1/blogs/ukraine",
+        b'{"embed_origins": ["https://partner.example\\n"]}',
+        422,
+        "$.embed_origins[0]",
+        id="newline-origin-patch",
+    ),
+    pytest.param(
+        "POST",
+        ENTRIES,
+        b'{"body": "<p>x</p>", "media": {"type": "image", "url": "https://cdn.example/a.jpg\\n"}}',
+        422,
+        "$.media.url",
+        id="newline-media-url",
+    ),
+    pytest.param(
+        "POST",
+        "/api/v1/tokens",
+        b'{"name": "x", "role": "reporter", "blogs": ["ukraine\\n"]}',
+        422,
+        "$.blogs[0]",
+        id="newline-token-blog",
+    ),
+]
+
 BAD_BODIES = [
+    *TRAILING_NEWLINES,
     # (method, path, raw body, status, field)
     pytest.param("POST", ENTRIES, b'{"body": <p>x</p>}', 400, None, id="malformed-json"),
     pytest.param("POST", ENTRIES, b'{"body": "<p>Sirens in Ky', 400, None, id="truncated-json"),
@@ -375,6 +430,7 @@ BAD_BLOG_IDS = [
     pytest.param("%EF%BD%95%EF%BD%8B%EF%BD%92%EF%BD%81%EF%BD%89%EF%BD%8E%EF%BD%85", id="fullwidth-lookalike"),
     pytest.param("ukraine%00", id="nul-byte"),
     pytest.param("ukraine%20", id="trailing-space"),
+    pytest.param("ukraine%0A", id="trailing-newline"),
     pytest.param("-ukraine", id="leading-dash"),
     pytest.param("a" * 65, id="too-long"),
 ]
@@ -403,7 +459,7 @@ async def test_a_bad_blog_id_in_the_path_is_not_found(service, newsroom, blog_id
 
 
 @shared_loop
-@pytest.mark.parametrize("entry_id", ["..", "..%2F..%2Fmeta", "%2e%2e", "a" * 65, "x%00", "%D0%B0"])
+@pytest.mark.parametrize("entry_id", ["..", "..%2F..%2Fmeta", "%2e%2e", "a" * 65, "x%00", "%D0%B0", "x%0A"])
 async def test_a_bad_entry_id_in_the_path_is_not_found(service, newsroom, entry_id):
     for method, body in (("GET", b""), ("PATCH", b'{"body": "<p>x</p>"}'), ("DELETE", b"")):
         status, content_type, content = await raw_request(
@@ -442,7 +498,7 @@ async def test_a_bad_idempotency_key_is_a_bad_request(service, newsroom, key):
     await newsroom.assert_unchanged()
 
 
-_BAD_LIMITS = ["0", "-1", "abc", "1.5", "1e2", "", "99999999999999999999", " 5", "+5", "0x10"]
+_BAD_LIMITS = ["0", "-1", "abc", "1.5", "1e2", "", "99999999999999999999", " 5", "+5", "0x10", "5\n"]
 _NON_ASCII_DIGITS = [pytest.param("\u00b2", id="superscript-two")]
 
 
@@ -460,7 +516,7 @@ async def test_a_bad_catch_up_limit_is_a_bad_request(service, newsroom, limit):
 
 
 @shared_loop
-@pytest.mark.parametrize("before", ["../x", "a b", "x" * 65, "%00"])
+@pytest.mark.parametrize("before", ["../x", "a b", "x" * 65, "%00", "x\n"])
 async def test_a_bad_before_is_a_bad_request(service, newsroom, before):
     assert_error(await service.http.get(ENTRIES, params={"before": before}), 400)
 

@@ -76,6 +76,16 @@ def test_configured_admin_token_and_external_redis_start_nothing_else(data_dir: 
     assert not (data_dir / "redis").exists()
 
 
+def test_serve_prints_the_consoles_address_beside_its_own(data_dir: Path, redis_server):
+    served = Served(data_dir, env={"LIVEBLOG_ADMIN_TOKEN": "ops-secret", "LIVEBLOG_REDIS_URL": redis_server.url})
+    try:
+        assert served.http.get("/").status_code == 200
+        assert served.http.get("/console").status_code == 200
+    finally:
+        assert served.stop() == 0
+    assert f"Reporter console: {served.url}/console\n" in served.text
+
+
 @pytest.mark.parametrize("value", ["abc"])
 def test_bad_configuration_is_refused_with_a_message(data_dir: Path, value: str):
     result = subprocess.run(
@@ -163,3 +173,50 @@ def test_the_version_is_the_packages():
 
     result = subprocess.run([sys.executable, "-m", "liveblog.cli", "--version"], capture_output=True, text=True)
     assert result.stdout.strip() == f"liveblog {version('liveblog')}"
+
+
+def _serve_once(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "liveblog.cli", "serve", "--data-dir", str(data_dir), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_port_in_use_is_one_line_and_exit_1(data_dir: Path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _serve_once(data_dir, "--port", str(port))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"liveblog: cannot listen on 127.0.0.1:{port}: Address already in use"), line
+    assert not data_dir.exists(), "nothing started, nothing made"
+
+
+def test_a_second_service_on_a_data_directory_in_use_is_refused_at_once_saying_by_whom(data_dir: Path):
+    first = Served(data_dir)
+    try:
+        result = _serve_once(data_dir, "--port", "0")
+    finally:
+        first.stop()
+    assert result.returncode == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert f"another liveblog serve (pid {first.process.pid}) uses the data directory {data_dir.resolve()}" in line
+
+
+def test_the_service_says_which_data_directory_it_uses_and_when_it_made_it(tmp_path: Path):
+    relative = Path("somewhere") / "data"
+    first = Served(tmp_path / relative)
+    first.stop()
+    assert f"Data directory: {(tmp_path / relative).resolve()} (new)" in first.text
+    assert f"kept in {(tmp_path / relative).resolve()}/admin-token" in first.text
+    again = Served(tmp_path / relative)
+    again.stop()
+    assert f"Data directory: {(tmp_path / relative).resolve()}\n" in again.text

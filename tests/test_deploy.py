@@ -728,14 +728,22 @@ async def test_every_path_the_app_serves_answers_the_same_through_the_proxy(prox
         await proxy.create_blog(blog)
     async with httpx.AsyncClient(base_url=proxied.apps[0].url) as direct:
         for route in [*api.routes, *web.routes]:
-            if isinstance(route, WebSocketRoute) or route is EVENTS:
-                continue  # live channels: the stories above
+            if isinstance(route, WebSocketRoute) or route is EVENTS or route.path == "/metrics":
+                continue  # live channels: the stories above; metrics: the next story
             for path in _sample_paths(route):
                 through, straight = await proxy.http.get(path), await direct.get(path)
                 assert (through.status_code, through.headers.get("content-type")) == (
                     straight.status_code,
                     straight.headers.get("content-type"),
                 ), path
+
+
+async def test_the_public_cannot_read_the_metrics_through_the_proxy(proxied):
+    response = await proxied.proxy.http.get("/metrics")
+    assert_error(response, 404)
+    assert "liveblog_" not in response.text
+    async with httpx.AsyncClient(base_url=proxied.apps[0].url) as direct:  # the scraper's way in
+        assert "liveblog_" in (await direct.get("/metrics")).text
 
 
 def _timeouts(dump: str, location: str) -> dict[str, float]:

@@ -258,8 +258,8 @@ async def test_sigterm_finishes_requests_in_flight_closes_readers_with_1012_and_
     exit_code = await asyncio.to_thread(served.wait)
     assert exit_code == 0
     # Nothing was cut short (no shutdown timeout ran out, no error): once it was serving, all it
-    # said is that its Redis stopped.
-    serving = next(n for n, line in enumerate(served.output) if "liveblog is serving on" in line)
+    # said is that its Redis stopped (the banner ends with the console's address).
+    serving = next(n for n, line in enumerate(served.output) if line.startswith("Reporter console:"))
     assert served.output[serving + 1 :] == ["Embedded redis-server stopped.\n"], served.text
     again = await asyncio.to_thread(Served, data_dir, {"LIVEBLOG_ADMIN_TOKEN": ADMIN_TOKEN})
     try:

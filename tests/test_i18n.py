@@ -95,3 +95,12 @@ def test_the_served_widget_is_small_has_its_strings_and_no_comments():
     assert [line for line in lines if line.startswith(("//", " ", "\t"))] == []
     assert b"__LIVEBLOG_STRINGS" not in served and widget.strings_version().encode() in served
     assert '"load_more":"Load more"' in served.decode()  # English built in; the browser tests run it
+
+
+@pytest.mark.parametrize("language", [lang for lang in languages() if i18n.console_strings(lang)])
+def test_the_consoles_strings_translate_english_with_the_same_placeholders(language):
+    english, own = i18n.console_strings(DEFAULT), i18n.console_strings(language)
+    assert set(own) == set(english)
+    for key, value in own.items():
+        assert placeholders(value) == placeholders(english[key]), (key, value)
+    assert i18n.CONSOLE not in catalogue(language).strings  # staff strings stay out of readers' catalogue

@@ -29,6 +29,34 @@ async def test_too_many_connections_from_one_address_are_closed_with_4429(redis_
             assert (await receive(again))["type"] == "snapshot"
 
 
+async def test_a_burst_of_sse_readers_from_one_address_gets_exactly_its_share(redis_server):
+    """Counted at admission: twenty requests at once cannot all pass before any is counted."""
+    async with running_service(redis_server.url, replace(UNLIMITED, max_readers_per_ip=5)) as service:
+        await service.create_blog()
+        url = "/api/v1/blogs/ukraine/events"
+        host, port = service.base_url.removeprefix("http://").split(":")
+        connections = [await asyncio.open_connection(host, int(port)) for _ in range(20)]
+        request = f"GET {url} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+        for _, writer in connections:  # all twenty sent before the server reads any
+            writer.write(request)
+        statuses = [(await reader.readline()).split()[1] for reader, _ in connections]
+        assert sorted(statuses) == [b"200"] * 5 + [b"429"] * 15
+        for _, writer in connections:
+            writer.close()
+        async with httpx.AsyncClient(base_url=service.base_url, timeout=10) as client:
+            await until_admitted(client, url)  # the count came back down, whichever way each ended
+
+
+async def until_admitted(client: httpx.AsyncClient, url: str) -> None:
+    """The next SSE request is admitted: the streams just closed were released."""
+    for _ in range(200):
+        async with client.stream("GET", url) as response:
+            if response.status_code == 200:
+                return
+        await asyncio.sleep(0.05)  # the server notices the closed streams on its next event-loop turns
+    raise AssertionError("the closed streams were never released")
+
+
 async def test_a_full_server_refuses_new_readers_with_503_before_the_upgrade(redis_server):
     async with running_service(redis_server.url, replace(UNLIMITED, max_readers=1)) as service:
         await service.create_blog()

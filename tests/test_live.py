@@ -15,6 +15,7 @@ from conftest import RECV_TIMEOUT, UNLIMITED, receive, running_service
 
 import liveblog.hub
 import liveblog.snapshots
+from liveblog.guard import SEND_BUFFER
 
 
 async def test_snapshot_has_latest_entries_newest_first_and_the_pinned_ones(service):
@@ -301,6 +302,10 @@ async def test_reader_that_stops_reading_is_closed_with_4408_and_others_do_not_w
             # order, and nothing from after the cut-off.
             assert got_by_slow and got_by_slow == [*while_stalled, cut_off_at][: len(got_by_slow)]
             assert not set(got_by_slow) & set(after_cutoff)
+            # What a stalled reader pins: its user-space backlog and the kernel's (capped) send
+            # buffer, plus what its own tiny receive window took. Uncapped, 157 entries (2.8 MB).
+            pinned = len(while_stalled) * len(big_body)
+            assert pinned <= settings.reader_buffer_bytes + 2 * SEND_BUFFER + 64 * 1024, pinned
         print(
             f"\n{len(while_stalled)} entries reached the control reader while a reader stalled; "
             f"the stalled one got {len(got_by_slow)} entries, then 4408"

@@ -266,6 +266,8 @@ async def test_a_cursor_of_a_recreated_blog_is_gone(service, redis_server):
         "abc.1-0.2",
         "x" * 500,
         "abc.99999999999999999999999-0",
+        "abc.18446744073709551616-0",  # 2**64: past any stream id Redis takes
+        "abc.0-99999999999999999999",
     ],
 )
 async def test_a_garbage_cursor_is_a_bad_request(service, garbage):
@@ -283,7 +285,7 @@ async def test_a_cursor_with_non_ascii_digits_is_a_bad_request(service, stream_i
     assert_error(response, 400)
 
 
-@pytest.mark.parametrize("stream_id", ["\u0663-0", "garbage"])
+@pytest.mark.parametrize("stream_id", ["\u0663-0", "garbage", "18446744073709551616-0", "0-99999999999999999999"])
 async def test_a_live_reader_with_an_unusable_cursor_gets_a_snapshot(service, stream_id):
     await service.create_blog("ukraine")
     entry = await service.post()
