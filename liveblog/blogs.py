@@ -41,6 +41,7 @@ def create(request: BlogCreate, now: datetime) -> Blog:
         language=request.language,
         embed_origins=request.embed_origins,
         timezone=_checked_zone(request.timezone),
+        brand=request.brand,
     )
 
 

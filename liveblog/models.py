@@ -42,6 +42,11 @@ UtcTime = Annotated[datetime, Meta(tz=True)]
 #: An IANA time zone name ("Europe/Madrid"); that it names a real zone is checked in blogs.py.
 TimeZone = Annotated[str, Meta(pattern=whole(r"[A-Za-z][A-Za-z0-9_+/-]{0,63}"), max_length=64)]
 Pixels = Annotated[int, Meta(ge=1, le=20_000)]
+#: Branding values go into CSS as they are, so their patterns leave nothing that could end a
+#: declaration or a style element: no ``;``, braces, quotes other than ``'``, ``<`` or backslash.
+Colour = Annotated[str, Meta(pattern=whole(r"#[0-9A-Fa-f]{6}"), description="#rrggbb")]
+FontStack = Annotated[str, Meta(pattern=whole(r"[A-Za-z0-9 ,'-]{1,200}"), max_length=200)]
+Radius = Annotated[int, Meta(ge=0, le=24, description="pixels")]
 #: What a body is written in: HTML (sanitised), Markdown or plain text (converted, then sanitised).
 BodyFormat = Literal["html", "markdown", "text"]
 
@@ -61,6 +66,16 @@ class _Input(Struct, forbid_unknown_fields=True):
 # --- stored and served -------------------------------------------------------------------------
 
 
+class Brand(_Input, kw_only=True):
+    """A blog's own look, the default for its pages and widget: the ``--lb-accent``,
+    ``--lb-font`` and ``--lb-radius`` custom properties. A partner site's own setting of those
+    properties on the widget still wins."""
+
+    accent: Colour | None = None
+    font: FontStack | None = None
+    radius: Radius | None = None
+
+
 class Blog(Struct, kw_only=True):
     id: str
     title: str
@@ -74,6 +89,7 @@ class Blog(Struct, kw_only=True):
     embed_origins: list[str]
     #: Where times on server-rendered pages and feeds are shown (IANA name).
     timezone: str = "UTC"
+    brand: Brand | None = None
 
 
 class Author(_Input, kw_only=True):
@@ -245,6 +261,7 @@ class BlogCreate(_Input, kw_only=True):
     language: Language = "en"
     embed_origins: Origins = []
     timezone: TimeZone = "UTC"
+    brand: Brand | None = None
 
 
 class BlogPatch(_Input, kw_only=True):
@@ -254,6 +271,8 @@ class BlogPatch(_Input, kw_only=True):
     language: Language | UnsetType = UNSET
     embed_origins: Origins | UnsetType = UNSET
     timezone: TimeZone | UnsetType = UNSET
+    #: Replaces the brand whole; ``null`` goes back to the defaults.
+    brand: Brand | None | UnsetType = UNSET
 
 
 class Byline(_Input, kw_only=True):

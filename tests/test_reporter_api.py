@@ -35,6 +35,7 @@ BLOG_FIELDS = {
     "language",
     "embed_origins",
     "timezone",
+    "brand",  # null until the newsroom sets its look
 }
 
 

@@ -84,8 +84,14 @@ async def test_a_spanish_reader_sees_no_english_through_a_reconnect_and_the_end(
         body="<p>La AEMET activa el <mark>aviso rojo</mark>.</p>"
         "<blockquote><p>Quedaos en casa.</p><footer>Carlos Mazón</footer></blockquote>",
         author={"name": "Lucía Ferrer", "role": "Enviada especial", "location": "Paiporta"},
-        media={"type": "image", "url": "https://images.example/riada.jpg", "caption": "La riada", "credit": "EFE",
-               "width": 1200, "height": 675},
+        media={
+            "type": "image",
+            "url": "https://images.example/riada.jpg",
+            "caption": "La riada",
+            "credit": "EFE",
+            "width": 1200,
+            "height": 675,
+        },
         related=[{"url": "https://news.example/dana", "title": "Qué es una DANA", "kicker": "Explicador"}],
         tags=["paiporta"],
     )
@@ -289,3 +295,35 @@ async def test_share_copies_the_permalink_where_there_is_no_web_share(service, p
     )
     copied = await reader.page.evaluate("() => navigator.clipboard.readText()")
     assert copied == f"{service.base_url}/blogs/ukraine/entries/{entry['id']}"
+
+
+async def test_a_blogs_brand_is_its_widgets_and_pages_default_and_a_partner_still_overrides_it(
+    service, partner, reader
+):
+    brand = {"accent": "#006400", "font": "Georgia, 'Times New Roman', serif", "radius": 0}
+    await service.create_blog(brand=brand)
+    await service.post(key_event=True, body="<p>Key</p>")
+    badge = reader.widget(".list .k")
+
+    async def look() -> tuple[str, str, str]:
+        await badge.wait_for(timeout=WAIT_MS)
+        style = "el => { const s = getComputedStyle(el); return [s.backgroundColor, s.fontFamily, s.borderRadius]; }"
+        return tuple(await badge.evaluate(style))
+
+    await open_widget(reader, partner, service)
+    assert await look() == ("rgb(0, 100, 0)", 'Georgia, "Times New Roman", serif', "0px")
+    await open_widget(reader, partner, service, css="div { --lb-accent: rgb(0, 0, 139); --lb-radius: 9px }")
+    assert await look() == ("rgb(0, 0, 139)", 'Georgia, "Times New Roman", serif', "9px")
+    await open_widget(reader, partner, service, theme="dark")
+    assert (await look())[0] == "rgb(255, 138, 128)"  # the dark theme keeps its own, legible accent
+
+    page = (await service.http.get("/blogs/ukraine")).text
+    assert "--lb-accent: #006400; --lb-font: Georgia, 'Times New Roman', serif; --lb-radius: 0px;" in page
+
+    for bad in ({"accent": "red;}body{display:none"}, {"font": "x</style><script>"}, {"radius": 99}, {"logo": "x"}):
+        response = await service.http.patch("/api/v1/blogs/ukraine", json={"brand": bad}, headers=service.auth())
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["field"].startswith("$.brand"), response.text
+    response = await service.http.patch("/api/v1/blogs/ukraine", json={"brand": None}, headers=service.auth())
+    assert response.status_code == 200 and response.json()["brand"] is None
+    assert "--lb-accent: #006400" not in (await service.http.get("/blogs/ukraine")).text

@@ -394,8 +394,19 @@
     }
     q(".all").addEventListener("click", function () { showTags(false); });
 
+    // The blog's own look, under whatever the host page sets: this rule beats .lb's defaults but
+    // not the dark theme's (more specific), and --lb-* on the host still comes first.
+    var look = root.appendChild(h("style"));
+    function brand(b) {
+      var d = [];
+      if (/^#[0-9a-f]{6}$/i.test(b.accent)) d.push("--ac:var(--lb-accent," + b.accent + ")");
+      if (/^[\w ,'-]{1,200}$/.test(b.font)) d.push("font-family:var(--lb-font," + b.font + ")");
+      if (typeof b.radius == "number") d.push("--r:var(--lb-radius," + Math.min(Math.max(b.radius | 0, 0), 24) + "px)");
+      look.textContent = d.length ? ".lb{" + d.join(";") + "}" : "";
+    }
     function setBlog(b) {
       zone = b.timezone || "UTC";
+      brand(b.brand || {});
       q("h2").textContent = b.title;
       q(".desc").textContent = b.description || "";
       if (b.status === "ended") {
