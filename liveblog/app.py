@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
 
-from . import api, console, errors, i18n, web
+from . import api, console, errors, i18n, memory, render, web
 from .caching import ShortCache
 from .config import Settings
 from .connection import Connections
@@ -25,6 +25,7 @@ from .services import Services
 from .snapshots import SnapshotReads
 from .staff import StaffChannels
 from .store import Store
+from .tasks import checkpoint
 from .topology import Topology, connect
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ def create_app(
             asyncio.create_task(hub.run(), name="liveblog-tailer"),
             asyncio.create_task(scheduler.run(), name="liveblog-scheduler"),
         ]
+        background.append(asyncio.create_task(_sweep(pages, metrics), name="liveblog-cache-sweeper"))
         if settings.ws_ping_interval:
             background.append(asyncio.create_task(live.run(), name="liveblog-keepalive"))
         for task in background:
@@ -115,6 +117,23 @@ def create_app(
         lifespan=lifespan,
         middleware=[compression],
     )
+
+
+#: Freed bytes worth a ``malloc_trim`` (it walks the whole heap, so not after every sweep).
+TRIM_AFTER = 1 << 20
+
+
+async def _sweep(pages: ShortCache, metrics: Metrics) -> None:
+    """Free expired pages once a second, and say what the caches hold (``liveblog_cache_bytes``)."""
+    while True:
+        checkpoint()
+        await asyncio.sleep(1.0)
+        held = pages.size
+        pages.expire()
+        if held - pages.size > TRIM_AFTER:
+            memory.trim()
+        metrics.cache_bytes.labels("pages").set(pages.size)
+        metrics.cache_bytes.labels("rendered").set(render.RENDERED.size)
 
 
 def _background_done(task: asyncio.Task[None], on_fatal: Callable[[], None]) -> None:

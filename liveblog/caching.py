@@ -104,7 +104,8 @@ class ShortCache:
     A prepared body (:meth:`prepared`) stays for :data:`STALE` seconds more, served while its
     successor is built, as a CDN does with ``stale-while-revalidate``. Every ``put`` frees what
     has expired, whether or not its blog is ever read or written again, and then the oldest
-    bodies until the cache is within its budget.
+    bodies until the cache is within its budget. :meth:`expire`, called once a second by the app,
+    sweeps out what has expired, so an attack's bodies go when it stops, with no put to push them out.
     """
 
     #: How long an expired prepared body may still be served while it is rebuilt.
@@ -143,11 +144,26 @@ class ShortCache:
         self._bodies[key] = (fresh, fresh + self.STALE if isinstance(body, Prepared) else fresh, body, size)
         self._variants.setdefault(blog_id, set()).add(variant)
         self.size += size
-        while self._bodies:
-            oldest, (_, kept, _, _) = next(iter(self._bodies.items()))
-            if kept >= now and self.size <= self.budget:
+        self._expire(now)
+        while self.size > self.budget and self._bodies:
+            self._drop(next(iter(self._bodies)))
+
+    def _expire(self, now: float) -> None:
+        """Drop every body kept until before ``now``. Bodies are in the order they were put and
+        all have the same ``ttl``, so their fresh-until times only grow: the scan stops at the
+        first fresh one, having looked at no more than the expired and the stale."""
+        expired = []
+        for key, (fresh, kept, _, _) in self._bodies.items():
+            if fresh >= now:
                 break
-            self._drop(oldest)
+            if kept < now:
+                expired.append(key)
+        for key in expired:
+            self._drop(key)
+
+    def expire(self) -> None:
+        """Free what has expired now (the app's sweeper calls this once a second)."""
+        self._expire(time.monotonic())
 
     async def prepared(self, blog_id: str, variant: object, build: Callable[[], Awaitable[bytes]]) -> Prepared:
         """The body cached for (blog, variant), else what ``build`` returns, prepared and kept.

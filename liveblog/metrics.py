@@ -63,6 +63,12 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
             registry=self.registry,
         )
+        self.cache_bytes = Gauge(
+            "liveblog_cache_bytes",
+            "Bytes held by each in-process cache, as its budget counts them (set once a second)",
+            ["cache"],
+            registry=self.registry,
+        )
         ProcessCollector(registry=self.registry)  # RSS, CPU seconds, open file descriptors
         self._gc_started = 0.0
 

@@ -3,7 +3,7 @@
 A real ``liveblog serve`` holds a blog of long entries; anonymous readers then ask for every
 page, feed, embed and API listing with every combination of parameters (each one a new cache
 key). The process's resident memory stays within a budget above what it used when idle, and
-after the flood the caches give back what they held.
+after the flood the caches give back what they held and the process shrinks back.
 """
 
 from __future__ import annotations
@@ -28,6 +28,13 @@ def _rss(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise AssertionError("no VmRSS")
+
+
+def _cache_bytes(metrics: str, cache: str) -> float:
+    for line in metrics.splitlines():
+        if line.startswith(f'liveblog_cache_bytes{{cache="{cache}"}}'):
+            return float(line.split()[-1])
+    raise AssertionError(f"no liveblog_cache_bytes for {cache}")
 
 
 def _urls(entry_ids: list[str], cursor: str, rng: random.Random) -> list[tuple[str, dict[str, str]]]:
@@ -100,5 +107,12 @@ async def test_a_flood_of_anonymous_reads_over_every_parameter_stays_within_the_
             print(f"\nRSS idle {idle >> 20} MiB, peak {peak >> 20} MiB (+{grown >> 20} MiB) over {REQUESTS} reads")
             assert grown <= BUDGET_BYTES, f"RSS grew by {grown >> 20} MiB"
             assert (await http.get("/healthz")).status_code == 200
+
+            # The flood is over and nobody asks again: the sweeper frees every page it left.
+            while _cache_bytes((await http.get("/metrics")).text, "pages") > 0:
+                await asyncio.sleep(0.2)  # poll the gauge: waiting for the sweep, not for time
+            after = _rss(served.process.pid)
+            print(f"RSS after the sweep {after >> 20} MiB")
+            assert after - idle <= grown // 2, f"RSS {after >> 20} MiB after the flood, {idle >> 20} MiB before"
     finally:
         await asyncio.to_thread(served.stop)
