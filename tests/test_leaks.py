@@ -62,3 +62,27 @@ async def test_a_title_made_from_a_body_carries_no_markup_its_entities_spelled(s
         assert "Sirens" in text and "Kyiv & Lviv, 3 < 4" in text, text
     atom = (await service.http.get("/blogs/ukraine/feed.atom")).text
     assert "&lt;script" not in atom and "&lt;img" not in atom
+
+
+async def test_a_revoked_token_and_one_that_never_existed_get_the_same_answer(service):
+    """Nobody learns which token ids exist by trying them: revoked, never minted, a real id with
+    another secret and plain garbage all get the same 401, word for word."""
+    await service.create_blog()
+    revoked = await service.mint(name="Gone")
+    assert (await service.http.delete(f"/api/v1/tokens/{revoked['id']}", headers=service.auth())).status_code == 204
+    alive = await service.mint(name="Here")
+    token_id = alive["token"].split("_")[1]
+    tried = {
+        "revoked": revoked["token"],
+        "never minted": "lb_" + "0" * len(token_id) + "_" + alive["token"].split("_", 2)[2],
+        "a real id, another secret": f"lb_{token_id}_{'x' * 32}",
+        "garbage": "not-a-token",
+    }
+    answers = {}
+    for what, token in tried.items():
+        response = await service.http.post(
+            "/api/v1/blogs/ukraine/entries", json={"body": "<p>x</p>"}, headers=service.auth(token)
+        )
+        answers[what] = (response.status_code, response.text, response.headers.get("www-authenticate"))
+    assert len(set(answers.values())) == 1, answers
+    assert answers["revoked"][0] == 401
