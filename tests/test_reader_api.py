@@ -6,6 +6,7 @@ ETags, and reads from another site (CORS). Nothing here needs a token.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -424,3 +425,35 @@ async def test_a_spike_of_identical_page_reads_costs_redis_one_read_and_a_post_s
 
     newest = await service.post(body="<p>second</p>")
     assert (await page(service))["entries"][0]["id"] == newest["id"], "a reporter sees their post at once"
+
+
+@pytest.mark.parametrize(
+    "path", ["/blogs/ukraine", "/embed/ukraine", "/blogs/ukraine/feed.atom", "/blogs/ukraine/feed.json", "permalink"]
+)
+async def test_a_crowd_asking_for_one_page_or_feed_at_once_costs_what_one_reader_does(service, redis_server, path):
+    """Rendering can't be used to amplify: fifty readers asking at the same moment share one
+    build of the page (one set of reads from Redis), not fifty."""
+    await service.create_blog("ukraine")
+    for n in range(30):
+        entry = await service.post(body=f"<p>update {n} " + "with some words " * 50 + "</p>")
+    if path == "permalink":
+        path = f"/blogs/ukraine/entries/{entry['id']}"
+
+    def commands_run() -> int:
+        with redis.Redis.from_url(redis_server.url) as client:
+            stats = client.info("commandstats")
+        # what reads the blog, not what opens a connection (HELLO, CLIENT SETINFO) or asks for this
+        setup = ("cmdstat_info", "cmdstat_hello", "cmdstat_client")
+        return sum(stat["calls"] for name, stat in stats.items() if not name.startswith(setup))
+
+    async def cost(readers: int) -> int:
+        await service.post(body="<p>news</p>")  # a write: the page must be built again
+        before = commands_run()
+        crowd = await asyncio.gather(*(service.http.get(path) for _ in range(readers)))
+        assert {response.status_code for response in crowd} == {200}
+        assert len({response.content for response in crowd}) == 1
+        return commands_run() - before
+
+    one, fifty = await cost(1), await cost(50)
+    # (the scheduler and the tailer poll meanwhile, so "the same" is within a few commands)
+    assert fifty <= one + 5, f"one reader costs {one} Redis commands, fifty at once {fifty}"
