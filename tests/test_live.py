@@ -472,3 +472,44 @@ class Recorder:
 
     def close(self, code: int, reason: str) -> None:
         pass
+
+
+def _client_frame(opcode: int, payload: bytes) -> bytes:
+    """One masked frame, as a client must send it (RFC 6455 §5.3); a zero mask keeps it readable."""
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + b"\0\0\0\0" + payload
+
+
+async def test_a_reader_that_sends_pongs_of_its_own_and_never_reads_is_let_go(redis_server):
+    """Unsolicited pongs are a legal heartbeat, but they are not an answer: a client that sends
+    them and never reads what it is sent is dropped once our ping goes unanswered, while a
+    reader that answers is kept."""
+    settings = replace(UNLIMITED, ws_ping_interval=0.2)
+    async with running_service(redis_server.url, settings) as service:
+        await service.create_blog()
+        hub = service.services.hub
+        async with service.live() as answering:
+            await receive(answering)
+            port = int(service.base_url.rsplit(":", 1)[1])
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(
+                b"GET /api/v1/blogs/ukraine/live HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                b"Sec-WebSocket-Version: 13\r\n\r\n"
+            )
+            assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+            assert hub.readers("ukraine") == 2
+            # from here on it reads nothing: it only says "alive" every 50 ms, for up to 30 s
+            for _ in range(600):
+                if hub.readers("ukraine") == 1:
+                    break
+                writer.write(_client_frame(0xA, b"alive"))
+                await writer.drain()
+                await asyncio.sleep(0.05)  # the attacker's pace, not a wait for the server
+            assert hub.readers("ukraine") == 1, "a client that answered no ping is still held"
+            writer.close()
+
+            entry = await service.post(body="<p>still live</p>")
+            message = await receive(answering)
+            while message["type"] != "event":
+                message = await receive(answering)
+            assert message["entry"]["id"] == entry["id"]
