@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
 
-from . import __version__, logs, workers
+from . import __version__, admin, logs, workers
 from .config import Settings
 from .doors import raise_descriptor_limit
 from .embedded import EmbeddedRedis, private_dir
@@ -180,6 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--version", action="version", version=f"liveblog {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+    admin.add_commands(commands)
     run = commands.add_parser(
         "serve",
         help="run the service",
@@ -195,6 +196,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     run.add_argument("--workers", type=int, help="processes serving the port, one Redis (LIVEBLOG_WORKERS, default 1)")
     args = parser.parse_args(argv)
+    if "run" in args:
+        raise SystemExit(admin.run(args))
     settings = Settings.from_env(
         host=args.host,
         port=args.port,
