@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -90,6 +91,7 @@ def add_commands(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the parsed admin command; its exit code. Errors are one line on stderr."""
+    logging.basicConfig(format="liveblog: %(message)s", level=logging.WARNING)  # retries and reconnects
     url = args.url or os.environ.get("LIVEBLOG_URL") or DEFAULT_URL
     try:
         with Client(url, _token(args.token, url)) as client:
@@ -168,25 +170,40 @@ def _follow(client: Client, args: argparse.Namespace) -> None:
     cursor = args.cursor
     if cursor is None and path is not None and path.exists():
         cursor = path.read_text().strip() or None
+    stop = _Stop()
     for message in client.follow(args.blog, cursor):
         if isinstance(message, Viewers):
             continue
-        with _signals_held():
+        with stop.deferred():
             _print(message)
             if path is not None:
                 _save(path, message.cursor)
 
 
-@contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """SIGINT and SIGTERM wait until the block is done: a line printed is a cursor saved, so a
-    follow stopped by a signal and started again prints each event once."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+class _Stop:
+    """SIGINT and SIGTERM end ``follow`` with exit 0, but never between printing a line and saving
+    its cursor: a follow stopped and started again prints each event once. (Masking the signals
+    would not do: websockets' sync client reads in a thread of its own, which would take them.)"""
+
+    def __init__(self) -> None:
+        self.busy = self.asked = False
+        signal.signal(signal.SIGINT, self._signalled)
+        signal.signal(signal.SIGTERM, self._signalled)
+
+    def _signalled(self, signum: int, frame: object) -> None:
+        if not self.busy:
+            raise SystemExit(0)
+        self.asked = True
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        self.busy = True
+        try:
+            yield
+        finally:
+            self.busy = False
+        if self.asked:
+            raise SystemExit(0)
 
 
 def _save(path: Path, cursor: str) -> None:
