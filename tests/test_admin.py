@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
-from conftest import ADMIN_TOKEN, Served, Service
+from conftest import ADMIN_TOKEN, RECV_TIMEOUT, Served, Service
 
 
 def cli(*args: str, url: str, token: str | None = ADMIN_TOKEN, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -100,19 +102,27 @@ def _free_port() -> int:
 
 
 class Follow:
-    """`liveblog follow` in a child process, its lines read as they come."""
+    """`liveblog follow` in a child process; a thread reads its lines as they come."""
 
     def __init__(self, url: str, cursor_file: Path):
         command = [sys.executable, "-m", "liveblog.cli", "follow", "ukraine", "--url", url]
         self.process = subprocess.Popen(
             [*command, "--cursor-file", str(cursor_file)], stdout=subprocess.PIPE, text=True
         )
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line)
 
     def next(self) -> dict:
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        assert line, f"follow exited with {self.process.wait()}"
-        return json.loads(line)
+        """The next line, decoded; fails the test if none comes within RECV_TIMEOUT."""
+        try:
+            return json.loads(self.lines.get(timeout=RECV_TIMEOUT))
+        except queue.Empty:
+            raise AssertionError(f"follow printed nothing more (exit code {self.process.poll()})") from None
 
     def stop(self) -> int:
         self.process.send_signal(signal.SIGTERM)
