@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
             command(client, args)
     except LiveblogError as exc:
         print(f"liveblog: {exc}", file=sys.stderr)
-        return EXIT_UNREACHABLE if exc.status in (None, 503) else EXIT_API
+        return EXIT_UNREACHABLE if exc.code == "unreachable" or exc.status == 503 else EXIT_API
     except OSError as exc:  # a body file or cursor file
         print(f"liveblog: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -70,8 +70,9 @@ _FINAL_CLOSES |= {1003: (400, "unsupported_data"), 1007: (400, "invalid_data"), 
 
 class LiveblogError(Exception):
     """A request failed: the contract's error ``code``, ``message`` and ``field`` (the JSON path
-    to blame, if one), with the HTTP ``status``; ``status`` is None, and ``code`` "unreachable",
-    when no answer came from the service after every retry."""
+    to blame, if one), with the HTTP ``status``. ``status`` is None when there is no HTTP answer
+    to blame: ``code`` "unreachable" (none came, after every retry) or "bad_message" (a live
+    message this client cannot read)."""
 
     def __init__(self, status: int | None, code: str, message: str, field: str | None = None):
         super().__init__(f"{message} ({code}, {field})" if field else f"{message} ({code})")
@@ -171,12 +172,17 @@ class _Follow:
 
     def receive(self, frame: str | bytes) -> Message | None:
         """The message in ``frame`` (None for a kind this client does not know); it moves the cursor."""
-        head = _head.decode(frame)
-        decoder = _messages.get((head.type, head.event))
-        if decoder is None:
-            log.warning("following %r: skipped a live message of unknown type %r %r", self.blog, head.type, head.event)
-            return None
-        message: Message = decoder.decode(frame)
+        try:
+            head = _head.decode(frame)
+            decoder = _messages.get((head.type, head.event))
+            if decoder is None:
+                log.warning(
+                    "following %r: skipped a live message of unknown type %r %r", self.blog, head.type, head.event
+                )
+                return None
+            message: Message = decoder.decode(frame)
+        except msgspec.DecodeError as exc:  # ValidationError included
+            raise LiveblogError(None, "bad_message", f"unexpected live message from the service: {exc}") from exc
         if not isinstance(message, Viewers):
             self.cursor = message.cursor
         self.failures = 0  # a message came: the connection worked

@@ -4,9 +4,10 @@ resumes across dropped connections without losing or repeating an event."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
-from conftest import ADMIN_TOKEN, Service
+from conftest import ADMIN_TOKEN, UNLIMITED, Service
 
 from liveblog.client import (
     AsyncClient,
@@ -149,3 +150,13 @@ async def test_errors_carry_the_contracts_code_message_field_and_status(service:
         with pytest.raises(LiveblogError) as unreachable:
             await nobody.list_blogs()
         assert (unreachable.value.status, unreachable.value.code) == (None, "unreachable")
+
+
+@pytest.mark.parametrize("settings", [replace(UNLIMITED, writes_per_token_per_second=1)])
+async def test_a_post_refused_with_429_waits_as_long_as_retry_after_says(service: Service):
+    await service.create_blog()
+    # Retries this quick would all be refused again: only waiting out Retry-After gets through.
+    async with AsyncClient(service.base_url, ADMIN_TOKEN, retry=Retry(attempts=2, base=0.001)) as client:
+        posted = [await client.post("ukraine", EntryCreate(body=f"<p>{i}</p>")) for i in range(7)]
+    events = await service.stream()
+    assert [event["entry"]["id"] for event in events] == [entry.id for entry in posted]
