@@ -68,12 +68,12 @@ def add_commands(commands: Any) -> None:
     post = commands.add_parser(
         "post", parents=[remote], help="post an entry", description="Post an entry; prints it. Retried safely."
     )
-    post.add_argument("blog")
+    post.add_argument("blog", help="the blog's id")
     post.add_argument("file", nargs="?", type=Path, help="the body (default: stdin)")
     post.add_argument("--format", choices=["markdown", "html", "text"], default="markdown", help="default markdown")
-    post.add_argument("--headline")
-    post.add_argument("--key-event", action="store_true")
-    post.add_argument("--pin", action="store_true")
+    post.add_argument("--headline", help="plain text, above the body")
+    post.add_argument("--key-event", action="store_true", help="mark it a key event (in the blog's summary)")
+    post.add_argument("--pin", action="store_true", help="pin it above the stream")
     post.add_argument("--idempotency-key", help="reuse one to make a rerun of this command post nothing new")
     post.set_defaults(run=_post)
 
@@ -83,7 +83,7 @@ def add_commands(commands: Any) -> None:
         help="print live events as JSON lines",
         description="Print the blog's snapshot and then each event, one JSON line each, resuming after disconnects.",
     )
-    follow.add_argument("blog")
+    follow.add_argument("blog", help="the blog's id")
     follow.add_argument("--cursor", help="start after this cursor")
     follow.add_argument("--cursor-file", type=Path, help="resume from and keep the last cursor in this file")
     follow.set_defaults(run=_follow)

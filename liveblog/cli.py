@@ -180,7 +180,6 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--version", action="version", version=f"liveblog {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    admin.add_commands(commands)
     run = commands.add_parser(
         "serve",
         help="run the service",
@@ -195,6 +194,7 @@ def main(argv: list[str] | None = None) -> None:
         "--log-format", choices=["text", "json"], help="log lines for people or machines (LIVEBLOG_LOG_FORMAT)"
     )
     run.add_argument("--workers", type=int, help="processes serving the port, one Redis (LIVEBLOG_WORKERS, default 1)")
+    admin.add_commands(commands)
     args = parser.parse_args(argv)
     if "run" in args:
         raise SystemExit(admin.run(args))
