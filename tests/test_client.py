@@ -4,10 +4,12 @@ resumes across dropped connections without losing or repeating an event."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
-from conftest import ADMIN_TOKEN, UNLIMITED, Service
+from conftest import ADMIN_TOKEN, UNLIMITED, Served, Service
 
 from liveblog.client import (
     AsyncClient,
@@ -51,7 +53,11 @@ class Relay:
 
     async def _link(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:  # the service is down: so is this link, as the client would see it direct
+            writer.transport.abort()
+            return
         self._links |= {writer, up_writer}
         lose = self.lose_answers > 0
         self.lose_answers -= lose
@@ -86,6 +92,30 @@ async def test_a_post_whose_answer_is_lost_is_retried_and_made_once(service: Ser
     assert entry.body == "<p>Sirens across the capital.</p>" and entry.version == 1
     events = await service.stream()
     assert [event["entry"]["id"] for event in events] == [entry.id]
+
+
+@pytest.mark.slow
+async def test_a_post_retried_while_the_service_restarts_is_made_once(data_dir: Path, redis_server):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    env = {"LIVEBLOG_ADMIN_TOKEN": ADMIN_TOKEN, "LIVEBLOG_REDIS_URL": redis_server.url}
+    served = await asyncio.to_thread(Served, data_dir, env=env, args=("--port", port))
+    try:
+        blog = {"id": "ukraine", "title": "Live"}
+        served.http.post("/api/v1/blogs", json=blog, headers=Service.auth()).raise_for_status()
+        retry = Retry(attempts=12, base=0.1, cap=1.0)
+        async with Relay(served.url) as relay, AsyncClient(relay.url, ADMIN_TOKEN, retry=retry) as client:
+            relay.lose_answers = 1
+            posting = asyncio.create_task(client.post("ukraine", EntryCreate(body="<p>once</p>")))
+            await relay.lost.wait()  # written, and the answer lost: now the service goes away
+            assert await asyncio.to_thread(served.stop) == 0
+            served = await asyncio.to_thread(Served, data_dir, env=env, args=("--port", port))
+            entry = await posting
+        listed = served.http.get("/api/v1/blogs/ukraine/entries").json()["entries"]
+        assert [e["id"] for e in listed] == [entry.id]
+    finally:
+        served.stop()
 
 
 async def test_follow_resumes_after_its_connection_drops_with_every_event_once_in_order(service: Service):
