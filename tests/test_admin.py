@@ -17,13 +17,21 @@ import pytest
 from conftest import ADMIN_TOKEN, RECV_TIMEOUT, Served, Service
 
 
-def cli(*args: str, url: str, token: str | None = ADMIN_TOKEN, stdin: str = "") -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, url: str, token: str | None = ADMIN_TOKEN, stdin: str = "", cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LIVEBLOG_URL": url}
     env.pop("LIVEBLOG_TOKEN", None)
     if token is not None:
         env["LIVEBLOG_TOKEN"] = token
     return subprocess.run(
-        [sys.executable, "-m", "liveblog.cli", *args], input=stdin, capture_output=True, text=True, env=env, timeout=60
+        [sys.executable, "-m", "liveblog.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=60,
     )
 
 
@@ -85,6 +93,18 @@ def test_a_service_that_cannot_be_reached_exits_3_after_its_retries():
     *retries, error = unreachable.stderr.splitlines()  # each retry is logged, then the error
     assert len(retries) == 5 and all(line.startswith("liveblog: GET /api/v1/blogs: ") for line in retries)
     assert error.startswith("liveblog: cannot reach http://127.0.0.1:9") and "Traceback" not in unreachable.stderr
+
+
+async def test_without_a_token_the_local_services_admin_token_is_used(service: Service, tmp_path: Path):
+    anonymous = await acli(
+        "blogs", "create", "ukraine", "--title", "Live", url=service.base_url, token=None, cwd=tmp_path
+    )
+    assert anonymous.returncode == 1 and not anonymous.stdout and anonymous.stderr.startswith("liveblog: ")
+    (tmp_path / "liveblog-data").mkdir()
+    (tmp_path / "liveblog-data" / "admin-token").write_text(ADMIN_TOKEN + "\n")
+    made = await acli("blogs", "create", "ukraine", "--title", "Live", url=service.base_url, token=None, cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout)["id"] == "ukraine"
 
 
 def test_usage_errors_exit_2_and_every_command_has_help():
