@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
 
-from . import __version__, logs, workers
+from . import __version__, admin, logs, workers
 from .config import Settings
 from .doors import raise_descriptor_limit
 from .embedded import EmbeddedRedis, private_dir
@@ -194,7 +194,10 @@ def main(argv: list[str] | None = None) -> None:
         "--log-format", choices=["text", "json"], help="log lines for people or machines (LIVEBLOG_LOG_FORMAT)"
     )
     run.add_argument("--workers", type=int, help="processes serving the port, one Redis (LIVEBLOG_WORKERS, default 1)")
+    admin.add_commands(commands)
     args = parser.parse_args(argv)
+    if "run" in args:
+        raise SystemExit(admin.run(args))
     settings = Settings.from_env(
         host=args.host,
         port=args.port,
