@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import __version__, logs, workers
+from .commands import add_commands, run_command
 from .config import Settings
 from .doors import raise_descriptor_limit
 from .embedded import EmbeddedRedis, private_dir
@@ -194,7 +195,9 @@ def main(argv: list[str] | None = None) -> None:
         "--log-format", choices=["text", "json"], help="log lines for people or machines (LIVEBLOG_LOG_FORMAT)"
     )
     run.add_argument("--workers", type=int, help="processes serving the port, one Redis (LIVEBLOG_WORKERS, default 1)")
+    add_commands(commands)
     args = parser.parse_args(argv)
+    run_command(args)
     settings = Settings.from_env(
         host=args.host,
         port=args.port,
