@@ -70,10 +70,18 @@ async def _get(app: Starlette, path: str, query: dict[str, str] | None = None) -
 
 async def archive(settings: Settings, redis_url: str, blog_id: str, to: Path) -> list[Path]:
     """Write ``blog_id``'s static copy under ``to`` (made if missing); the files written.
-    Raises :class:`ArchiveError` if the blog is missing or not ended, or a page fails."""
+    Raises :class:`ArchiveError` if the blog is missing or not ended (nothing is written), or
+    if a page fails (the files written until then stay: run it again once the cause is fixed)."""
     app = create_app(settings, redis_url)
+    written: list[Path] = []
+
+    def write(name: str, body: bytes) -> None:
+        path = to / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(body)
+        written.append(path)
+
     async with app.router.lifespan_context(app):
-        files: dict[str, bytes] = {}
 
         async def fetch(path: str, query: dict[str, str] | None = None) -> bytes:
             status, body = await _get(app, path, query)
@@ -82,12 +90,13 @@ async def archive(settings: Settings, redis_url: str, blog_id: str, to: Path) ->
             return body
 
         try:
-            blog = json.loads(await fetch(f"/api/v1/blogs/{blog_id}"))
+            blog_json = await fetch(f"/api/v1/blogs/{blog_id}")
         except ArchiveError as exc:
             raise ArchiveError(f"blog {blog_id!r} cannot be read ({exc})") from None
-        if blog["status"] != "ended":
+        if json.loads(blog_json)["status"] != "ended":
             raise ArchiveError(f'blog {blog_id!r} is still live; end it first (PATCH status "ended")')
-        files[f"api/v1/blogs/{blog_id}.json"] = await fetch(f"/api/v1/blogs/{blog_id}")
+        write(f"api/v1/blogs/{blog_id}.json", blog_json)
+        # Pages are written as they come, so memory holds one page, and the listing's ids.
         entries: list[Any] = []
         query = {"limit": str(_PAGE)}
         while True:
@@ -96,18 +105,12 @@ async def archive(settings: Settings, redis_url: str, blog_id: str, to: Path) ->
             if page["next"] is None:
                 break
             query = {"limit": str(_PAGE), "before": page["next"]}
-        files[f"api/v1/blogs/{blog_id}/entries.json"] = json.dumps({"entries": entries, "next": None}).encode()
-        files[f"blogs/{blog_id}/index.html"] = await fetch(f"/blogs/{blog_id}")
-        files[f"blogs/{blog_id}/feed.atom"] = await fetch(f"/blogs/{blog_id}/feed.atom")
-        files[f"blogs/{blog_id}/feed.json"] = await fetch(f"/blogs/{blog_id}/feed.json")
-        for entry in entries:
-            files[f"blogs/{blog_id}/entries/{entry['id']}/index.html"] = await fetch(
-                f"/blogs/{blog_id}/entries/{entry['id']}"
-            )
-    written = []
-    for name, body in files.items():
-        path = to / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(body)
-        written.append(path)
+        write(f"api/v1/blogs/{blog_id}/entries.json", json.dumps({"entries": entries, "next": None}).encode())
+        ids = [entry["id"] for entry in entries]
+        del entries
+        write(f"blogs/{blog_id}/index.html", await fetch(f"/blogs/{blog_id}"))
+        write(f"blogs/{blog_id}/feed.atom", await fetch(f"/blogs/{blog_id}/feed.atom"))
+        write(f"blogs/{blog_id}/feed.json", await fetch(f"/blogs/{blog_id}/feed.json"))
+        for entry_id in ids:
+            write(f"blogs/{blog_id}/entries/{entry_id}/index.html", await fetch(f"/blogs/{blog_id}/entries/{entry_id}"))
     return written

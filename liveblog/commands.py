@@ -61,8 +61,9 @@ def run_command(args: argparse.Namespace) -> None:
     except (export.BadExport, archive.ArchiveError, NotFound, Conflict) as exc:
         raise SystemExit(f"liveblog {args.command}: {exc}") from None
     except (redis.exceptions.RedisError, OSError) as exc:
+        # One line for the operator; the traceback only for whoever turns on debug logging.
         log.debug("liveblog %s failed", args.command, exc_info=True)
-        raise SystemExit(f"liveblog {args.command}: Redis or file error: {exc}") from None
+        raise SystemExit(f"liveblog {args.command}: {type(exc).__name__}: {exc}") from None
     raise SystemExit(0)
 
 
@@ -82,8 +83,15 @@ async def _redis_url(settings: Settings) -> AsyncIterator[str]:
             raise SystemExit(
                 f"liveblog: a liveblog serve uses {data_dir.resolve()}; stop it, or pass its Redis as --redis-url"
             ) from None
-        with EmbeddedRedis(data_dir / "redis") as embedded:
+        embedded = EmbeddedRedis(data_dir / "redis")
+        try:
+            embedded.start()
+        except RuntimeError as exc:
+            raise SystemExit(f"liveblog: the embedded Redis in {data_dir.resolve()} did not start: {exc}") from None
+        try:
             yield embedded.url
+        finally:
+            embedded.stop()
     finally:
         os.close(fd)
 
