@@ -143,13 +143,21 @@ async def test_drafts_are_exported_only_when_asked_for(service, redis_server):
     assert draft.status_code == 200 and draft.json()["status"] == "draft"
 
 
+ORPHAN_VERSION = (
+    b'{"type":"version","entry":"nobody","version":{"version":1,"edited_at":"2026-12-03T07:00:00Z",'
+    b'"headline":null,"body":"<p>x</p>","media":null,"related":[]}}'
+)
+
+
 @pytest.mark.parametrize(
     ("damage", "line"),
     [
         pytest.param(lambda lines: [b"{not json", *lines[1:]], 1, id="header-not-json"),
         pytest.param(lambda lines: [b'{"type":"liveblog-export","schema":99}', *lines[1:]], 1, id="bad-header"),
         pytest.param(lambda lines: [*lines, b'{"type":"entry","entry":{"id":"x"}}'], "last", id="bad-entry"),
-        pytest.param(lambda lines: [*lines, b'{"type":"version","entry":"nobody","version":{}}'], "last", id="orphan"),
+        pytest.param(lambda lines: [*lines, ORPHAN_VERSION], "last", id="version-of-no-entry"),
+        pytest.param(lambda lines: [lines[0], *lines], 2, id="second-header"),
+        pytest.param(lambda lines: [lines[0], lines[2], *lines[1:]], 2, id="entry-before-blog"),
     ],
 )
 async def test_a_bad_line_names_its_number_and_changes_nothing(service, redis_server, damage, line):
