@@ -64,6 +64,7 @@ class VersionRecord(Struct, tag="version", tag_field="type", kw_only=True):
 
 Record = Header | BlogRecord | EntryRecord | VersionRecord
 _decoder = msgspec.json.Decoder(Record)
+_header = msgspec.json.Decoder(Header)
 
 
 class BadExport(Exception):
@@ -148,15 +149,15 @@ def parse(lines: Iterable[tuple[int, bytes]]) -> Parsed:
         if not line.strip():
             raise BadExport(f"line {number}: empty")
         try:
-            record = _decoder.decode(line)
+            record = (_header if number == 1 else _decoder).decode(line)
         except msgspec.DecodeError as exc:
+            if number == 1:
+                raise BadExport(f'line 1: not a liveblog export header {{"type":"liveblog-export",…}}: {exc}') from None
             raise BadExport(f"line {number}: {exc}") from None
         match record:
             case Header(schema=schema) if number == 1:
                 if schema != SCHEMA:
                     raise BadExport(f"line 1: schema {schema} is not one this liveblog reads ({SCHEMA})")
-            case _ if number == 1:
-                raise BadExport('line 1: not a liveblog export (expected {"type":"liveblog-export",…})')
             case BlogRecord(blog=found) if blog is None:
                 if not _SLUG.fullmatch(found.id):
                     raise BadExport(f"line {number}: blog id {found.id!r} is not a slug")
@@ -182,6 +183,8 @@ def parse(lines: Iterable[tuple[int, bytes]]) -> Parsed:
                 versions[entry_id].append(version)
             case Header():
                 raise BadExport(f"line {number}: a second header")
+    if number == 0:
+        raise BadExport("line 1: the input is empty, not a liveblog export")
     if blog is None:
         raise BadExport(f"line {number + 1}: the export ends before its blog record")
     restored = [
