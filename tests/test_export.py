@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-from conftest import UNLIMITED, Service, redis_state, running_service
+from conftest import ADMIN_TOKEN, UNLIMITED, Served, Service, redis_state, running_service
 
 from liveblog.config import Settings
 
@@ -32,9 +32,10 @@ def settings() -> Settings:
     return replace(UNLIMITED, public_url=PUBLIC_URL)
 
 
-def liveblog(*args: str, redis_url: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+def liveblog(*args: str, redis_url: str | None, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    """The command, run as an operator would; with ``redis_url`` None, on the data dir's Redis."""
     return subprocess.run(
-        [sys.executable, "-m", "liveblog.cli", *args, "--redis-url", redis_url],
+        [sys.executable, "-m", "liveblog.cli", *args, *(["--redis-url", redis_url] if redis_url else [])],
         input=stdin,
         env={**os.environ, "LIVEBLOG_PUBLIC_URL": PUBLIC_URL},
         capture_output=True,
@@ -204,3 +205,42 @@ async def test_an_ended_blog_archives_as_static_files(service, redis_server, tmp
     ElementTree.fromstring((site / "blogs/flood/feed.atom").read_bytes())
     feed = json.loads((site / "blogs/flood/feed.json").read_bytes())
     assert len(feed["items"]) == 3
+
+
+async def test_an_import_older_than_what_is_stored_is_refused_and_changes_nothing(service, redis_server):
+    entries = await newsroom_blog(service)
+    exported = liveblog("export", "flood", redis_url=redis_server.url)
+    await patch(service, entries["first"], body="<p>The river rose further.</p>")
+    state = await redis_state(redis_server.url)
+
+    result = liveblog("import", redis_url=redis_server.url, stdin=exported.stdout)
+
+    assert result.returncode != 0
+    assert re.fullmatch(
+        r"liveblog import: entry '\w+' of blog 'flood' is stored at a newer version[^\n]+\n", result.stderr.decode()
+    )
+    assert await redis_state(redis_server.url) == state
+
+
+def test_without_a_redis_url_the_commands_use_the_data_dirs_embedded_redis(data_dir: Path):
+    env = {"LIVEBLOG_ADMIN_TOKEN": ADMIN_TOKEN}
+    served = Served(data_dir, env=env)
+    try:
+        auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        assert (
+            served.http.post("/api/v1/blogs", json={"id": "flood", "title": "Flood"}, headers=auth).status_code == 201
+        )
+        posted = served.http.post("/api/v1/blogs/flood/entries", json={"body": "<p>Kept on disk.</p>"}, headers=auth)
+        assert posted.status_code == 201
+
+        busy = liveblog("export", "flood", "--data-dir", str(data_dir), redis_url=None)
+
+        assert busy.returncode != 0
+        assert re.fullmatch(r"liveblog: a liveblog serve uses [^\n]+\n", busy.stderr.decode()), busy.stderr
+    finally:
+        assert served.stop() == 0
+
+    exported = liveblog("export", "flood", "--data-dir", str(data_dir), redis_url=None)
+
+    assert exported.returncode == 0, exported.stderr
+    assert b"Kept on disk." in exported.stdout
