@@ -72,7 +72,9 @@ async def archive(settings: Settings, redis_url: str, blog_id: str, to: Path) ->
     """Write ``blog_id``'s static copy under ``to`` (made if missing); the files written.
     Raises :class:`ArchiveError` if the blog is missing or not ended (nothing is written), or
     if a page fails (the files written until then stay: run it again once the cause is fixed)."""
-    app = create_app(settings, redis_url)
+    # The app's background tasks (tailer, scheduler) serve live readers, of whom an archive has
+    # none: if one dies, the app has logged it, and the pages are read all the same.
+    app = create_app(settings, redis_url, on_fatal=lambda: None)
     written: list[Path] = []
 
     def write(name: str, body: bytes) -> None:

@@ -60,6 +60,8 @@ def run_command(args: argparse.Namespace) -> None:
         asyncio.run(command(settings, args))
     except (export.BadExport, archive.ArchiveError, NotFound, Conflict) as exc:
         raise SystemExit(f"liveblog {args.command}: {exc}") from None
+    except KeyboardInterrupt:
+        raise SystemExit(f"liveblog {args.command}: interrupted") from None
     except (redis.exceptions.RedisError, OSError) as exc:
         # One line for the operator; the traceback only for whoever turns on debug logging.
         log.debug("liveblog %s failed", args.command, exc_info=True)

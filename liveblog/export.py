@@ -76,7 +76,12 @@ class BadExport(Exception):
 
 async def records(store: Store, blog_id: str, drafts: bool) -> AsyncIterator[Record]:
     """The export of ``blog_id``, record by record, read a page at a time. Raises
-    :class:`~liveblog.storage.NotFound` if there is no such blog."""
+    :class:`~liveblog.storage.NotFound` if there is no such blog.
+
+    Each entry is read whole with its versions, but the blog is not read at one instant: an
+    entry posted while the export runs may be missing from it. Export a blog that is quiet
+    (ended) for a complete copy; an import never goes back to an older version anyway.
+    """
     blog = await store.get_blog(blog_id)
     yield Header(schema=SCHEMA, blog=blog_id, exported_at=datetime.now(UTC), liveblog=__version__, drafts=drafts)
     yield BlogRecord(blog=blog)
