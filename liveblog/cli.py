@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import __version__, admin, logs, workers
+from .commands import add_commands, run_command
 from .config import Settings
 from .doors import raise_descriptor_limit
 from .embedded import EmbeddedRedis, private_dir
@@ -194,10 +195,12 @@ def main(argv: list[str] | None = None) -> None:
         "--log-format", choices=["text", "json"], help="log lines for people or machines (LIVEBLOG_LOG_FORMAT)"
     )
     run.add_argument("--workers", type=int, help="processes serving the port, one Redis (LIVEBLOG_WORKERS, default 1)")
-    admin.add_commands(commands)
+    admin.add_commands(commands)  # blogs, tokens, post, follow: over the HTTP API
+    add_commands(commands)  # export, import, archive: straight to the store
     args = parser.parse_args(argv)
     if "run" in args:
         raise SystemExit(admin.run(args))
+    run_command(args)
     settings = Settings.from_env(
         host=args.host,
         port=args.port,

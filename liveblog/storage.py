@@ -267,3 +267,14 @@ class Storage(Protocol):
 
     async def token_used(self, token_id: str, at: datetime) -> None:
         """Record that the token was used at ``at``."""
+
+
+class Imported(NamedTuple):
+    """One entry to restore (:meth:`liveblog.store.Store.import_blog`): the entry as it was
+    exported, the token id that owned it, its published versions (oldest first), and for a
+    retracted entry the tombstone readers get if the target had it public."""
+
+    entry: Entry
+    owner: str | None
+    versions: tuple[Version, ...]
+    tombstone: Tombstone | None = None

@@ -29,6 +29,7 @@ from .storage import (
     Conflict,
     CursorGone,
     Due,
+    Imported,
     LogEvent,
     NotFound,
     Page,
@@ -85,6 +86,7 @@ class Store:
                 "since",
                 "position",
                 "viewers",
+                "import_blog",
             )
         }
 
@@ -275,6 +277,40 @@ class Store:
     async def audit_position(self, blog_id: str) -> str:
         newest = cast(list[tuple[bytes, Any]], await self.redis.xrevrange(keys.audit(blog_id), "+", "-", count=1))
         return _s(newest[0][0]) if newest else "0-0"
+
+    async def import_blog(self, blog: Blog, epoch: str, entries: Sequence[Imported]) -> int:
+        """Restore ``blog`` and ``entries`` (ordered by display time) in one atomic script: an
+        entry stored exactly so already is left alone, so a second import writes nothing. Each
+        entry that changes is logged as readers would have seen it. Returns how many records
+        changed; raises :class:`Conflict` (writing nothing) if an entry is stored at a newer
+        version than the import's."""
+        body = encoder.encode(blog)
+        await self.redis.zadd(keys.BLOGS, {blog.id: int(blog.created_at.timestamp() * 1000)}, nx=True)
+        args: list[Any] = [body, epoch, _event("blog.updated", "blog", body), self.log_maxlen, len(entries)]
+        extra: list[str] = []
+        for item in entries:
+            entry = item.entry
+            tags = list(dict.fromkeys(entry.tags))
+            extra += [keys.versions(blog.id, entry.id), *(keys.tag(blog.id, name) for name in tags)]
+            tombstone = b""
+            if item.tombstone is not None:
+                tombstone = _event("entry.deleted", "entry", encoder.encode(item.tombstone))
+            args += [
+                entry.id,
+                encoder.encode(entry),
+                "public" if entry.status == "published" else "work",
+                score(entry),
+                "1" if entry.pinned else "0",
+                item.owner or "",
+                tombstone,
+                len(tags),
+                len(item.versions),
+                *(encoder.encode(version) for version in item.versions),
+            ]
+        status, *rest = await self._run("import_blog", blog.id, args, extra)
+        if status == "conflict":
+            raise Conflict(f"entry {_s(rest[0])!r} of blog {blog.id!r} is stored at a newer version than the import's")
+        return int(rest[0])
 
     # --- browser sessions -----------------------------------------------------------------------
 
