@@ -178,6 +178,8 @@ async def test_tags_complete_from_the_blogs_tags_one_after_another(service, desk
     desk = await desks()
     await desk.sign_in()
     await desk.open_blog("War in Ukraine")
+    # Suggestions come from the timeline's entries: wait until it shows them, as an editor would.
+    await desk.page.wait_for_function("() => document.body.innerText.includes('One')", timeout=WAIT_MS)
     tags = desk.page.get_by_label("Tags")
     await tags.fill("kyiv, l")
     options = desk.page.locator("#tag-names option")
