@@ -80,7 +80,8 @@ class Desk:
     async def open_blog(self, title: str) -> None:
         await self.page.get_by_role("link", name=title).click()
         await expect(self.page.locator("#timeline")).to_be_visible(timeout=WAIT_MS)
-        await self.page.wait_for_function("() => !!document.querySelector('#timeline ol')", timeout=WAIT_MS)
+        # The listings load after the staff channel is up; until then the timeline is aria-busy.
+        await expect(self.page.locator("#timeline")).to_have_attribute("aria-busy", "false", timeout=WAIT_MS)
 
     async def write(self, body: str, headline: str = "") -> None:
         if headline:

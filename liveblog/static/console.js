@@ -247,7 +247,7 @@
       lists.push(h("section", { class: "card", id: "review", "aria-labelledby": "review-h" }, h("h2", { id: "review-h", text: t("review") }), h("ol")));
       lists.push(h("section", { class: "card", id: "scheduled", "aria-labelledby": "sched-h" }, h("h2", { id: "sched-h", text: t("scheduled") }), h("ol")));
     }
-    const timeline = h("section", { class: "card", id: "timeline", "aria-labelledby": "tl-h" }, h("h2", { id: "tl-h", text: t("timeline") }), h("ol", { class: "entries" }));
+    const timeline = h("section", { class: "card", id: "timeline", "aria-labelledby": "tl-h", "aria-busy": "true" }, h("h2", { id: "tl-h", text: t("timeline") }), h("ol", { class: "entries" }));
     app.replaceChildren(head, h("div", { class: "columns" }, h("div", {}, composer.build(), ...lists), timeline));
     $("#sign-out").textContent = t("sign_out");
     outbox.render();
@@ -296,6 +296,7 @@
       fail(e);
     }
     renderLists();
+    $("#timeline")?.setAttribute("aria-busy", "false"); // the listings are in: screen readers may read it now
   }
   function upsert(entry, render = true) {
     const have = shown.get(entry.id);
