@@ -59,7 +59,7 @@ class AccessLog:
             # An app that raised before answering: the server answers 500 (uvicorn does).
             _line(
                 "sse" if seen["sse"] else "http",
-                scope,
+                _where(scope),
                 seen["status"] if seen["status"] is not None else 500,
                 None,
                 started,
@@ -84,20 +84,29 @@ class AccessLog:
         finally:
             connection = scope.get("extensions", {}).get(CONNECTION_EXTENSION)
             if seen["accepted"] and isinstance(connection, LiveConnection):
-                connection.when_lost(lambda code: _line("websocket", scope, 101, code, started))
+                # The callback lives as long as the reader (hours): it keeps three strings, not
+                # the scope with its headers.
+                where = _where(scope)
+                connection.when_lost(lambda code: _line("websocket", where, 101, code, started))
             else:
-                _line("websocket", scope, seen["status"] if seen["status"] is not None else 500, None, started)
+                _line("websocket", _where(scope), seen["status"] if seen["status"] is not None else 500, None, started)
 
 
-def _line(kind: str, scope: Message, status: int, close_code: int | None, started: float) -> None:
+def _where(scope: Message) -> tuple[str, str, str | None]:
+    """Method, path (no query string: it may hold a token) and client address of a request."""
     client = scope.get("client")
+    return scope.get("method", "GET"), scope.get("root_path", "") + scope["path"], client[0] if client else None
+
+
+def _line(kind: str, where: tuple[str, str, str | None], status: int, close_code: int | None, started: float) -> None:
+    method, path, client = where
     fields: dict[str, object] = {
         "kind": kind,
-        "method": scope.get("method", "GET"),
-        "path": scope.get("root_path", "") + scope["path"],
+        "method": method,
+        "path": path,
         "status": status,
         "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-        "client": client[0] if client else None,
+        "client": client,
     }
     if kind == "websocket" and status == 101:
         fields["close_code"] = close_code
