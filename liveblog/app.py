@@ -95,6 +95,8 @@ def create_app(
         background.append(asyncio.create_task(_sweep(pages, metrics), name="liveblog-cache-sweeper"))
         if settings.ws_ping_interval:
             background.append(asyncio.create_task(live.run(), name="liveblog-keepalive"))
+        if metrics.shared:
+            background.append(asyncio.create_task(metrics.share_process_metrics(), name="liveblog-process-metrics"))
         for task in background:
             task.add_done_callback(lambda task: _background_done(task, fatal))
         try:

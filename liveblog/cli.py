@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
 
-from . import __version__, admin, logs, workers
+from . import __version__, admin, logs, metrics, workers
 from .commands import add_commands, run_command
 from .config import Settings
 from .doors import raise_descriptor_limit
@@ -215,6 +215,8 @@ def main(argv: list[str] | None = None) -> None:
             f"--workers (LIVEBLOG_WORKERS) must be from 1 to {most} here ({workers.MAX_WORKERS_PER_CPU} per CPU; "
             f"one per CPU is plenty), not {settings.workers}"
         )
+    if settings.workers > 1:
+        metrics.share_between_workers(settings.data_dir / "metrics")  # may re-execute this command
     logs.configure(settings.log_format, pid=settings.workers > 1)
     serve(settings)
 

@@ -51,6 +51,8 @@ class Settings:
     viewers_interval: float = 5.0
     #: "text" for people, "json" (one object per line) for log pipelines.
     log_format: str = "text"
+    #: 1: one access-log line per request and per live connection (at its end); 0: none.
+    access_log: int = 1
     #: The service's public origin (``https://live.example.com``): the base of every absolute
     #: link (canonical, OpenGraph, JSON-LD, feeds, oEmbed) and the origin browser writes must
     #: come from. Empty: a request's Host, if it is one of ``allowed_hosts``.

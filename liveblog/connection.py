@@ -80,10 +80,12 @@ class Rules:
     and data after CLOSED is a bug and raises.
     """
 
-    __slots__ = ("state", "max_size", "_pending", "_pinged_at", "_pong_due", "_owed_pong")
+    __slots__ = ("state", "close_code", "max_size", "_pending", "_pinged_at", "_pong_due", "_owed_pong")
 
     def __init__(self, max_size: int):
         self.state = State.OPEN
+        #: The code of the first close frame, sent or received (None: none, or one without a code).
+        self.close_code: int | None = None
         self.max_size = max_size
         self._pending = b""
         self._pinged_at = 0.0
@@ -148,7 +150,7 @@ class Rules:
         """The server closes: a close frame, sent behind what is queued."""
         if self.state is not State.OPEN:
             return _NOTHING
-        self.state = State.CLOSING
+        self.state, self.close_code = State.CLOSING, code
         return close_frame(code, reason), After.AWAIT_CLOSE
 
     def on_shutdown(self) -> tuple[bytes, After]:
@@ -158,6 +160,7 @@ class Rules:
         written = b""
         if self.state is State.OPEN:
             written = close_frame(CloseCode.SERVICE_RESTART, "server restarting; reconnect with your cursor")
+            self.close_code = CloseCode.SERVICE_RESTART
         self.state = State.CLOSING
         return written, After.HANG_UP
 
@@ -172,14 +175,14 @@ class Rules:
             code = parse_close(payload)
         except FrameError as error:
             return self._fail(error.code, error.reason)
-        self.state = State.CLOSING
+        self.state, self.close_code = State.CLOSING, code
         return (close_frame(code) if code is not None else EMPTY_CLOSE_FRAME), After.HANG_UP
 
     def _fail(self, code: CloseCode, reason: str) -> tuple[bytes, After]:
         written = b""
         if self.state is State.OPEN:
             written = close_frame(code, reason)
-            self.state = State.CLOSING
+            self.state, self.close_code = State.CLOSING, code
         return written, After.HANG_UP
 
 
@@ -191,7 +194,7 @@ def _ping_payload(pinged_at: float) -> bytes:
 class LiveConnection(Rules, asyncio.Protocol):
     """The transport's protocol from ``websocket.accept`` on; the reader's sink for the hub."""
 
-    __slots__ = ("_transport", "_timer", "_release", "_registry")
+    __slots__ = ("_transport", "_timer", "_release", "_registry", "_on_lost")
 
     def __init__(self, max_size: int):
         super().__init__(max_size)
@@ -199,6 +202,7 @@ class LiveConnection(Rules, asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None  # only while closing: the grace period
         self._release: Callable[[], None] | None = None
         self._registry: Connections | None = None
+        self._on_lost: Callable[[int | None], None] | None = None
 
     # -- ownership
 
@@ -220,6 +224,16 @@ class LiveConnection(Rules, asyncio.Protocol):
         self._release = release
         self._registry = registry
         registry.watch(self)
+
+    def when_lost(self, callback: Callable[[int | None], None]) -> None:
+        """Call ``callback(close_code)`` once, when the connection ends (at once if it has);
+        one callback per connection (the access log's)."""
+        if self.state is State.CLOSED:
+            callback(self.close_code)
+            return
+        if self._on_lost is not None:
+            raise RuntimeError("a LiveConnection takes one when_lost callback")
+        self._on_lost = callback
 
     @property
     def adopted(self) -> bool:
@@ -275,6 +289,9 @@ class LiveConnection(Rules, asyncio.Protocol):
         if self._release is not None:
             release, self._release = self._release, None
             release()
+        if self._on_lost is not None:
+            on_lost, self._on_lost = self._on_lost, None
+            on_lost(self.close_code)
 
     # -- the adapter
 

@@ -14,7 +14,9 @@ import msgspec
 
 
 class JsonFormatter(logging.Formatter):
-    """``{"time", "level", "logger", "message", "pid"?, "error"?}`` on one line."""
+    """``{"time", "level", "logger", "message", "pid"?, "error"?}`` on one line; an access-log
+    line adds ``kind``, ``method``, ``path``, ``status``, ``duration_ms``, ``client`` and, for a
+    WebSocket, ``close_code``."""
 
     def __init__(self, *, pid: bool = False):
         super().__init__()
@@ -27,6 +29,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        # The access log's fields (liveblog.access) as keys of their own, for log pipelines.
+        fields = getattr(record, "access", None)
+        if isinstance(fields, dict):
+            line.update(fields)
         if self.pid:
             line["pid"] = record.process
         if record.exc_info:

@@ -1,5 +1,12 @@
 """Prometheus metrics, served at ``GET /metrics``, one registry per app.
 
+With ``--workers N`` the workers share prometheus-client's multiprocess mode: each writes its
+values to files in ``PROMETHEUS_MULTIPROC_DIR`` (``<data dir>/metrics``, wiped when the group
+starts) and ``/metrics``, whichever worker answers, reports the group: counters and histograms
+summed over every worker that ever ran, ``liveblog_readers`` summed over the live ones,
+``liveblog_tailer_lag_seconds`` the largest of the live ones, and the process metrics (RSS,
+CPU, file descriptors) per live worker, with a ``pid`` label.
+
 What an operator watches at 3 a.m.: how many readers are connected and how, whether events
 still flow (delivered, and the age of the last one delivered), who is too slow, how long
 reporters wait for a post, how long one fan-out pass takes, how long the process stood
@@ -8,10 +15,15 @@ still collecting garbage, its memory and file descriptors, and whether Redis is 
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import os
+import shutil
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -21,13 +33,51 @@ from prometheus_client import (
     Histogram,
     ProcessCollector,
     generate_latest,
+    multiprocess,
 )
+
+#: prometheus-client's switch to multiprocess mode; read when it is imported.
+SHARED_DIR = "PROMETHEUS_MULTIPROC_DIR"
+#: Seconds between a worker's writes of its process metrics (RSS, fds) for the group's /metrics.
+PROCESS_EVERY = 5.0
+
+
+def share_between_workers(path: Path) -> None:
+    """Make this process and the workers it forks share their metrics in ``path``.
+
+    prometheus-client chooses multiprocess mode when it is imported, and it has been by now:
+    so unless ``PROMETHEUS_MULTIPROC_DIR`` already names ``path``, this sets it and re-executes
+    the same command (same pid, same output), as a start-up script would have. Once it does,
+    ``path`` is emptied: values of an earlier run must not be added to this one's.
+    """
+    path = path.resolve()
+    if os.environ.get(SHARED_DIR) != str(path):
+        os.environ[SHARED_DIR] = str(path)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, mode=0o700)
+
+
+def worker_exited(pid: int) -> None:
+    """Drop the live gauges (readers, lag, process metrics) of a worker that exited."""
+    if SHARED_DIR in os.environ:
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 class Metrics:
     def __init__(self) -> None:
+        #: The workers share their values (see the module's docstring): /metrics reports them all.
+        self.shared = SHARED_DIR in os.environ
         self.registry = CollectorRegistry()
-        self.readers = Gauge("liveblog_readers", "Open live connections", ["transport"], registry=self.registry)
+        self.readers = Gauge(
+            "liveblog_readers",
+            "Open live connections",
+            ["transport"],
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
         self.delivered = Counter(
             "liveblog_events_delivered", "Event messages handed to readers' connections", registry=self.registry
         )
@@ -50,6 +100,7 @@ class Metrics:
             "liveblog_tailer_lag_seconds",
             "Age of the last event the tailer delivered, when it delivered it",
             registry=self.registry,
+            multiprocess_mode="livemax",
         )
         self.scheduled_published = Counter(
             "liveblog_scheduled_published", "Scheduled entries this process published", registry=self.registry
@@ -68,9 +119,29 @@ class Metrics:
             "Bytes held by each in-process cache, as its budget counts them (set once a second)",
             ["cache"],
             registry=self.registry,
+            multiprocess_mode="livesum",
         )
-        ProcessCollector(registry=self.registry)  # RSS, CPU seconds, open file descriptors
+        # RSS, CPU seconds, open file descriptors. A collector does not work across processes:
+        # shared, each worker copies its own into gauges labelled with its pid (mode "liveall").
+        self._process = ProcessCollector(registry=None if self.shared else self.registry)
+        self._process_gauges: dict[str, Gauge] = {}
         self._gc_started = 0.0
+
+    async def share_process_metrics(self) -> None:
+        """Shared mode: write this worker's process metrics every ``PROCESS_EVERY`` seconds, so
+        that whichever worker answers /metrics reports every worker's (runs until cancelled)."""
+        while True:
+            self._write_process_metrics()
+            await asyncio.sleep(PROCESS_EVERY)
+
+    def _write_process_metrics(self) -> None:
+        for family in self._process.collect():
+            for sample in family.samples:
+                gauge = self._process_gauges.get(sample.name)
+                if gauge is None:
+                    gauge = Gauge(sample.name, family.documentation, registry=None, multiprocess_mode="liveall")
+                    self._process_gauges[sample.name] = gauge
+                gauge.set(sample.value)
 
     @contextmanager
     def timing_gc(self) -> Iterator[None]:
@@ -90,8 +161,14 @@ class Metrics:
             self.gc_pause_seconds.observe(time.perf_counter() - self._gc_started)
 
     def render(self) -> bytes:
-        """The registry in Prometheus' text format (``CONTENT_TYPE``)."""
-        return generate_latest(self.registry)
+        """The metrics in Prometheus' text format (``CONTENT_TYPE``): this process's, or shared,
+        the whole group's."""
+        if not self.shared:
+            return generate_latest(self.registry)
+        self._write_process_metrics()  # this worker's, fresh
+        group = CollectorRegistry()
+        multiprocess.MultiProcessCollector(group)  # type: ignore[no-untyped-call]
+        return generate_latest(group)
 
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST

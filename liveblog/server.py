@@ -30,6 +30,7 @@ from websockets.exceptions import SecurityError
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
+from .access import AccessLog
 from .app import create_app
 from .config import Settings
 from .connection import CONNECTION_EXTENSION, Connections, LiveConnection
@@ -324,7 +325,9 @@ def uvicorn_config(app: ASGIApp, settings: Settings, **overrides: Any) -> uvicor
         log_level="warning",  # not a line per connection at 10k readers; liveblog logs what matters
     )
     options.update(overrides)
-    return uvicorn.Config(ProxyHeadersMiddleware(app, trusted_hosts=settings.forwarded_allow_ips), **options)
+    # The access log inside the proxy-headers middleware: it logs the client address the app sees.
+    served: ASGIApp = AccessLog(app) if settings.access_log else app
+    return uvicorn.Config(ProxyHeadersMiddleware(served, trusted_hosts=settings.forwarded_allow_ips), **options)
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .embedded import die_with_parent
+from .metrics import worker_exited
 
 log = logging.getLogger("liveblog.workers")
 
@@ -205,6 +206,7 @@ class Supervisor:
             if not done:
                 continue
             del self.workers[pid]
+            worker_exited(pid)
             if self.stop_deadline is not None:
                 continue
             if not self.announced:

@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -215,6 +215,7 @@ class Served:
             preexec_fn=limit if nofile is not None else None,
         )
         self.output: list[str] = []
+        self._more = threading.Condition()
         started = threading.Event()
         self._reader = threading.Thread(target=self._read_output, args=(started,), daemon=True)
         self._reader.start()
@@ -225,10 +226,25 @@ class Served:
 
     def _read_output(self, started: threading.Event) -> None:
         for line in self.process.stdout:
-            self.output.append(line)
+            with self._more:
+                self.output.append(line)
+                self._more.notify_all()
             if not started.is_set() and (match := re.search(r"serving on (http://\S+)", line)):
                 self.url = match.group(1)
                 started.set()
+
+    def wait_for_line(self, predicate: Callable[[str], bool], timeout: float = 20) -> str:
+        """The first line of output for which ``predicate`` holds, waiting for it to be printed."""
+        found: list[str] = []
+
+        def seen() -> bool:
+            found[:] = [line for line in self.output if predicate(line)][:1]
+            return bool(found)
+
+        with self._more:
+            if not self._more.wait_for(seen, timeout):
+                raise AssertionError("no such line in the output:\n" + "".join(self.output))
+        return found[0]
 
     def stop(self) -> int:
         """SIGTERM, as a supervisor would; returns the exit code."""

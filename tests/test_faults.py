@@ -257,10 +257,15 @@ async def test_sigterm_finishes_requests_in_flight_closes_readers_with_1012_and_
         in_flight.close()
     exit_code = await asyncio.to_thread(served.wait)
     assert exit_code == 0
-    # Nothing was cut short (no shutdown timeout ran out, no error): once it was serving, all it
-    # said is that its Redis stopped (the banner ends with the console's address).
+    # Nothing was cut short (no shutdown timeout ran out, no error): once it was serving (the
+    # banner ends with the console's address), all it said is what it served (the access log:
+    # the reader told 1012) and that its Redis stopped.
     serving = next(n for n, line in enumerate(served.output) if line.startswith("Reporter console:"))
-    assert served.output[serving + 1 :] == ["Embedded redis-server stopped.\n"], served.text
+    after = served.output[serving + 1 :]
+    assert [line for line in after if " liveblog.access: " not in line] == ["Embedded redis-server stopped.\n"], (
+        served.text
+    )
+    assert any("websocket GET /api/v1/blogs/ukraine/live 101 " in line and "close=1012" in line for line in after)
     again = await asyncio.to_thread(Served, data_dir, {"LIVEBLOG_ADMIN_TOKEN": ADMIN_TOKEN})
     try:
         entries = again.http.get("/api/v1/blogs/ukraine/entries").json()["entries"]
