@@ -2,18 +2,23 @@
 
 The app runs in this process (its lifespan too) and is asked for each page as a reader's browser
 would ask for it, through ASGI, so the files are exactly what ``liveblog serve`` answers: the
-public page with its JSON-LD, every entry's permalink page, the Atom and JSON feeds, and the
-entries listing as JSON. Links stay as the pages make them (site-relative, or absolute under
-``LIVEBLOG_PUBLIC_URL``), so the directory is served from the site's root.
+public page with its JSON-LD, its older pages and tag views, every entry's permalink page, the
+Atom and JSON feeds, and the entries listing as JSON. Links stay as the pages make them
+(site-relative, or absolute under ``LIVEBLOG_PUBLIC_URL``), so the directory is served from the
+site's root, except the ones with a query string, which no static server answers: the archive
+follows each (``?before=``, ``?tag=``) and links to its page as a file instead (see
+:func:`static_path`).
 """
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 from starlette.applications import Starlette
 
@@ -22,6 +27,36 @@ from .config import Settings
 
 Message = MutableMapping[str, Any]
 _PAGE = 100
+#: A tag that can be a directory name and a URL path segment as it is; others are spelt in hex.
+_PLAIN_TAG = re.compile(r"[A-Za-z0-9_-]{1,40}")
+
+
+def static_path(blog_id: str, tag: str | None, before: str | None) -> str:
+    """Where the archive keeps the blog page ``?tag=…&before=…``: ``blogs/B/tags/T/older/E/``,
+    any part left out that the query leaves out. A tag that is not plain ASCII letters, digits,
+    ``-`` and ``_`` is written ``x-`` and its UTF-8 in hex, so no server decodes it differently."""
+    path = f"/blogs/{blog_id}/"
+    if tag is not None:
+        path += f"tags/{tag if _PLAIN_TAG.fullmatch(tag) else 'x-' + tag.encode().hex()}/"
+    if before is not None:
+        path += f"older/{before}/"
+    return path
+
+
+def _linked_pages(blog_id: str, page: bytes) -> tuple[bytes, list[tuple[str | None, str | None]]]:
+    """``page`` with its links to ``/blogs/B?…`` made static, and the (tag, before) each names."""
+    found: list[tuple[str | None, str | None]] = []
+    pattern = re.compile(
+        rb'(href|content)="((?:https?://[^"/]+)?)/blogs/' + re.escape(blog_id.encode()) + rb'\?([^"#]*)"'
+    )
+
+    def rewrite(match: re.Match[bytes]) -> bytes:
+        query = parse_qs(html.unescape(match[3].decode()), keep_blank_values=True)
+        tag, before = query.get("tag", [None])[0], query.get("before", [None])[0]
+        found.append((tag, before))
+        return b'%s="%s%s"' % (match[1], match[2], html.escape(static_path(blog_id, tag, before)).encode())
+
+    return pattern.sub(rewrite, page), found
 
 
 class ArchiveError(Exception):
@@ -110,9 +145,21 @@ async def archive(settings: Settings, redis_url: str, blog_id: str, to: Path) ->
         write(f"api/v1/blogs/{blog_id}/entries.json", json.dumps({"entries": entries, "next": None}).encode())
         ids = [entry["id"] for entry in entries]
         del entries
-        write(f"blogs/{blog_id}/index.html", await fetch(f"/blogs/{blog_id}"))
+        # The blog page, then every page it leads to (older pages, tag views and theirs), once each.
+        pending: list[tuple[str | None, str | None]] = [(None, None)]
+        seen = set(pending)
+        while pending:
+            tag, before = pending.pop()
+            query = {name: value for name, value in (("tag", tag), ("before", before)) if value is not None}
+            page, links = _linked_pages(blog_id, await fetch(f"/blogs/{blog_id}", query))
+            write(static_path(blog_id, tag, before).lstrip("/") + "index.html", page)
+            for link in links:
+                if link not in seen:
+                    seen.add(link)
+                    pending.append(link)
         write(f"blogs/{blog_id}/feed.atom", await fetch(f"/blogs/{blog_id}/feed.atom"))
         write(f"blogs/{blog_id}/feed.json", await fetch(f"/blogs/{blog_id}/feed.json"))
         for entry_id in ids:
-            write(f"blogs/{blog_id}/entries/{entry_id}/index.html", await fetch(f"/blogs/{blog_id}/entries/{entry_id}"))
+            page, _ = _linked_pages(blog_id, await fetch(f"/blogs/{blog_id}/entries/{entry_id}"))
+            write(f"blogs/{blog_id}/entries/{entry_id}/index.html", page)  # its tags' pages are written above
     return written

@@ -22,7 +22,7 @@ from msgspec import Struct
 
 from . import __version__
 from .entries import score
-from .models import SLUG_PATTERN, Blog, Entry, Tombstone, Version, decode, encoder
+from .models import SLUG_PATTERN, Actor, Blog, Entry, Tombstone, Version, decode, encoder
 from .storage import Imported
 from .store import Store
 
@@ -35,6 +35,8 @@ MAX_RECORDS = 1_000_000
 #: Published versions one entry may bring (the store keeps ``versions_kept``, 100 by default).
 MAX_VERSIONS = 1000
 _PAGE = 200
+#: Who the audit trail says restored an entry.
+IMPORTER = Actor(token="import", name="liveblog import", role="system")
 _ENTRY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _SLUG = re.compile(SLUG_PATTERN)
 
@@ -78,25 +80,33 @@ async def records(store: Store, blog_id: str, drafts: bool) -> AsyncIterator[Rec
     """The export of ``blog_id``, record by record, read a page at a time. Raises
     :class:`~liveblog.storage.NotFound` if there is no such blog.
 
-    Each entry is read whole with its versions, but the blog is not read at one instant: an
-    entry posted while the export runs may be missing from it. Export a blog that is quiet
-    (ended) for a complete copy; an import never goes back to an older version anyway.
+    Each entry is read whole with its versions, and at most once, but the blog is not read at
+    one instant. So an export of a blog being worked on is always importable, holding each entry
+    as it was when the export reached it: one retracted after it was written stays published in
+    the export, one posted after the export began may be missing. Export a quiet (ended) blog for
+    a copy of it at one moment; an import never goes back to an older version anyway.
     """
     blog = await store.get_blog(blog_id)
     yield Header(schema=SCHEMA, blog=blog_id, exported_at=datetime.now(UTC), liveblog=__version__, drafts=drafts)
     yield BlogRecord(blog=blog)
+    # An entry that moves between the timeline and the work list while the export pages through
+    # them would otherwise be met twice, and import refuses a file that holds an entry twice.
+    written: set[str] = set()
     before: str | None = None
     while True:
         page = await store.page(blog_id, _PAGE, before)
         for body in page.entries:
             entry = decode(Entry, body)
-            async for record in _entry(store, entry):
-                yield record
+            if entry.id not in written:
+                written.add(entry.id)
+                async for record in _entry(store, entry):
+                    yield record
         if page.next is None:
             break
         before = page.next
     for entry, _ in await store.list_work(blog_id):
-        if entry.status == "retracted" or drafts:
+        if (entry.status == "retracted" or drafts) and entry.id not in written:
+            written.add(entry.id)
             async for record in _entry(store, entry):
                 yield record
 
@@ -218,7 +228,7 @@ def _tombstone(entry: Entry) -> Tombstone:
 async def restore(store: Store, parsed: Parsed) -> int:
     """Write a checked export; how many records changed (0: it was all there already).
     Scheduled entries are put back on the schedule."""
-    changed = await store.import_blog(parsed.blog, secrets.token_hex(4), parsed.entries)
+    changed = await store.import_blog(parsed.blog, secrets.token_hex(4), parsed.entries, IMPORTER)
     for item in parsed.entries:
         if item.entry.status == "scheduled" and item.entry.publish_at is not None:
             await store.schedule(parsed.blog.id, item.entry.id, item.entry.publish_at)

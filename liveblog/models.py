@@ -225,7 +225,7 @@ class Actor(Struct, kw_only=True):
     role: str
 
 
-AuditAction = Literal["create", "edit", "status", "retract", "restore", "purge"]
+AuditAction = Literal["create", "edit", "status", "retract", "restore", "purge", "import"]
 
 
 class AuditRecord(Struct, kw_only=True, omit_defaults=True):

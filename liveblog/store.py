@@ -22,7 +22,7 @@ import redis.asyncio as redis
 from . import keys
 from .cursor import Cursor, stream_id_key
 from .entries import score
-from .models import Blog, Entry, Token, TokenInfo, decode, encoder
+from .models import Actor, AuditRecord, Blog, Entry, Token, TokenInfo, decode, encoder
 from .storage import (
     BlogEnded,
     Change,
@@ -278,15 +278,24 @@ class Store:
         newest = cast(list[tuple[bytes, Any]], await self.redis.xrevrange(keys.audit(blog_id), "+", "-", count=1))
         return _s(newest[0][0]) if newest else "0-0"
 
-    async def import_blog(self, blog: Blog, epoch: str, entries: Sequence[Imported]) -> int:
+    async def import_blog(self, blog: Blog, epoch: str, entries: Sequence[Imported], actor: Actor) -> int:
         """Restore ``blog`` and ``entries`` (ordered by display time) in one atomic script: an
         entry stored exactly so already is left alone, so a second import writes nothing. Each
-        entry that changes is logged as readers would have seen it. Returns how many records
-        changed; raises :class:`Conflict` (writing nothing) if an entry is stored at a newer
-        version than the import's."""
+        entry that changes is logged as readers would have seen it, and gets an ``import`` audit
+        record naming ``actor`` (so open consoles show it). Returns how many records changed;
+        raises :class:`Conflict` (writing nothing) if an entry is stored at a newer version than
+        the import's."""
         body = encoder.encode(blog)
+        now = datetime.now(UTC)
         await self.redis.zadd(keys.BLOGS, {blog.id: int(blog.created_at.timestamp() * 1000)}, nx=True)
-        args: list[Any] = [body, epoch, _event("blog.updated", "blog", body), self.log_maxlen, len(entries)]
+        args: list[Any] = [
+            body,
+            epoch,
+            _event("blog.updated", "blog", body),
+            self.log_maxlen,
+            self.audit_maxlen,
+            len(entries),
+        ]
         extra: list[str] = []
         for item in entries:
             entry = item.entry
@@ -303,6 +312,11 @@ class Store:
                 "1" if entry.pinned else "0",
                 item.owner or "",
                 tombstone,
+                encoder.encode(
+                    AuditRecord(
+                        at=now, actor=actor, action="import", entry=entry.id, version=entry.version, status=entry.status
+                    )
+                ),
                 len(tags),
                 len(item.versions),
                 *(encoder.encode(version) for version in item.versions),

@@ -6,20 +6,27 @@ test's real Redis.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ElementTree
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import httpx
 import pytest
 import redis.asyncio as aioredis
 from conftest import ADMIN_TOKEN, UNLIMITED, Served, Service, redis_state, running_service
+from test_pages import Html
 
+from liveblog import export
 from liveblog.config import Settings
+from liveblog.models import encoder
+from liveblog.store import Store
 
 PURGED_TEXT = "court-ordered-takedown-text"
 DRAFT_TEXT = "unfinished-draft-text"
@@ -32,12 +39,14 @@ def settings() -> Settings:
     return replace(UNLIMITED, public_url=PUBLIC_URL)
 
 
-def liveblog(*args: str, redis_url: str | None, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+def liveblog(
+    *args: str, redis_url: str | None, stdin: bytes = b"", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
     """The command, run as an operator would; with ``redis_url`` None, on the data dir's Redis."""
     return subprocess.run(
         [sys.executable, "-m", "liveblog.cli", *args, *(["--redis-url", redis_url] if redis_url else [])],
         input=stdin,
-        env={**os.environ, "LIVEBLOG_PUBLIC_URL": PUBLIC_URL},
+        env={**os.environ, "LIVEBLOG_PUBLIC_URL": PUBLIC_URL, **(env or {})},
         capture_output=True,
         timeout=60,
     )
@@ -131,6 +140,48 @@ async def test_importing_twice_changes_nothing_the_second_time(service, redis_se
     assert await redis_state(redis_server.url) == state
 
 
+async def test_an_import_is_in_the_blogs_audit_trail_once_per_entry_it_restored(service, redis_server):
+    entries = await newsroom_blog(service)
+    exported = liveblog("export", "flood", redis_url=redis_server.url)
+    await flushall(redis_server.url)
+    assert liveblog("import", redis_url=redis_server.url, stdin=exported.stdout).returncode == 0
+    assert liveblog("import", redis_url=redis_server.url, stdin=exported.stdout).returncode == 0
+
+    answer = await service.http.get("/api/v1/blogs/flood/audit", headers=service.auth())
+    assert answer.status_code == 200, answer.text
+    records = answer.json()["records"]
+    assert {r["action"] for r in records} == {"import"}
+    assert {r["actor"]["name"] for r in records} == {"liveblog import"}
+    exported_ids = {
+        json.loads(line)["entry"]["id"] for line in exported.stdout.splitlines() if b'"type":"entry"' in line
+    }
+    assert sorted(r["entry"] for r in records) == sorted(exported_ids)  # once each, not twice
+    assert exported_ids <= {e["id"] for e in entries.values()}
+
+
+async def test_an_entry_retracted_while_the_export_runs_is_written_once_and_the_file_imports(service, redis_server):
+    entries = await newsroom_blog(service)
+    async with aioredis.Redis.from_url(redis_server.url) as client:
+        lines: list[bytes] = []
+        running = export.records(Store(client), "flood", drafts=False)
+        async for record in running:
+            lines.append(encoder.encode(record) + b"\n")
+            if isinstance(record, export.EntryRecord):  # the newest entry is out: retract it now
+                newest = record.entry
+                response = await service.http.delete(
+                    f"/api/v1/blogs/flood/entries/{newest.id}",
+                    headers={**service.auth(), "If-Match": f'"{newest.version}"'},
+                )
+                assert response.status_code == 204, response.text
+                break
+        lines += [encoder.encode(record) + b"\n" async for record in running]
+
+    written = [json.loads(line)["entry"]["id"] for line in lines if b'"type":"entry"' in line]
+    assert len(written) == len(set(written)) and entries["pinned"]["id"] in written
+    parsed = export.parse(enumerate(lines, start=1))  # importable: nothing is in it twice
+    assert {item.entry.id for item in parsed.entries} == set(written)
+
+
 async def test_drafts_are_exported_only_when_asked_for(service, redis_server):
     entries = await newsroom_blog(service)
     exported = liveblog("export", "flood", "--drafts", redis_url=redis_server.url)
@@ -205,6 +256,68 @@ async def test_an_ended_blog_archives_as_static_files(service, redis_server, tmp
     ElementTree.fromstring((site / "blogs/flood/feed.atom").read_bytes())
     feed = json.loads((site / "blogs/flood/feed.json").read_bytes())
     assert len(feed["items"]) == 3
+
+
+@contextlib.contextmanager
+def static_server(root: Path) -> Iterator[httpx.Client]:
+    """A plain static file server on ``root`` (Python's own), as a CDN or any web server would be."""
+    process = subprocess.Popen(
+        [sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory", str(root)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        port = re.search(r"port (\d+)", process.stdout.readline())
+        assert port, "http.server did not say its port"
+        with httpx.Client(base_url=f"http://127.0.0.1:{port[1]}", follow_redirects=True, timeout=30) as client:
+            yield client
+    finally:
+        process.kill()
+        process.wait()
+
+
+async def test_an_archive_served_by_a_static_server_reaches_every_entry_and_tag_page(
+    service, redis_server, tmp_path: Path
+):
+    await service.create_blog("flood", title="Live: the flood")
+    posted = [
+        await service.post("flood", body=f"<p>Update {n}.</p>", tags=["river" if n % 2 else "alto el fuego"])
+        for n in range(7)
+    ]
+    response = await service.http.patch("/api/v1/blogs/flood", json={"status": "ended"}, headers=service.auth())
+    assert response.status_code == 200, response.text
+    site = tmp_path / "site"
+    made = liveblog(
+        "archive", "flood", "--to", str(site), redis_url=redis_server.url, env={"LIVEBLOG_SNAPSHOT_SIZE": "2"}
+    )
+    assert made.returncode == 0, made.stderr
+
+    with static_server(site) as web:
+        pages: dict[str, list[str]] = {}  # each page of the blog a reader can reach: its entries
+        queue = ["/blogs/flood/"]
+        while queue:
+            path = queue.pop()
+            answer = web.get(path)
+            assert answer.status_code == 200, path
+            if path in pages or "/entries/" in path:
+                continue
+            read = Html(answer.text)
+            pages[path] = read.articles
+            for anchor in read.anchors:
+                href = anchor.get("href", "").removeprefix(PUBLIC_URL).split("#")[0]
+                if href and not href.endswith("/") and "." not in href.rsplit("/", 1)[-1]:
+                    href += "/"  # the server's redirect to the directory, without asking it each time
+                if href.startswith("/blogs/flood") and href not in pages:
+                    assert "?" not in href, f"{path} links to {href}, which a static server cannot answer"
+                    queue.append(href)
+
+    untagged = [ids for path, ids in pages.items() if "/tags/" not in path]
+    assert sorted(i for ids in untagged for i in ids) == sorted(e["id"] for e in posted)
+    ceasefire = [ids for path, ids in pages.items() if "/tags/x-" in path]
+    assert sorted(i for ids in ceasefire for i in ids) == sorted(e["id"] for n, e in enumerate(posted) if n % 2 == 0)
+    assert any("/tags/river/" in path for path in pages)
 
 
 async def test_an_import_older_than_what_is_stored_is_refused_and_changes_nothing(service, redis_server):

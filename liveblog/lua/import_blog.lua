@@ -1,24 +1,25 @@
 -- Restore one blog from an export (liveblog.export), all or nothing. KEYS[11..] per entry, in
 -- ARGV order: its versions list, then its n tag index keys.
 -- ARGV: 1 blog JSON, 2 epoch (used if the blog is new), 3 blog.updated event JSON, 4 log maxlen,
--- 5 entry count, then per entry 9 values: id, entry JSON, 'public' | 'work', score,
--- pinned ('1'/'0'), owner ('' for none), tombstone event JSON ('' unless retracted), n tags,
--- m versions; then its m version JSONs.
+-- 5 audit maxlen, 6 entry count, then per entry 10 values: id, entry JSON, 'public' | 'work',
+-- score, pinned ('1'/'0'), owner ('' for none), tombstone event JSON ('' unless retracted),
+-- audit record JSON (appended if the entry changes), n tags, m versions; then its m version JSONs.
 -- An entry already stored exactly so is left alone, so importing twice changes nothing; one
 -- stored at a newer version than the export's makes the whole import a conflict.
 local maxlen = tonumber(ARGV[4])
-local count = tonumber(ARGV[5])
+local audit_maxlen = tonumber(ARGV[5])
+local count = tonumber(ARGV[6])
 local entries = {}
-local a, k = 6, 11
+local a, k = 7, 11
 for _ = 1, count do
   local e = {
     id = ARGV[a], json = ARGV[a + 1], place = ARGV[a + 2], score = ARGV[a + 3], pinned = ARGV[a + 4],
-    owner = ARGV[a + 5], tombstone = ARGV[a + 6], tags = tonumber(ARGV[a + 7]), versions = {},
-    versions_key = KEYS[k], first_tag = k + 1,
+    owner = ARGV[a + 5], tombstone = ARGV[a + 6], audit = ARGV[a + 7], tags = tonumber(ARGV[a + 8]),
+    versions = {}, versions_key = KEYS[k], first_tag = k + 1,
   }
-  local m = tonumber(ARGV[a + 8])
-  for i = 1, m do e.versions[i] = ARGV[a + 8 + i] end
-  a = a + 9 + m
+  local m = tonumber(ARGV[a + 9])
+  for i = 1, m do e.versions[i] = ARGV[a + 9 + i] end
+  a = a + 10 + m
   k = k + 1 + e.tags
   entries[#entries + 1] = e
 end
@@ -52,6 +53,7 @@ for _, e in ipairs(entries) do
   local current, place = find_entry(e.id)
   if current ~= e.json or place ~= e.place then
     changed = changed + 1
+    append_audit(e.audit, audit_maxlen)
     if e.place == 'public' then
       redis.call('HSET', KEYS[3], e.id, e.json)
       redis.call('HDEL', KEYS[7], e.id)
