@@ -21,6 +21,7 @@ from liveblog.client import (
     Snapshot,
     TokenCreate,
 )
+from liveblog.embedded import EmbeddedRedis
 
 WAIT = 10.0
 
@@ -116,6 +117,34 @@ async def test_a_post_retried_while_the_service_restarts_is_made_once(data_dir: 
         assert [e["id"] for e in listed] == [entry.id]
     finally:
         served.stop()
+
+
+@pytest.mark.slow
+async def test_a_post_made_while_redis_is_down_is_retried_through_the_503s_and_made_once(
+    data_dir: Path, tmp_path: Path
+):
+    store = EmbeddedRedis(tmp_path / "redis").start()
+    env = {"LIVEBLOG_ADMIN_TOKEN": ADMIN_TOKEN, "LIVEBLOG_REDIS_URL": store.url}
+    served = await asyncio.to_thread(Served, data_dir, env=env)
+    try:
+        blog = {"id": "ukraine", "title": "Live"}
+        served.http.post("/api/v1/blogs", json=blog, headers=Service.auth()).raise_for_status()
+        await asyncio.to_thread(store.stop)  # its AOF keeps the blog for when it is back
+        retry = Retry(attempts=40, base=0.05, cap=0.5)
+        async with AsyncClient(served.url, ADMIN_TOKEN, retry=retry) as client:
+            posting = asyncio.create_task(client.post("ukraine", EntryCreate(body="<p>once</p>")))
+            # The service answered this post with 503 at least once; the client did not give up.
+            await asyncio.to_thread(
+                served.wait_for_line, lambda line: "/api/v1/blogs/ukraine/entries" in line and " 503 " in line
+            )
+            assert not posting.done()
+            await asyncio.to_thread(store.start)
+            entry = await posting
+        listed = served.http.get("/api/v1/blogs/ukraine/entries").json()["entries"]
+        assert [e["id"] for e in listed] == [entry.id] and entry.body == "<p>once</p>"
+    finally:
+        served.stop()
+        store.stop()
 
 
 async def test_follow_resumes_after_its_connection_drops_with_every_event_once_in_order(service: Service):
