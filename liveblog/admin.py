@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -45,11 +46,13 @@ def add_commands(commands: Any) -> None:
     create.add_argument("--language", default="en")
     create.add_argument("--timezone", default="UTC", help="IANA name for its pages' times")
     create.add_argument("--embed-origin", action="append", default=[], help="an origin that may embed it (repeat)")
-    create.set_defaults(run=_create_blog)
-    blog_commands.add_parser("list", parents=[remote], help="one JSON line per blog").set_defaults(run=_list_blogs)
+    create.set_defaults(main=functools.partial(run, _create_blog))
+    blog_commands.add_parser("list", parents=[remote], help="one JSON line per blog").set_defaults(
+        main=functools.partial(run, _list_blogs)
+    )
     end = blog_commands.add_parser("end", parents=[remote], help="end a blog's coverage; prints it")
     end.add_argument("id")
-    end.set_defaults(run=_end_blog)
+    end.set_defaults(main=functools.partial(run, _end_blog))
 
     tokens = commands.add_parser(
         "tokens", help="mint, list or revoke tokens", description="Mint, list or revoke tokens."
@@ -59,11 +62,13 @@ def add_commands(commands: Any) -> None:
     mint.add_argument("--name", required=True, help="the byline its entries get")
     mint.add_argument("--role", required=True, choices=["editor", "reporter", "contributor"])
     mint.add_argument("--blog", action="append", default=[], help="a blog it may write to (repeat)")
-    mint.set_defaults(run=_mint)
-    token_commands.add_parser("list", parents=[remote], help="one JSON line per token").set_defaults(run=_list_tokens)
+    mint.set_defaults(main=functools.partial(run, _mint))
+    token_commands.add_parser("list", parents=[remote], help="one JSON line per token").set_defaults(
+        main=functools.partial(run, _list_tokens)
+    )
     revoke = token_commands.add_parser("revoke", parents=[remote], help="revoke a token, at once")
     revoke.add_argument("id")
-    revoke.set_defaults(run=_revoke)
+    revoke.set_defaults(main=functools.partial(run, _revoke))
 
     post = commands.add_parser(
         "post", parents=[remote], help="post an entry", description="Post an entry; prints it. Retried safely."
@@ -75,7 +80,7 @@ def add_commands(commands: Any) -> None:
     post.add_argument("--key-event", action="store_true", help="mark it a key event (in the blog's summary)")
     post.add_argument("--pin", action="store_true", help="pin it above the stream")
     post.add_argument("--idempotency-key", help="reuse one to make a rerun of this command post nothing new")
-    post.set_defaults(run=_post)
+    post.set_defaults(main=functools.partial(run, _post))
 
     follow = commands.add_parser(
         "follow",
@@ -86,16 +91,16 @@ def add_commands(commands: Any) -> None:
     follow.add_argument("blog", help="the blog's id")
     follow.add_argument("--cursor", help="start after this cursor")
     follow.add_argument("--cursor-file", type=Path, help="resume from and keep the last cursor in this file")
-    follow.set_defaults(run=_follow)
+    follow.set_defaults(main=functools.partial(run, _follow))
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the parsed admin command; its exit code. Errors are one line on stderr."""
+def run(command: Callable[[Client, argparse.Namespace], None], args: argparse.Namespace) -> int:
+    """Run the admin ``command`` with its parsed ``args``; its exit code. Errors are one line on
+    stderr. (Each subcommand's ``main`` default is this, with its command bound.)"""
     logging.basicConfig(format="liveblog: %(message)s", level=logging.WARNING)  # retries and reconnects
     url = args.url or os.environ.get("LIVEBLOG_URL") or DEFAULT_URL
     try:
         with Client(url, _token(args.token, url)) as client:
-            command: Callable[[Client, argparse.Namespace], None] = args.run
             command(client, args)
     except LiveblogError as exc:
         print(f"liveblog: {exc}", file=sys.stderr)

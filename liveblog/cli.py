@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import fcntl
+import functools
 import gc
 import logging
 import os
@@ -17,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import __version__, admin, logs, metrics, workers
-from .commands import add_commands, run_command
+from .commands import add_commands
 from .config import Settings
 from .doors import raise_descriptor_limit
 from .embedded import EmbeddedRedis, private_dir
@@ -195,12 +196,15 @@ def main(argv: list[str] | None = None) -> None:
         "--log-format", choices=["text", "json"], help="log lines for people or machines (LIVEBLOG_LOG_FORMAT)"
     )
     run.add_argument("--workers", type=int, help="processes serving the port, one Redis (LIVEBLOG_WORKERS, default 1)")
+    run.set_defaults(main=functools.partial(_serve_command, run))
     admin.add_commands(commands)  # blogs, tokens, post, follow: over the HTTP API
     add_commands(commands)  # export, import, archive: straight to the store
     args = parser.parse_args(argv)
-    if "run" in args:
-        raise SystemExit(admin.run(args))
-    run_command(args)
+    # Every subcommand's parser set ``main``: the one function that runs it, with its parsed args.
+    raise SystemExit(args.main(args))
+
+
+def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     settings = Settings.from_env(
         host=args.host,
         port=args.port,
@@ -211,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     most = workers.max_workers()
     if not 1 <= settings.workers <= most:
-        run.error(
+        parser.error(
             f"--workers (LIVEBLOG_WORKERS) must be from 1 to {most} here ({workers.MAX_WORKERS_PER_CPU} per CPU; "
             f"one per CPU is plenty), not {settings.workers}"
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import fcntl
+import functools
 import logging
 import os
 import sys
@@ -39,24 +40,22 @@ def add_commands(commands: Any) -> None:
     out.add_argument("blog", help="the blog's id")
     out.add_argument("--drafts", action="store_true", help="include drafts, submissions and scheduled entries")
     where(out)
-    out.set_defaults(store_command=_export)
+    out.set_defaults(main=functools.partial(run_command, _export))
     into = commands.add_parser("import", help="restore a blog from an export on stdin (idempotent)")
     where(into)
-    into.set_defaults(store_command=_import)
+    into.set_defaults(main=functools.partial(run_command, _import))
     static = commands.add_parser("archive", help="write an ended blog as static files")
     static.add_argument("blog", help="the blog's id")
     static.add_argument("--to", type=Path, required=True, help="the directory to write into")
     where(static)
-    static.set_defaults(store_command=_archive)
+    static.set_defaults(main=functools.partial(run_command, _archive))
 
 
-def run_command(args: argparse.Namespace) -> None:
-    """Run the subcommand ``add_commands`` set up, if ``args`` names one; else return."""
-    command: Callable[[Settings, argparse.Namespace], Coroutine[None, None, None]] | None = getattr(
-        args, "store_command", None
-    )
-    if command is None:
-        return
+def run_command(
+    command: Callable[[Settings, argparse.Namespace], Coroutine[None, None, None]], args: argparse.Namespace
+) -> None:
+    """Run the store ``command`` with its parsed ``args``; errors end the program with one line.
+    (Each subcommand's ``main`` default is this, with its command bound.)"""
     settings = Settings.from_env(redis_url=args.redis_url, data_dir=args.data_dir)
     try:
         asyncio.run(command(settings, args))
