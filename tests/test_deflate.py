@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import struct
+import tracemalloc
 import zlib
 from dataclasses import replace
 
@@ -20,7 +21,7 @@ import websockets
 from conftest import UNLIMITED, receive, running_service
 from websockets.exceptions import ConnectionClosedError
 
-from liveblog.deflate import Agreement, negotiate
+from liveblog.deflate import Agreement, InflateError, Inflater, negotiate
 
 #: An entry like a newsroom's: a few paragraphs of prose with markup, about 1.5 KB.
 BODY = "".join(
@@ -235,6 +236,19 @@ async def test_corrupt_compressed_data_closes_with_1007_and_rsv1_without_agreeme
         plain.close()
 
 
+def test_inflating_a_bomb_costs_the_limit_not_what_it_would_inflate_to():
+    bomb = deflated(b"\0" * (64 << 20))  # 64 MiB in about 64 KB
+    inflater = Inflater(4096)
+    tracemalloc.start()
+    try:
+        with pytest.raises(InflateError) as refused:
+            inflater.feed(bomb, last=True)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert refused.value.too_big and peak < 1 << 20
+
+
 # --- offers -----------------------------------------------------------------------------------------
 
 BOTH = "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
@@ -291,10 +305,9 @@ async def test_a_malformed_offer_gets_an_uncompressed_connection_not_a_failed_ha
     raw = await RawReader.connect(service.ws_url, offer)
     try:
         assert raw.extension() is None
+        assert (await raw.message())[0]["type"] == "snapshot"
         posted = await service.post(headline="Anyway", body=BODY)
-        message, _ = await raw.message()
-        if message["type"] == "snapshot":
-            message, _ = await raw.message()
-        assert message["entry"]["id"] == posted["id"]
+        message, whole = await raw.message()
+        assert message["entry"]["id"] == posted["id"] and not whole[0] & 0x40
     finally:
         raw.close()
