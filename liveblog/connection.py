@@ -29,7 +29,7 @@ import struct
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
-from .deflate import Inflater, InflateError
+from .deflate import InflateError, Inflater
 from .wire import (
     EMPTY_CLOSE_FRAME,
     FIN,

@@ -23,10 +23,10 @@ NAME = "permessage-deflate"
 #: What RFC 7692 §7.2.1 strips from the end of each compressed message, and the inflater adds back.
 TAIL = b"\x00\x00\xff\xff"
 #: Messages shorter than this are sent uncompressed (RSV1 clear; RFC 7692 §6 allows it per
-#: message): below it deflate saves a few bytes at most, for the cost of a compressor each
-#: (bench/deflate_costs.py measured it).
-MIN_SIZE = 160
-#: zlib's level: the costs bench measured 1 against 6 at 80 % of the bytes for a third of the time.
+#: message): the viewer count (31 bytes) would grow, 80 bytes save 7 (bench/deflate_costs.py).
+MIN_SIZE = 100
+#: zlib's default level. Level 1 takes 10-15 % less time for 1-2 % more bytes on entries
+#: (bench/deflate_costs.py), but the time is per event (15-35 µs), not per reader.
 LEVEL = 6
 #: The window the server compresses with when the client sets none: zlib's largest.
 MAX_WINDOW_BITS = 15

@@ -30,10 +30,10 @@ from websockets.exceptions import SecurityError
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
+from . import deflate
 from .access import AccessLog
 from .app import create_app
 from .config import Settings
-from . import deflate
 from .connection import CONNECTION_EXTENSION, Connections, DeflatingConnection, LiveConnection
 from .doors import Doors, per_address
 from .errors import error_body

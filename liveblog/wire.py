@@ -2,8 +2,9 @@
 encoded once for every reader.
 
 Server frames are built here (RFC 6455 §5.2: unmasked; RSV1 set on a message compressed with
-permessage-deflate, :mod:`liveblog.deflate`) and client frames parsed here, without websockets' parser, which keeps per-connection state a reader holding its page open
-for hours does not need. ``tests/test_wire.py`` checks both against websockets' own framing.
+permessage-deflate, :mod:`liveblog.deflate`) and client frames parsed here, without websockets'
+parser, which keeps per-connection state a reader holding its page open for hours does not need.
+``tests/test_wire.py`` checks both against websockets' own framing.
 """
 
 from __future__ import annotations

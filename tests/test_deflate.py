@@ -17,7 +17,6 @@ import zlib
 from dataclasses import replace
 
 import pytest
-import websockets
 from conftest import UNLIMITED, receive, running_service
 from websockets.exceptions import ConnectionClosedError
 
