@@ -1,6 +1,6 @@
 """permessage-deflate (RFC 7692) for the live channel: the offer, the answer, and both directions.
 
-Without I/O: :func:`negotiate` reads the client's ``Sec-WebSocket-Extensions`` offers and returns
+Without I/O. For the WebSocket: :func:`negotiate` reads the client's ``Sec-WebSocket-Extensions`` offers and returns
 the :class:`Agreement` (or None: the connection goes uncompressed, the handshake does not fail);
 :func:`compress` makes one message's payload; :class:`Inflater` checks one compressed message from
 the client within a size bound.
@@ -11,11 +11,15 @@ reader whose window is at least as large, and no reader holds a compressor (abou
 zlib state each). It always says ``client_no_context_takeover`` too (§7.1.1.2, equally allowed
 unasked): each message a reader sends is inflated on its own, so no reader holds an inflater
 between messages (readers send nearly nothing, and 10k idle inflaters would be 400 MiB).
+
+For Server-Sent Events (``Content-Encoding: gzip``): :func:`sync_block`, :func:`stored_block`
+and :func:`gzip_trailer` make one gzip stream per reader out of events compressed once (below).
 """
 
 from __future__ import annotations
 
 import re
+import struct
 import zlib
 from typing import NamedTuple
 
@@ -187,3 +191,39 @@ class Inflater:
         self._left -= len(out)
         if self._left < 0 or self._zlib.unconsumed_tail:
             raise InflateError(True, "a message inflates past the limit")
+
+
+# --- gzip streams for Server-Sent Events -------------------------------------------------------------
+#
+# An SSE response is one gzip stream per reader, yet each event is compressed once for all of
+# them: a deflate stream is a run of blocks, and a block that refers to nothing before it (a
+# message compressed on its own, ended with a sync flush so that the next starts on a byte) is
+# as valid in the middle of any reader's stream as at its start. What is the reader's own (the
+# retry line, heartbeats, the closing record) goes in stored blocks, and each reader keeps only
+# the CRC-32 and length of what it was sent, for the trailer.
+
+#: A gzip member's header (RFC 1952 §2.3): deflate, no name, no time, unknown OS.
+GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+#: The last block: empty, fixed Huffman codes, BFINAL set.
+_FINAL_BLOCK = b"\x03\x00"
+
+
+def sync_block(data: bytes) -> bytes:
+    """``data`` compressed on its own into deflate blocks that end on a byte boundary (with the
+    sync flush's empty stored block), to be placed anywhere in a deflate stream."""
+    compressor = zlib.compressobj(LEVEL, zlib.DEFLATED, -MAX_WINDOW_BITS)
+    return compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+
+
+def stored_block(data: bytes) -> bytes:
+    """``data`` as stored (uncompressed) deflate blocks, non-final (RFC 1951 §3.2.4)."""
+    out = []
+    for start in range(0, len(data), 0xFFFF):
+        part = data[start : start + 0xFFFF]
+        out.append(b"\x00" + struct.pack("<HH", len(part), 0xFFFF ^ len(part)) + part)
+    return b"".join(out)
+
+
+def gzip_trailer(crc: int, size: int) -> bytes:
+    """The end of a gzip stream whose uncompressed bytes had ``crc`` (CRC-32) and ``size``."""
+    return _FINAL_BLOCK + struct.pack("<II", crc & 0xFFFFFFFF, size & 0xFFFFFFFF)

@@ -162,7 +162,7 @@ class Message:
     reader's place in the log.
     """
 
-    __slots__ = ("first", "position", "cursor", "json", "parts", "_ws_frame", "_sse_frame", "_deflated")
+    __slots__ = ("first", "position", "cursor", "json", "parts", "_ws_frame", "_sse_frame", "_deflated", "_sse_gzip")
 
     #: The position of messages outside the log.
     EPHEMERAL = (-1, -1)
@@ -175,6 +175,7 @@ class Message:
         self._ws_frame: bytes | None = None
         self._sse_frame: bytes | None = None
         self._deflated: dict[int, bytes] | None = None
+        self._sse_gzip: bytes | None = None
 
     @classmethod
     def batch(cls, messages: list[Message]) -> Message:
@@ -186,7 +187,7 @@ class Message:
         batch.json = b"".join(message.json for message in messages)  # what a held batch weighs
         batch._ws_frame = b"".join(message.ws_frame for message in messages)
         batch._sse_frame = b"".join(message.sse_frame for message in messages)
-        batch._deflated = None
+        batch._deflated = batch._sse_gzip = None
         return batch
 
     @classmethod
@@ -231,3 +232,16 @@ class Message:
             record_id = b"id: %s\n" % self.cursor if self.cursor is not None else b""
             self._sse_frame = b"%sdata: %s\n\n" % (record_id, self.json)
         return self._sse_frame
+
+    @property
+    def sse_gzip(self) -> bytes:
+        """The SSE record compressed on its own, once for every reader whose response is gzipped:
+        deflate blocks that fit anywhere in a reader's gzip stream (:func:`deflate.sync_block`)."""
+        if self._sse_gzip is None:
+            if len(self.parts) > 1:
+                self._sse_gzip = b"".join(part.sse_gzip for part in self.parts)
+            elif len(self.sse_frame) < deflate.MIN_SIZE:
+                self._sse_gzip = deflate.stored_block(self.sse_frame)
+            else:
+                self._sse_gzip = deflate.sync_block(self.sse_frame)
+        return self._sse_gzip

@@ -185,6 +185,11 @@ async def test_compression_can_be_turned_off(redis_server):
         async with service.live() as ws:
             assert "Sec-WebSocket-Extensions" not in ws.response.headers
             assert (await receive(ws))["type"] == "snapshot"
+        await service.post(body=BODY)
+        listing = await service.http.get("/api/v1/blogs/ukraine/entries", headers={"Accept-Encoding": "gzip"})
+        assert "content-encoding" not in listing.headers and len(listing.content) > 1024
+        page = await service.http.get("/blogs/ukraine", headers={"Accept-Encoding": "gzip"})
+        assert page.status_code == 200 and "content-encoding" not in page.headers
 
 
 # --- what readers send ------------------------------------------------------------------------------
