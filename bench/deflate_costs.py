@@ -14,7 +14,7 @@ Two ways a server can compress a live channel (RFC 7692):
   reader holds its compressor's state.
 
 For each kind of message (the fan-out benchmark's entries, whose body repeats one sentence; a
-prose entry that does not repeat itself; the viewer count) it prints the bytes per message, raw
+prose entry that does not repeat itself; the viewer count; a snapshot) it prints the bytes per message, raw
 and compressed each way, and the CPU time per message: per event for shared, per reader per
 event for dedicated, and what that makes at 1k and 10k readers. Also: what inflating costs a
 reader, and how much memory one dedicated compressor holds. Medians of ``--repeat`` runs.
@@ -91,6 +91,14 @@ def prose_event(seq: int) -> bytes:
     return json.dumps(event, separators=(",", ":")).encode()
 
 
+def snapshot(seq: int) -> bytes:
+    """A joining reader's snapshot: 20 prose entries (the default snapshot size)."""
+    entries = [json.loads(prose_event(seq + k))["entry"] for k in range(20)]
+    message = {"type": "snapshot", "cursor": EVENT["cursor"], "blog": {"id": "bench", "title": "Bench"}}
+    message.update(entries=entries, pinned=[])
+    return json.dumps(message, separators=(",", ":")).encode()
+
+
 def viewers(seq: int) -> bytes:
     return b'{"type":"viewers","count":%d}' % (1000 + seq)
 
@@ -158,8 +166,10 @@ def main() -> None:
     )
     print(header)
     print("|---" * (header.count("|") - 1) + "|")
-    for name, make in (("benchmark entry", bench_event), ("prose entry", prose_event), ("viewer count", viewers)):
-        messages = [make(seq) for seq in range(args.messages)]
+    kinds = [("benchmark entry", bench_event), ("prose entry", prose_event), ("viewer count", viewers)]
+    kinds.append(("snapshot, 20 prose entries", snapshot))
+    for name, make in kinds:
+        messages = [make(seq) for seq in range(args.messages if make is not snapshot else args.messages // 20)]
         raw = statistics.mean(len(message) for message in messages)
         for level in (1, 6):
             runs = [shared(messages, level) for _ in range(args.repeat)]
