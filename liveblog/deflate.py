@@ -122,9 +122,10 @@ def _extensions(value: str) -> list[tuple[str, list[tuple[str, str | None]]]]:
             if match is None or not _TOKEN.fullmatch(match[1]):
                 raise OfferError(f"not a parameter: {param!r}")
             raw = match[2]
-            if raw is not None and raw.startswith('"'):
-                raw = raw[1:-1]
-                if not _TOKEN.fullmatch(raw):  # RFC 6455 §9.1: a quoted value is still a token
+            if raw is not None:
+                if raw.startswith('"'):
+                    raw = raw[1:-1]
+                if not _TOKEN.fullmatch(raw):  # RFC 6455 §9.1: a value, even quoted, is a token
                     raise OfferError(f"not a token: {raw!r}")
             parsed.append((match[1], raw))
         extensions.append((name, parsed))

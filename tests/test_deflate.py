@@ -288,6 +288,9 @@ BOTH = "permessage-deflate; server_no_context_takeover; client_no_context_takeov
         (["permessage-deflate;;"], None),
         (["permessage deflate"], None),
         (['permessage-deflate; server_max_window_bits="1 0"'], None),
+        (["permessage-deflate; server_max_window_bits=1=0"], None),
+        # a header that does not parse is declined whole, even with a good offer in it
+        (["permessage-deflate; x=a=b, permessage-deflate"], None),
     ],
 )
 def test_offers_are_read_strictly(offers, agreed):

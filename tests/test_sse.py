@@ -129,7 +129,9 @@ async def test_a_stopping_server_tells_its_sse_readers_to_come_back_at_once(redi
 async def test_an_event_stream_asked_gzipped_is_one_gzip_stream_with_each_event_readable_as_it_comes(redis_server):
     async with running_service(redis_server.url, UNLIMITED) as service:
         await service.create_blog()
-        prose = "".join(f"<p>Paragraph {i}: the council met again tonight to discuss the flooding.</p>" for i in range(8))
+        prose = "".join(
+            f"<p>Paragraph {i}: the council met again tonight to discuss the flooding.</p>" for i in range(8)
+        )
         await service.post(headline="Before", body=prose)
         async with open_events(service, **{"Accept-Encoding": "gzip"}) as response:
             assert response.headers["content-encoding"] == "gzip" and "Accept-Encoding" in response.headers["vary"]
