@@ -539,6 +539,8 @@ class Case:
             "expected": result["expected"],
             "missing": result["missing"],
             "latency_ms": result["latency_ms"],
+            # bytes per delivered entry on the wire (the C generator counts them; 0: not counted)
+            "entry_bytes": result.get("entry_wire_bytes", 0) / max(1, result.get("entry_frames", 0)),
             "post_ms": [1000 * percentile(post_times, f) for f in (0.5, 0.99, 1.0)],
             "server_cpu": server_cpu,
             "redis_cpu": redis_cpu,
@@ -551,7 +553,8 @@ class Case:
             f"    {self.server.name:<8} {label:<5} {rate:8.2f} posts/s  offered {step['offered_dps']:>9,.0f}/s  "
             f"achieved {step['achieved_dps']:>9,.0f}/s  p50/p99/max {step['latency_ms'][0]:7.1f} "
             f"{step['latency_ms'][1]:7.1f} {step['latency_ms'][2]:7.1f} ms  POST p99 {step['post_ms'][1]:6.1f} ms  "
-            f"missing {step['missing']}  cpu srv {server_cpu:3.0f}% redis {redis_cpu:3.0f}% "
+            f"missing {step['missing']}  {step['entry_bytes']:.0f} B/entry  "
+            f"cpu srv {server_cpu:3.0f}% redis {redis_cpu:3.0f}% "
             f"gen {step['generator_cpu']:3.0f}% post {poster_cpu:3.0f}% other {step['other_cpu']:3.0f}%"
             + (f"  failed {failed}" if failed else ""),
             flush=True,
@@ -705,13 +708,13 @@ def table(results: dict) -> str:
         lines += [
             "| case | server | readers | deliveries/s at saturation | at offered | server CPU | Redis CPU "
             "| generator CPU (max) | other CPU | latency p50 / p99 / max at 50% (ms) | posts/s at 50% "
-            "| RSS/reader idle "
+            "| RSS/reader idle | bytes/entry at 50% "
             "| lost | dup | disconnected |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for spec, kind, f in fanout_rows:
             if "error" in f:
-                lines.append(f"| {spec} | {kind} | error: {f['error'][:120]} |" + " |" * 12)
+                lines.append(f"| {spec} | {kind} | error: {f['error'][:120]} |" + " |" * 13)
                 continue
             sat, half, final = f["saturation"], f["half"], f["final"]
             lines.append(
@@ -721,6 +724,7 @@ def table(results: dict) -> str:
                 f"| {f['generator_cpu_max']:.0f}% | {sat['other_cpu']:.0f}% "
                 f"| {half['latency_ms'][0]:.1f} / {half['latency_ms'][1]:.1f} / "
                 f"{half['latency_ms'][2]:.1f} | {half['rate']:.1f} | {f['rss_per_reader_kib']:.1f} KiB "
+                f"| {half.get('entry_bytes', 0):.0f} "
                 f"| {final['lost']} | {final['duplicates']} | {sum(final['disconnected'].values())} |"
             )
         goal = [(kind, f["goal5"]) for by in results.values() for kind, f in by.items() if "goal5" in f]
@@ -818,6 +822,7 @@ def main() -> None:
         f"\nside by side ({time.strftime('%Y-%m-%d %H:%M')}, {time.time() - started:.0f} s, pinned={args.pin}, "
         f"generator={args.generator_impl}"
         + (f", nap {args.generator_nap_us} us" if args.generator_impl == "c" else "")
+        + (", readers offer permessage-deflate" if args.deflate else "")
         + "):\n"
     )
     print(table(results))

@@ -106,6 +106,7 @@ def loadgen_binary() -> Path:
         BUILD_DIR.mkdir(exist_ok=True)
         partial = BUILD_DIR / f"loadgen.{os.getpid()}"  # renamed into place: concurrent builds do not collide
         command = [os.environ.get("CC", "cc"), "-O2", "-Wall", "-Wextra", "-o", str(partial), str(LOADGEN_SOURCE)]
+        command += ["-lz"]  # inflating for --deflate
         subprocess.run(command, check=True, timeout=120)
         os.replace(partial, binary)
     return binary
@@ -114,8 +115,23 @@ def loadgen_binary() -> Path:
 def generator_command(args: argparse.Namespace, script: str) -> list[str]:
     """How to start the load generator: bench/loadgen.c's binary, or ``script --generator`` (Python)."""
     if args.generator_impl == "c":
-        return [str(loadgen_binary()), "--nap-us", str(args.generator_nap_us)]
+        deflate = ["--deflate", "1"] if args.deflate else []
+        return [str(loadgen_binary()), "--nap-us", str(args.generator_nap_us), *deflate]
+    if args.deflate:
+        raise SystemExit("--deflate needs the C generator (--generator-impl c)")
     return [sys.executable, script, "--generator"]
+
+
+def entry_bytes(result: dict) -> str:
+    """Bytes per delivered entry, from the C generator's counts: its frame on the wire, its JSON."""
+    frames = result.get("entry_frames")
+    if not frames:
+        return "n/a (the C generator counts them)"
+    return (
+        f"{result['entry_wire_bytes'] / frames:,.0f} on the wire ({result['entry_text_bytes'] / frames:,.0f} as JSON); "
+        f"{result['compressed_frames']:,} compressed frames, {result['inflations']:,} distinct; "
+        f"{result['agreed']:,} readers agreed on permessage-deflate"
+    )
 
 
 def add_generator_options(parser: argparse.ArgumentParser) -> None:
@@ -133,6 +149,12 @@ def add_generator_options(parser: argparse.ArgumentParser) -> None:
         help="C generator: while events keep coming, poll epoll and sleep this long when none is ready "
         "instead of blocking in epoll_wait, whose wake-ups the server would pay for on loopback "
         "(default 100; 0: always block, as the Python one does)",
+    )
+    parser.add_argument(
+        "--deflate",
+        action="store_true",
+        help="readers offer permessage-deflate as browsers do, and inflate what comes compressed "
+        "(C generator only; each distinct frame is inflated once, see bench/loadgen.c)",
     )
 
 
@@ -668,6 +690,7 @@ def report(args: argparse.Namespace, figures: dict) -> None:
         ),
         ("deliveries/s", f"{result['deliveries'] / window:,.0f} achieved, {readers * args.rate:,.0f} offered"),
         ("latency ms", f"p50 {p50:.1f}  p99 {p99:.1f}  max {worst:.1f}"),
+        ("bytes per entry", entry_bytes(result)),
         (
             "per post, ms",
             "first reader p50 {:.1f} max {:.1f}; last reader later by p50 {:.1f} max {:.1f}".format(
@@ -699,7 +722,7 @@ def report(args: argparse.Namespace, figures: dict) -> None:
     width = max(len(name) for name, _ in rows)
     print(
         f"\nliveblog fan-out: {readers} readers, {args.rate:g} posts/s, {args.body_bytes}-byte posts, "
-        f"pinned={args.pin}, generator={args.generator_impl}"
+        f"pinned={args.pin}, generator={args.generator_impl}, deflate={args.deflate}"
         + (f" (nap {args.generator_nap_us} us)" if args.generator_impl == "c" else "")
     )
     for name, value in rows:

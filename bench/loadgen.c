@@ -5,11 +5,13 @@
  * (their ``--generator`` mode): same command line, same JSON lines on stdin (commands) and stdout
  * (results). bench/compare.py and bench/fanout.py compile it on demand into bench/.build/loadgen:
  *
- *     cc -O2 -Wall -Wextra -o bench/.build/loadgen bench/loadgen.c
+ *     cc -O2 -Wall -Wextra -o bench/.build/loadgen bench/loadgen.c -lz -lm
  *
  *     loadgen --proto liveblog|peer --port P --readers N --blogs B --seen-size S   (compare.py)
  *     loadgen --port P --readers N --max-seq S                                       (fanout.py)
- *     both take --nap-us U (default 100; 0: always block in epoll_wait): see poll_once()
+ *     both take --nap-us U (default 100; 0: always block in epoll_wait): see poll_once(),
+ *     and --deflate 1: offer permessage-deflate (RFC 7692) as browsers do, and inflate what
+ *     comes compressed (RSV1); see inflated().
  *
  * Reader i opens a WebSocket to 127.0.0.1:P for blog i % B ("bench" if B == 1, else "bench-<i>"),
  * BATCH at a time, each batch retried up to ATTEMPTS times. liveblog: ready at the first text frame
@@ -27,7 +29,9 @@
  *                                       latency_ms [p50, p99, max], cpu_pct
  *   in  {"final": true}              -> out lost, duplicates, unexpected, disconnected; exit
  * fanout.py protocol: out ready as above; in {"go": true}; in {"posted": [seqs]} -> drain, out
- * {"drained": true}, then the summary (fanout.py's summarize() plus cpu_s, cpu_pct); exit.
+ * {"drained": true}, then the summary (fanout.py's summarize() plus cpu_s, cpu_pct, and the
+ * bytes: entry_frames, entry_wire_bytes, entry_text_bytes, compressed_frames, inflations,
+ * agreed); exit. compare.py's step results carry the same byte counts.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -46,6 +50,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #define BATCH 200
 #define ATTEMPTS 3
@@ -68,6 +73,7 @@ static const char SEQ_MARK[] = "\"headline\":\"seq=";
 typedef struct {
     int fd;
     uint8_t state;
+    uint8_t deflate;      /* the server agreed on permessage-deflate */
     uint8_t ready;        /* got its snapshot / namespace CONNECT */
     uint8_t member;       /* ready when its batch ended: one of the measured readers */
     uint8_t disconnected; /* closed or lost after it was ready */
@@ -113,6 +119,13 @@ typedef struct {
 } Reason;
 static Reason *reasons;
 static size_t nreasons;
+
+/* --deflate: every compressed frame is inflated (and checked) once per distinct payload. */
+static int offer_deflate;
+static uint64_t entry_frames, entry_wire_bytes, entry_text_bytes; /* frames carrying an entry */
+static uint64_t compressed_frames, inflations;
+static uint32_t agreed; /* readers whose handshake agreed on permessage-deflate */
+static size_t frame_wire; /* the frame being handled: its bytes on the wire */
 
 static void die(const char *fmt, ...) {
     va_list ap;
@@ -482,7 +495,85 @@ static void text(Reader *r, const uint8_t *p, const uint8_t *end, double now) {
     const uint8_t *mark = memmem(p, end - p, SEQ_MARK, SEQ_MARK_LEN);
     uint64_t seq;
     double t;
-    if (mark && parse_entry(mark + SEQ_MARK_LEN, end, &seq, &t)) entry(r, seq, t, now);
+    if (mark && parse_entry(mark + SEQ_MARK_LEN, end, &seq, &t)) {
+        entry(r, seq, t, now);
+        if (r->member) {
+            entry_frames++;
+            entry_wire_bytes += frame_wire;
+            entry_text_bytes += end - p;
+        }
+    }
+}
+
+/* A compressed text message's payload, inflated (RFC 7692 §7.2.2: append 00 00 ff ff, inflate
+ * raw deflate). The server compresses each event once, with no context takeover, and sends the
+ * same bytes to every reader: so does this generator inflate each distinct payload once, keeping
+ * the last INFLATE_CACHE of them by their exact bytes (a reader sent other bytes misses the cache
+ * and is inflated, and checked, on its own). Inflating 10k copies would cost this one thread
+ * more than the server spends writing them, and measure the generator instead of the server.
+ * Returns 0 (and fails the reader) on corrupt data. */
+#define INFLATE_CACHE 64
+typedef struct {
+    uint8_t *in, *out;
+    size_t in_len, out_len;
+} Inflated;
+static Inflated inflate_cache[INFLATE_CACHE];
+static unsigned inflate_next;
+static z_stream zs;
+static int zs_ready;
+
+static int inflated(Reader *r, const uint8_t *p, size_t n, const uint8_t **out, size_t *out_len) {
+    compressed_frames++;
+    for (unsigned k = 0; k < INFLATE_CACHE; k++) {
+        Inflated *c = &inflate_cache[k];
+        if (c->in && c->in_len == n && !memcmp(c->in, p, n)) {
+            *out = c->out;
+            *out_len = c->out_len;
+            return 1;
+        }
+    }
+    inflations++;
+    if (!zs_ready) {
+        if (inflateInit2(&zs, -15) != Z_OK) die("inflateInit2 failed");
+        zs_ready = 1;
+    } else {
+        inflateReset(&zs);
+    }
+    uint8_t *in = xrealloc(NULL, n + 4);
+    memcpy(in, p, n);
+    memcpy(in + n, "\x00\x00\xff\xff", 4);
+    size_t cap = 4 * n + 256, len = 0;
+    uint8_t *text = xrealloc(NULL, cap);
+    zs.next_in = in;
+    zs.avail_in = (uInt)(n + 4);
+    for (;;) {
+        zs.next_out = text + len;
+        zs.avail_out = (uInt)(cap - len);
+        int rc = inflate(&zs, Z_SYNC_FLUSH);
+        len = cap - zs.avail_out;
+        if (rc != Z_OK && rc != Z_BUF_ERROR && rc != Z_STREAM_END) {
+            free(in);
+            free(text);
+            reader_fail(r, "bad compressed frame");
+            return 0;
+        }
+        if (zs.avail_in == 0 && zs.avail_out > 0) break;
+        if (cap > MAX_FRAME) {
+            free(in);
+            free(text);
+            reader_fail(r, "compressed frame too large");
+            return 0;
+        }
+        cap *= 2;
+        text = xrealloc(text, cap);
+    }
+    Inflated *slot = &inflate_cache[inflate_next++ % INFLATE_CACHE];
+    free(slot->in);
+    free(slot->out);
+    *slot = (Inflated){.in = in, .in_len = n, .out = text, .out_len = len};
+    *out = text;
+    *out_len = len;
+    return 1;
 }
 
 /* Handle every complete frame in p[0..n); return how many bytes were used. */
@@ -512,9 +603,21 @@ static size_t frames(Reader *r, uint8_t *p, size_t n, double now) {
         uint8_t *payload = p + pos + head;
         if (b1 & 0x80)
             for (uint64_t k = 0; k < length; k++) payload[k] ^= p[mask_at + (k & 3)];
+        frame_wire = head + length;
         switch (b0 & 0x0F) {
         case OP_TEXT:
-            text(r, payload, payload + length, now);
+            if (b0 & 0x40) { /* RSV1: compressed */
+                const uint8_t *message;
+                size_t message_len;
+                if (!r->deflate) {
+                    reader_fail(r, "compressed frame without agreement");
+                    return n;
+                }
+                if (!inflated(r, payload, length, &message, &message_len)) return n;
+                text(r, message, message + message_len, now);
+            } else {
+                text(r, payload, payload + length, now);
+            }
             break;
         case OP_PING:
             send_frame(r, OP_PONG, payload, length);
@@ -575,6 +678,8 @@ static void readable(Reader *r) {
             if (end) {
                 r->state = S_OPEN;
                 used = end + 4 - rbuf;
+                r->deflate = memmem(rbuf, used, "permessage-deflate", 18) != NULL;
+                agreed += r->deflate;
             }
         }
         if (r->state == S_OPEN) used += frames(r, rbuf + used, n - used, now);
@@ -809,7 +914,17 @@ static uint64_t count_missing(const uint64_t *posted, size_t nposted, uint64_t *
     return missing;
 }
 
+static void put_bytes(FILE *f) {
+    fprintf(f,
+            "\"entry_frames\": %llu, \"entry_wire_bytes\": %llu, \"entry_text_bytes\": %llu, "
+            "\"compressed_frames\": %llu, \"inflations\": %llu, \"agreed\": %u",
+            (unsigned long long)entry_frames, (unsigned long long)entry_wire_bytes,
+            (unsigned long long)entry_text_bytes, (unsigned long long)compressed_frames,
+            (unsigned long long)inflations, agreed);
+}
+
 static void reset_step(void) {
+    entry_frames = entry_wire_bytes = entry_text_bytes = compressed_frames = inflations = 0;
     lat_len = 0;
     for (uint32_t i = 0; i < nreaders; i++) readers[i].received = 0;
 }
@@ -856,6 +971,8 @@ static void compare_loop(void) {
         put_number(stdout, window);
         printf(", \"missing\": %llu, ", (unsigned long long)missing);
         put_ms3(stdout, "latency_ms", p50, p99, top);
+        fputs(", ", stdout);
+        put_bytes(stdout);
         printf(", \"cpu_pct\": ");
         put_number(stdout, 100 * cpu / wall);
         printf("}\n");
@@ -932,6 +1049,8 @@ static void fanout_loop(void) {
     put_number(stdout, cpu);
     printf(", \"cpu_pct\": ");
     put_number(stdout, 100 * cpu / wall);
+    fputs(", ", stdout);
+    put_bytes(stdout);
     printf("}\n");
     fflush(stdout);
     free(first);
@@ -942,7 +1061,7 @@ static void fanout_loop(void) {
 /* ------------------------------------------------------------------------- main */
 
 static void usage(void) {
-    fprintf(stderr, "usage: loadgen [--proto liveblog|peer] --port P --readers N "
+    fprintf(stderr, "usage: loadgen [--proto liveblog|peer] [--deflate 1] --port P --readers N "
                     "(--blogs B --seen-size S | --max-seq S)\n");
     exit(2);
 }
@@ -968,6 +1087,8 @@ int main(int argc, char **argv) {
             seen = atoll(v);
         else if (!strcmp(a, "--nap-us"))
             nap_us = atol(v);
+        else if (!strcmp(a, "--deflate"))
+            offer_deflate = atoi(v);
         else if (!strcmp(a, "--max-seq")) {
             seen = atoll(v);
             fanout_mode = 1;
@@ -998,8 +1119,9 @@ int main(int argc, char **argv) {
             snprintf(path, sizeof path, "/api/v1/blogs/%s/live", name);
         int n = asprintf(&requests[b],
                          "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                         "Sec-WebSocket-Key: ZmFub3V0LWJlbmNobWFyaw==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                         path, port);
+                         "Sec-WebSocket-Key: ZmFub3V0LWJlbmNobWFyaw==\r\nSec-WebSocket-Version: 13\r\n%s\r\n",
+                         path, port,
+                         offer_deflate ? "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" : "");
         if (n < 0) die("out of memory");
         request_lens[b] = (size_t)n;
     }

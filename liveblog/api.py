@@ -23,7 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
 from . import auth, blogs, entries, sessions
-from .caching import ShortCache, revalidatable
+from .caching import Prepared, ShortCache, revalidatable
 from .cursor import BadCursor, Cursor
 from .errors import ApiError, validation_error
 from .live import live
@@ -251,11 +251,14 @@ async def list_entries(request: Request) -> Response:
         # stay bounded. One Redis round trip per request, like ``since``; CDNs still cache it.
         page = await store.page(blog_id, limit, before, tag)
         return _reader_json(request, _entry_page(page))
+    # Kept prepared: gzipped once per page and freshness, not once per request (a push alert's
+    # readers all load the same page).
     pages: ShortCache = services(request).pages
-    if (body := pages.get(blog_id, (limit, before))) is None:
-        body = _entry_page(await store.page(blog_id, limit, before))
-        pages.put(blog_id, (limit, before), body)
-    return _reader_json(request, body)
+    variant = ("entries", limit, before)
+    if (prepared := pages.get_prepared(blog_id, variant)) is None:
+        prepared = Prepared.of(_entry_page(await store.page(blog_id, limit, before)))
+        pages.put(blog_id, variant, prepared)
+    return prepared.response(request, "application/json", {"Access-Control-Allow-Origin": "*"})
 
 
 def _entry_page(page: Page) -> bytes:

@@ -111,14 +111,17 @@ def create_app(
 
     # Pages, feeds and the widget come compressed once, when they are built (liveblog.web); this
     # compresses the rest (the API's JSON) per response. It leaves WebSocket scopes alone, sends
-    # SSE's text/event-stream as it is, and passes a response that has a Content-Encoding.
+    # SSE's text/event-stream as it is (liveblog.sse gzips it itself), and passes a response that
+    # has a Content-Encoding. LIVEBLOG_COMPRESSION=0: nothing is compressed (app.state.compression).
     compression = Middleware(GZipMiddleware, minimum_size=1024, compresslevel=6)
-    return Starlette(
+    app = Starlette(
         routes=[*api.routes, *web.routes, *i18n.routes, *console.routes],
         exception_handlers=errors.handlers,
         lifespan=lifespan,
-        middleware=[compression],
+        middleware=[compression] if settings.compression else [],
     )
+    app.state.compression = bool(settings.compression)
+    return app
 
 
 #: Freed bytes worth a ``malloc_trim`` (it walks the whole heap, so not after every sweep).

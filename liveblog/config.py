@@ -62,6 +62,9 @@ class Settings:
     #: Proxies whose X-Forwarded-For/-Proto are believed (comma-separated addresses, or "*").
     forwarded_allow_ips: str = "127.0.0.1"
     ws_ping_interval: float = 20.0
+    #: 1: permessage-deflate on the live WebSocket, gzip on SSE and the API's JSON, when the
+    #: client offers them; 0: everything goes uncompressed.
+    compression: int = 1
     #: A browser session (the console's cookie) ends after this many idle seconds.
     session_idle_seconds: int = 8 * 3600
     #: Sign-ins per client address per minute (bursts of 10); more get 429.

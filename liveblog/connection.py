@@ -10,7 +10,9 @@ It does what a server-push channel needs and no more: write the frames the hub h
 bytes for every reader, written at once, never awaited), answer pings, be pinged (by the one
 :class:`Connections` of the process) and dropped when it stops answering, both closing
 handshakes, and refuse binary messages (1003). Text messages from the reader are not part of the
-protocol and are ignored.
+protocol and are ignored. With permessage-deflate agreed (:mod:`liveblog.deflate`), a
+:class:`DeflatingConnection` writes each message's shared compressed frame instead, and the
+reader's compressed messages are inflated, within ``max_size``, to be checked (1009 past it).
 
 The rules are :class:`Rules`, which does no I/O: it is fed bytes, clock readings and requests,
 and answers with the bytes to write and what to do next (:class:`After`), so that keepalive,
@@ -27,8 +29,11 @@ import struct
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
+from .deflate import InflateError, Inflater
 from .wire import (
     EMPTY_CLOSE_FRAME,
+    FIN,
+    RSV1,
     CloseCode,
     FrameError,
     Message,
@@ -80,13 +85,27 @@ class Rules:
     and data after CLOSED is a bug and raises.
     """
 
-    __slots__ = ("state", "close_code", "max_size", "_pending", "_pinged_at", "_pong_due", "_owed_pong")
+    __slots__ = (
+        "state",
+        "close_code",
+        "max_size",
+        "compressed",
+        "_pending",
+        "_pinged_at",
+        "_pong_due",
+        "_owed_pong",
+        "_inflater",
+    )
 
-    def __init__(self, max_size: int):
+    def __init__(self, max_size: int, compressed: bool = False):
         self.state = State.OPEN
         #: The code of the first close frame, sent or received (None: none, or one without a code).
         self.close_code: int | None = None
         self.max_size = max_size
+        #: permessage-deflate was agreed: the client may send compressed messages.
+        self.compressed = compressed
+        #: The compressed message the client is sending, until its last fragment.
+        self._inflater: Inflater | None = None
         self._pending = b""
         self._pinged_at = 0.0
         self._pong_due = False
@@ -97,14 +116,21 @@ class Rules:
         if self.state is State.CLOSED:
             raise RuntimeError("data on a closed connection")
         try:
-            frames, self._pending = parse_client_frames(self._pending + data, self.max_size)
+            frames, self._pending = parse_client_frames(self._pending + data, self.max_size, self.compressed)
         except FrameError as error:
             return self._fail(error.code, error.reason)
         out: list[bytes] = []
         after = After.NOTHING
         ping: bytes | None = None
-        for opcode, payload in frames:
-            if opcode == Opcode.PONG:
+        for opcode, payload, flags in frames:
+            if opcode == Opcode.TEXT and flags & RSV1 or opcode == Opcode.CONT and self._inflater is not None:
+                try:
+                    self._inflate(opcode, payload, flags)
+                except InflateError as error:
+                    code = CloseCode.MESSAGE_TOO_BIG if error.too_big else CloseCode.INVALID_DATA
+                    written, after = self._fail(code, error.reason)
+                    return b"".join(out) + written, after
+            elif opcode == Opcode.PONG:
                 # Only the answer to our ping counts: unsolicited pongs (allowed as a one-way
                 # heartbeat) must not keep a client that reads nothing alive.
                 if self._pong_due and payload == _ping_payload(self._pinged_at):
@@ -125,6 +151,16 @@ class Rules:
             else:
                 self._owed_pong = ping
         return b"".join(out), after
+
+    def _inflate(self, opcode: int, payload: bytes, flags: int) -> None:
+        """A fragment of a compressed text message: inflated within ``max_size`` for the whole
+        message, then dropped (the channel ignores text); :class:`InflateError` if it is bad."""
+        if opcode == Opcode.TEXT:
+            self._inflater = Inflater(self.max_size)
+        assert self._inflater is not None
+        self._inflater.feed(payload, last=bool(flags & FIN))
+        if flags & FIN:
+            self._inflater = None
 
     def on_drained(self) -> bytes:
         """The backlog went below ``PONG_BACKLOG``: the pong owed to the latest ping, if any."""
@@ -166,6 +202,7 @@ class Rules:
 
     def on_lost(self) -> None:
         self.state = State.CLOSED
+        self._inflater = None
 
     def _answer_close(self, payload: bytes) -> tuple[bytes, After]:
         """The client's close frame: echo it (unless it answers ours), then hang up."""
@@ -196,8 +233,8 @@ class LiveConnection(Rules, asyncio.Protocol):
 
     __slots__ = ("_transport", "_timer", "_release", "_registry", "_on_lost")
 
-    def __init__(self, max_size: int):
-        super().__init__(max_size)
+    def __init__(self, max_size: int, compressed: bool = False):
+        super().__init__(max_size, compressed)
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None  # only while closing: the grace period
         self._release: Callable[[], None] | None = None
@@ -307,6 +344,24 @@ class LiveConnection(Rules, asyncio.Protocol):
             if self._timer is not None:
                 self._timer.cancel()
             self._timer = asyncio.get_running_loop().call_later(CLOSE_GRACE, transport.abort)
+
+
+class DeflatingConnection(LiveConnection):
+    """A connection that agreed on permessage-deflate: it writes each message's compressed frame,
+    made once for every reader with the same ``window_bits`` (:meth:`Message.deflated_frame`)."""
+
+    __slots__ = ("window_bits",)
+
+    def __init__(self, max_size: int, window_bits: int):
+        super().__init__(max_size, compressed=True)
+        self.window_bits = window_bits
+
+    def send(self, message: Message) -> int:
+        transport = self._transport
+        if self.state is not State.OPEN or transport is None or transport.is_closing():
+            return 0
+        transport.write(message.deflated_frame(self.window_bits))
+        return transport.get_write_buffer_size()
 
 
 class Closable(Protocol):

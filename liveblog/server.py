@@ -30,10 +30,11 @@ from websockets.exceptions import SecurityError
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
+from . import deflate
 from .access import AccessLog
 from .app import create_app
 from .config import Settings
-from .connection import CONNECTION_EXTENSION, Connections, LiveConnection
+from .connection import CONNECTION_EXTENSION, Connections, DeflatingConnection, LiveConnection
 from .doors import Doors, per_address
 from .errors import error_body
 from .guard import guarded
@@ -68,6 +69,9 @@ class LiveProtocol(asyncio.Protocol):
         self._app = cast(ASGIApp, config.app)
         self._root_path = config.root_path
         self._max_size = config.ws_max_size
+        #: uvicorn's documented switch for permessage-deflate (``LIVEBLOG_COMPRESSION``).
+        self._deflate = config.ws_per_message_deflate
+        self._agreement: deflate.Agreement | None = None
         self._app_state = app_state
         self._handshake = ServerProtocol(max_size=config.ws_max_size, logger=_handshake_log)
         self._transport: asyncio.Transport | None = None
@@ -126,7 +130,14 @@ class LiveProtocol(asyncio.Protocol):
             reason = response.body.decode(errors="replace").strip() or response.reason_phrase
             self._respond(response.status_code, "bad_handshake", reason, response.headers)
             return
-        self._connection = LiveConnection(self._max_size)
+        # websockets' handshake negotiates no extensions (it is given none): permessage-deflate is
+        # agreed here, and its frames made by liveblog.wire, compressed once for every reader.
+        if self._deflate:
+            self._agreement = deflate.negotiate(request.headers.get_all("Sec-WebSocket-Extensions"))
+        if self._agreement is None:
+            self._connection = LiveConnection(self._max_size)
+        else:
+            self._connection = DeflatingConnection(self._max_size, self._agreement.window_bits)
         scope = self._scope(request)
         # The scope is complete before the task exists: an eager task factory runs the app at once.
         self._task = asyncio.get_running_loop().create_task(self._run(scope, response))
@@ -200,6 +211,8 @@ class LiveProtocol(asyncio.Protocol):
                 _replace(response.headers, "Sec-WebSocket-Protocol", message["subprotocol"])
             for name, value in message.get("headers", []):
                 response.headers[name.decode("latin-1")] = value.decode("latin-1")
+            if self._agreement is not None:
+                _replace(response.headers, "Sec-WebSocket-Extensions", self._agreement.response)
             self._handshake.send_response(response)
             self._write_handshake()
             # From here on the transport belongs to the connection (and to the app, through it).
@@ -317,6 +330,7 @@ def uvicorn_config(app: ASGIApp, settings: Settings, **overrides: Any) -> uvicor
         loop="none",  # the caller's loop: uvloop for `liveblog serve`
         lifespan="on",
         ws_max_size=settings.ws_max_message_bytes,
+        ws_per_message_deflate=bool(settings.compression),
         h11_max_incomplete_event_size=16 * 1024,
         timeout_graceful_shutdown=10,
         server_header=False,

@@ -5,11 +5,17 @@ its cursor, so a browser's EventSource resumes by itself with ``Last-Event-ID``;
 ``?cursor=`` works too. A comment line is sent every ``HEARTBEAT`` seconds so proxies keep the
 response open. A reader that falls behind by more than the reader limit gets a final
 ``event: close`` record with code 4408 and the response ends; EventSource then reconnects.
+
+A client that sends ``Accept-Encoding: gzip`` gets the stream gzipped (starlette's GZipMiddleware
+leaves text/event-stream alone, since it would hold events in its compressor): each event is
+compressed once for every such reader and flushed whole (:mod:`liveblog.deflate`), so it is
+readable as soon as it arrives.
 """
 
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -18,6 +24,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from . import deflate
+from .caching import accepts_gzip
 from .errors import ApiError
 from .reader import admission, client_address, get_blog, join, origin_allowed, parse_cursor, snapshot_size
 from .services import services
@@ -29,20 +37,40 @@ RETRY_MS = 2000
 
 
 class BufferedSink:
-    """A sink for a response written by awaiting: a byte-bounded buffer the response drains."""
+    """A sink for a response written by awaiting: a byte-bounded buffer the response drains.
+    ``gzip``: what it yields is one gzip stream, of each message's shared compressed record
+    and, in stored blocks, of what is this reader's own; it keeps the CRC-32 and length of what
+    it yielded, for the trailer."""
 
-    def __init__(self) -> None:
-        self._chunks: deque[bytes] = deque()
+    def __init__(self, gzip: bool = False) -> None:
+        self._chunks: deque[tuple[bytes, bytes]] = deque()  # (bytes to write, the record they carry)
         self._buffered = 0
         self._ready = asyncio.Event()
         self._closing: bytes | None = None
+        self._gzip = gzip
+        self._crc = 0
+        self._size = 0
 
     def send(self, message: Message) -> int:
         if self._closing is None:
-            self._chunks.append(message.sse_frame)
-            self._buffered += len(message.sse_frame)
+            written = message.sse_gzip if self._gzip else message.sse_frame
+            self._chunks.append((written, message.sse_frame))
+            self._buffered += len(written)
             self._ready.set()
         return self._buffered
+
+    def own(self, record: bytes, first: bool = False) -> bytes:
+        """``record`` (a retry line, a heartbeat, the closing record) as this stream writes it;
+        ``first``: it opens the stream."""
+        if not self._gzip:
+            return record
+        return (deflate.GZIP_HEADER if first else b"") + self._sent(deflate.stored_block(record), record)
+
+    def _sent(self, written: bytes, record: bytes) -> bytes:
+        if self._gzip:
+            self._crc = zlib.crc32(record, self._crc)
+            self._size += len(record)
+        return written
 
     def close(self, code: int, reason: str) -> None:
         self._chunks.clear()
@@ -61,15 +89,16 @@ class BufferedSink:
                 async with asyncio.timeout(HEARTBEAT):
                     await self._ready.wait()
             except TimeoutError:
-                yield b": heartbeat\n\n"
+                yield self.own(b": heartbeat\n\n")
                 continue
             self._ready.clear()
             while self._chunks:
-                chunk = self._chunks.popleft()
-                self._buffered -= len(chunk)
-                yield chunk
+                written, record = self._chunks.popleft()
+                self._buffered -= len(written)
+                yield self._sent(written, record)
             if self._closing is not None:
-                yield self._closing
+                closing = self.own(self._closing)
+                yield closing + deflate.gzip_trailer(self._crc, self._size) if self._gzip else closing
                 return
 
 
@@ -87,7 +116,8 @@ async def events(request: Request) -> Response:
         if refusal.status == CloseCode.TOO_MANY_CONNECTIONS:
             refusal.status = 429
         raise refusal
-    sink = BufferedSink()
+    gzipped = accepts_gzip(request)
+    sink = BufferedSink(gzip=gzipped)
     readers = state.readers
     connected = state.metrics.readers.labels("sse")
     # Counted at admission, so that a burst of requests cannot all pass it before any is
@@ -100,7 +130,7 @@ async def events(request: Request) -> Response:
         try:
             subscription = await hub.subscribe(blog_id, sink)
             try:
-                yield b"retry: %d\n\n" % RETRY_MS
+                yield sink.own(b"retry: %d\n\n" % RETRY_MS, first=True)
                 await join(store, state.snapshots, subscription, blog_id, cursor, snapshot_size(request))
                 subscription.go_live()
                 async for chunk in sink.chunks():
@@ -112,6 +142,9 @@ async def events(request: Request) -> Response:
             connected.dec()
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Access-Control-Allow-Origin": "*"}
+    headers["Vary"] = "Accept-Encoding"
+    if gzipped:
+        headers["Content-Encoding"] = "gzip"
     return _Counted(body(), lambda: readers.closed(client), media_type="text/event-stream", headers=headers)
 
 

@@ -1,9 +1,10 @@
 """What goes over the wire to readers: close codes, WebSocket frames, SSE records, and messages
 encoded once for every reader.
 
-Server frames are built here (RFC 6455 §5.2: unmasked, no extensions) and client frames parsed
-here, without websockets' parser, which keeps per-connection state a reader holding its page open
-for hours does not need. ``tests/test_wire.py`` checks both against websockets' own framing.
+Server frames are built here (RFC 6455 §5.2: unmasked; RSV1 set on a message compressed with
+permessage-deflate, :mod:`liveblog.deflate`) and client frames parsed here, without websockets'
+parser, which keeps per-connection state a reader holding its page open for hours does not need.
+``tests/test_wire.py`` checks both against websockets' own framing.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import enum
 import struct
 
+from . import deflate
 from .cursor import Cursor, stream_id_key
 from .storage import LogEvent
 
@@ -47,17 +49,22 @@ class Opcode(enum.IntEnum):
 _CLIENT_CLOSE_CODES = frozenset((1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014))
 _OPCODES = frozenset(Opcode)
 _MAX_REASON = 123  # a control frame's payload is at most 125 bytes, two of them the code
+#: A frame's first byte: the last fragment of its message.
+FIN = 0x80
+#: A frame's first byte: the message is compressed (the first frame of a compressed message).
+RSV1 = 0x40
 
 
-def frame(opcode: Opcode, payload: bytes) -> bytes:
-    """One whole, unmasked server frame."""
+def frame(opcode: Opcode, payload: bytes, compressed: bool = False) -> bytes:
+    """One whole, unmasked server frame; ``compressed``: ``payload`` is deflated (RSV1)."""
     size = len(payload)
+    first = FIN | RSV1 | opcode if compressed else FIN | opcode
     if size < 126:
-        head = struct.pack("!BB", 0x80 | opcode, size)
+        head = struct.pack("!BB", first, size)
     elif size < 1 << 16:
-        head = struct.pack("!BBH", 0x80 | opcode, 126, size)
+        head = struct.pack("!BBH", first, 126, size)
     else:
-        head = struct.pack("!BBQ", 0x80 | opcode, 127, size)
+        head = struct.pack("!BBQ", first, 127, size)
     return head + payload
 
 
@@ -89,9 +96,13 @@ def unmask(payload: bytes, key: bytes) -> bytes:
     return (int.from_bytes(payload, "big") ^ int.from_bytes(repeated, "big")).to_bytes(size, "big")
 
 
-def parse_client_frames(data: bytes, max_size: int) -> tuple[list[tuple[int, bytes]], bytes]:
-    """Split bytes a client sent into its complete frames, as ``(opcode, unmasked payload)``, and
-    the incomplete rest, to be parsed again with what comes next.
+def parse_client_frames(
+    data: bytes, max_size: int, compressed: bool = False
+) -> tuple[list[tuple[int, bytes, int]], bytes]:
+    """Split bytes a client sent into its complete frames, as ``(opcode, unmasked payload, flags)``
+    (``flags``: the :data:`FIN` and :data:`RSV1` bits), and the incomplete rest, to be parsed
+    again with what comes next. ``compressed``: permessage-deflate was agreed, so RSV1 may mark
+    the first frame of a data message.
 
     Raises :class:`FrameError` on a protocol violation (unmasked frame, reserved bits, unknown
     opcode, fragmented or oversized control frame) or a frame over ``max_size`` bytes. Fragments
@@ -102,7 +113,7 @@ def parse_client_frames(data: bytes, max_size: int) -> tuple[list[tuple[int, byt
     while end - offset >= 2:
         first, second = data[offset], data[offset + 1]
         opcode, length = first & 0x0F, second & 0x7F
-        if first & 0x70:
+        if first & 0x30 or (first & RSV1 and not (compressed and Opcode.CONT < opcode < Opcode.CLOSE)):
             raise FrameError(CloseCode.PROTOCOL_ERROR, "reserved bits set")
         if not second & 0x80:
             raise FrameError(CloseCode.PROTOCOL_ERROR, "client frames must be masked")
@@ -120,7 +131,7 @@ def parse_client_frames(data: bytes, max_size: int) -> tuple[list[tuple[int, byt
         start = offset + header + 4
         if end - start < length:
             break
-        frames.append((opcode, unmask(data[start : start + length], data[start - 4 : start])))
+        frames.append((opcode, unmask(data[start : start + length], data[start - 4 : start]), first & (FIN | RSV1)))
         offset = start + length
     return frames, data[offset:]
 
@@ -151,7 +162,7 @@ class Message:
     reader's place in the log.
     """
 
-    __slots__ = ("first", "position", "cursor", "json", "parts", "_ws_frame", "_sse_frame")
+    __slots__ = ("first", "position", "cursor", "json", "parts", "_ws_frame", "_sse_frame", "_deflated", "_sse_gzip")
 
     #: The position of messages outside the log.
     EPHEMERAL = (-1, -1)
@@ -163,6 +174,8 @@ class Message:
         self.parts: tuple[Message, ...] = (self,)
         self._ws_frame: bytes | None = None
         self._sse_frame: bytes | None = None
+        self._deflated: dict[int, bytes] | None = None
+        self._sse_gzip: bytes | None = None
 
     @classmethod
     def batch(cls, messages: list[Message]) -> Message:
@@ -174,6 +187,7 @@ class Message:
         batch.json = b"".join(message.json for message in messages)  # what a held batch weighs
         batch._ws_frame = b"".join(message.ws_frame for message in messages)
         batch._sse_frame = b"".join(message.sse_frame for message in messages)
+        batch._deflated = batch._sse_gzip = None
         return batch
 
     @classmethod
@@ -192,6 +206,24 @@ class Message:
             self._ws_frame = frame(Opcode.TEXT, self.json)
         return self._ws_frame
 
+    def deflated_frame(self, window_bits: int) -> bytes:
+        """The WebSocket frame for readers that agreed on permessage-deflate with ``window_bits``:
+        compressed on first use, once for all of them (readers who did not agree cost nothing).
+        A small message is the plain frame (RSV1 clear). A batch is its events' frames, each
+        compressed on its own, as they are for a reader who gets them one by one."""
+        deflated = self._deflated
+        if deflated is None:
+            deflated = self._deflated = {}
+        elif (found := deflated.get(window_bits)) is not None:
+            return found
+        if len(self.parts) > 1:
+            data = b"".join(part.deflated_frame(window_bits) for part in self.parts)
+        else:
+            payload = deflate.compress(self.json, window_bits)
+            data = self.ws_frame if payload is None else frame(Opcode.TEXT, payload, compressed=True)
+        deflated[window_bits] = data
+        return data
+
     @property
     def sse_frame(self) -> bytes:
         """The Server-Sent Events record; its ``id`` is the cursor, so ``Last-Event-ID`` resumes."""
@@ -200,3 +232,16 @@ class Message:
             record_id = b"id: %s\n" % self.cursor if self.cursor is not None else b""
             self._sse_frame = b"%sdata: %s\n\n" % (record_id, self.json)
         return self._sse_frame
+
+    @property
+    def sse_gzip(self) -> bytes:
+        """The SSE record compressed on its own, once for every reader whose response is gzipped:
+        deflate blocks that fit anywhere in a reader's gzip stream (:func:`deflate.sync_block`)."""
+        if self._sse_gzip is None:
+            if len(self.parts) > 1:
+                self._sse_gzip = b"".join(part.sse_gzip for part in self.parts)
+            elif len(self.sse_frame) < deflate.MIN_SIZE:
+                self._sse_gzip = deflate.stored_block(self.sse_frame)
+            else:
+                self._sse_gzip = deflate.sync_block(self.sse_frame)
+        return self._sse_gzip

@@ -574,23 +574,33 @@ async def test_pages_feeds_and_the_widget_come_gzipped_when_asked(service, path)
     assert again.status_code == 304
 
 
-async def test_the_api_is_gzipped_but_live_streams_are_left_alone(service):
+async def test_the_api_and_live_streams_are_gzipped_when_asked(service):
     await service.create_blog()
     for i in range(5):
         await service.post(body=f"<p>{'Some words of an update. ' * 20}{i}</p>")
     listing = await service.http.get("/api/v1/blogs/ukraine/entries", headers={"Accept-Encoding": "gzip"})
     assert listing.headers["content-encoding"] == "gzip" and len(listing.json()["entries"]) == 5
+    # The gzipped listing is another representation: a weak ETag, and either revalidates either.
+    plain = await service.http.get("/api/v1/blogs/ukraine/entries", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers and plain.json() == listing.json()
+    assert listing.headers["etag"] == "W/" + plain.headers["etag"]
+    assert "Accept-Encoding" in listing.headers["vary"] and "Accept-Encoding" in plain.headers["vary"]
+    for etag, encoding in ((plain.headers["etag"], "gzip"), (listing.headers["etag"], "identity")):
+        again = await service.http.get(
+            "/api/v1/blogs/ukraine/entries", headers={"Accept-Encoding": encoding, "If-None-Match": etag}
+        )
+        assert again.status_code == 304
 
     async with service.http.stream(
         "GET", "/api/v1/blogs/ukraine/events", headers={"Accept-Encoding": "gzip", "Accept": "text/event-stream"}
     ) as events:
         assert events.headers["content-type"].startswith("text/event-stream")
-        assert "content-encoding" not in events.headers
+        assert events.headers["content-encoding"] == "gzip"
         lines = events.aiter_lines()
         assert await asyncio.wait_for(anext_data(lines), 10)  # the snapshot arrives while the stream is open
         posted = await service.post(body="<p>live</p>")
         while posted["id"] not in await asyncio.wait_for(anext_data(lines), 10):
-            pass  # each event is delivered as it happens, not held back for compression
+            pass  # each event is delivered as it happens, not held back in a compressor
 
     async with service.live(additional_headers={"Accept-Encoding": "gzip"}) as ws:
         assert (await receive(ws))["type"] == "snapshot"

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import socket
+import zlib
 from dataclasses import replace
 
 import pytest
@@ -122,3 +124,44 @@ async def test_a_stopping_server_tells_its_sse_readers_to_come_back_at_once(redi
     assert close["event"] == "close"
     assert json.loads(close["data"])["code"] == 1012
     assert lines == []
+
+
+async def test_an_event_stream_asked_gzipped_is_one_gzip_stream_with_each_event_readable_as_it_comes(redis_server):
+    async with running_service(redis_server.url, UNLIMITED) as service:
+        await service.create_blog()
+        prose = "".join(
+            f"<p>Paragraph {i}: the council met again tonight to discuss the flooding.</p>" for i in range(8)
+        )
+        await service.post(headline="Before", body=prose)
+        async with open_events(service, **{"Accept-Encoding": "gzip"}) as response:
+            assert response.headers["content-encoding"] == "gzip" and "Accept-Encoding" in response.headers["vary"]
+            raw, text = b"", b""
+            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            chunks = response.aiter_raw()
+
+            async def until(needle: bytes) -> None:
+                nonlocal raw, text
+                while needle not in text:  # what came so far inflates to whole records: nothing held back
+                    chunk = await asyncio.wait_for(anext(chunks), RECV_TIMEOUT)
+                    raw, text = raw + chunk, text + inflater.decompress(chunk)
+
+            await until(b'"type":"snapshot"')
+            posted = await service.post(headline="After", body=prose)
+            await until(posted["id"].encode())
+            service.server.should_exit = True
+            await until(b"event: close")
+            raw += b"".join([chunk async for chunk in chunks])
+    # the stream ends as a gzip stream should (its CRC and length check out), and weighs much less
+    whole = gzip.decompress(raw)
+    assert whole.startswith(b"retry: ") and b'"code":1012' in whole and whole.count(b"Paragraph 7") == 2
+    assert 2 * len(raw) < len(whole)
+
+
+async def test_an_event_stream_is_not_gzipped_unless_asked_or_with_compression_off(redis_server):
+    for settings, asked in ((UNLIMITED, "identity"), (replace(UNLIMITED, compression=0), "gzip")):
+        async with running_service(redis_server.url, settings) as service:
+            await service.create_blog(f"blog-{asked}")
+            async with open_events(service, f"blog-{asked}", **{"Accept-Encoding": asked}) as response:
+                assert "content-encoding" not in response.headers
+                _, message = await EventStream(response).message()
+                assert message["type"] == "snapshot"

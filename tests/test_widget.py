@@ -254,6 +254,29 @@ async def test_a_posted_entry_is_pushed_into_the_open_widget_and_announced(servi
     assert (reader.connections, requests) == (connections, [])
 
 
+async def test_the_widget_reads_compressed_frames(service, partner, reader):
+    # Chromium offers permessage-deflate on every WebSocket; what it agreed shows in DevTools' record.
+    devtools = await reader.page.context.new_cdp_session(reader.page)
+    handshakes: list[dict[str, str]] = []
+    devtools.on("Network.webSocketHandshakeResponseReceived", lambda e: handshakes.append(e["response"]["headers"]))
+    await devtools.send("Network.enable")
+    await service.create_blog()
+    prose = "".join(f"<p>Paragraph {i} of a long update from the front line, as it came in.</p>" for i in range(12))
+    first = await service.post(headline="Overnight", body=prose)
+    await open_widget(reader, partner, service)
+    await reader.wait_for_shown([first["id"]])
+    await reader.widget(".st .dot").wait_for(timeout=WAIT_MS)  # connected
+    [headers] = handshakes
+    agreed = {name.lower(): value for name, value in headers.items()}["sec-websocket-extensions"]
+    assert agreed.startswith("permessage-deflate") and "server_no_context_takeover" in agreed
+
+    entry = await service.post(headline="Morning", body=prose.replace("front line", "capital"))
+    await reader.wait_for_shown([entry["id"], first["id"]])
+    text = await reader.widget(f"article[data-id='{entry['id']}'] .body").text_content()
+    assert text is not None and "Paragraph 11 of a long update from the capital" in text
+    assert reader.errors == []
+
+
 async def test_edits_and_deletes_apply_in_place(service, partner, reader):
     await service.create_blog()
     a = await service.post(headline="Casualty figures", body="<p>Two injured.</p>", time="2025-03-01T08:00:00Z")
