@@ -290,7 +290,7 @@ def _kind(status: int | None, error: str) -> str:
 
 def _connect_failure(exc: BaseException) -> str:
     """Why a connection failed, from the innermost cause (the transport wraps the OS's error)."""
-    causes = []
+    causes: list[BaseException] = []
     cause: BaseException | None = exc
     while cause is not None and len(causes) < 10:
         causes.append(cause)
