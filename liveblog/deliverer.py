@@ -40,11 +40,19 @@ log = logging.getLogger(__name__)
 
 #: Deliveries one process tries at once; it reads no more events while that many are going.
 CONCURRENCY = 32
+#: A consumer with nothing pending that has been idle this many claim times is a process that
+#: is gone (a restart makes a new one): it is removed from the group, which stays bounded.
+GONE_AFTER_CLAIMS = 10
+
+
+class _EntryId(msgspec.Struct):
+    id: str
 
 
 class _Event(msgspec.Struct):
     id: str
     type: str
+    entry: _EntryId | None = None
 
 
 def consumer_name() -> str:
@@ -66,6 +74,7 @@ class Deliverer:
         #: round does not start a second try of one while the first is under way.
         self._busy: set[tuple[str, str]] = set()
         self._client: httpx.AsyncClient | None = None
+        self._next_claim = 0.0
 
     async def run(self) -> None:
         """Forever. A Redis outage is logged and ridden out; any other error ends the task, and
@@ -96,12 +105,21 @@ class Deliverer:
         """One round over every blog with webhooks: new events, events of dead consumers, and
         retries that are due, each delivered in a task of ``group``."""
         hooks = self._hooks
-        for blog_id in await hooks.blogs():
+        blogs = await hooks.blogs()
+        now = time.monotonic()
+        # Claims (and the group's housekeeping) only every quarter of the claim time: an event
+        # is claimed at most that late, and a round costs two commands per blog, not four.
+        tidy = now >= self._next_claim
+        if tidy:
+            self._next_claim = now + self._lease_ms / 4000
+        for blog_id in blogs:
             room = CONCURRENCY - len(self._busy)
             if room <= 0:
                 return
             events = await hooks.read_new(blog_id, self._consumer, room)
-            events += await hooks.claim_stale(blog_id, self._consumer, self._lease_ms, room)
+            if tidy:
+                events += await hooks.claim_stale(blog_id, self._consumer, self._lease_ms, room)
+                await hooks.drop_gone_consumers(blog_id, self._consumer, GONE_AFTER_CLAIMS * self._lease_ms)
             for outbox_id, body in events:
                 if self._take((blog_id, outbox_id)):
                     group.create_task(self._event(blog_id, outbox_id, body))
@@ -181,8 +199,19 @@ class Deliverer:
             self._busy.discard((blog_id, member))
 
     async def _attempt(self, blog_id: str, hook: Webhook, member: str, stored: StoredDelivery) -> None:
-        """One POST of a delivery, and its outcome kept: delivered, retried later, or given up."""
-        status, error = await self._post(hook, stored.body.encode())
+        """One POST of a delivery, and its outcome kept: delivered, retried later, or given up.
+
+        An entry purged since the event is not sent: no output returns a purged entry's text."""
+        body = stored.body.encode()
+        event = msgspec.json.decode(body, type=_Event)
+        if event.entry is not None and not await self._hooks.entry_exists(blog_id, event.entry.id):
+            gone = msgspec.structs.replace(
+                stored.delivery, state="failed", next_attempt_at=None, last_error="not sent: the entry was purged"
+            )
+            await self._hooks.record(blog_id, member, StoredDelivery(delivery=gone, body=stored.body), None)
+            self._metrics.webhook_deliveries.labels("purged").inc()
+            return
+        status, error = await self._post(hook, body, event.id)
         now = datetime.now(UTC)
         before = stored.delivery
         history = [*before.history, Attempt(at=now, status=status, error=error)][-HISTORY_KEPT:]
@@ -230,7 +259,7 @@ class Deliverer:
         await self._hooks.record(blog_id, member, StoredDelivery(delivery=after, body=stored.body), retry_in)
         self._metrics.webhook_deliveries.labels(outcome).inc()
 
-    async def _post(self, hook: Webhook, body: bytes) -> tuple[int | None, str | None]:
+    async def _post(self, hook: Webhook, body: bytes, event_id: str) -> tuple[int | None, str | None]:
         """POST ``body`` to the webhook: ``(HTTP status, None)`` if it took it (2xx), else the
         status (if any) and why not."""
         assert self._client is not None
@@ -255,7 +284,7 @@ class Deliverer:
             "Host": parts.netloc.rpartition("@")[2],
             "Content-Type": "application/json",
             "User-Agent": f"liveblog/{__version__}",
-            "Liveblog-Event-Id": msgspec.json.decode(body, type=_Event).id,
+            "Liveblog-Event-Id": event_id,
             "Liveblog-Signature": signature(hook.secret, timestamp, body),
         }
         extensions = {"sni_hostname": host} if parts.scheme == "https" else {}

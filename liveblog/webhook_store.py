@@ -149,7 +149,33 @@ class WebhookStore:
         return [(_s(i), fields.get(b"e") if fields else None) for i, fields in claimed]
 
     async def ack(self, blog_id: str, outbox_id: str) -> None:
-        await self.redis.xack(keys.outbox(blog_id), keys.DELIVERERS, outbox_id)
+        """The event's deliveries are made and tried once: it leaves the outbox (one key, one
+        MULTI), whose length is then what is not yet handed out."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xack(keys.outbox(blog_id), keys.DELIVERERS, outbox_id)
+            pipe.xdel(keys.outbox(blog_id), outbox_id)
+            await pipe.execute()
+
+    async def drop_gone_consumers(self, blog_id: str, me: str, idle_ms: int) -> None:
+        """Remove consumers of the blog's group that hold nothing and were idle ``idle_ms``."""
+        try:
+            consumers = await self.redis.xinfo_consumers(keys.outbox(blog_id), keys.DELIVERERS)
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc) and "no such key" not in str(exc):
+                raise
+            return
+        for consumer in consumers:
+            name = _s(consumer["name"])
+            if name != me and consumer["pending"] == 0 and consumer["idle"] >= idle_ms:
+                await self.redis.xgroup_delconsumer(keys.outbox(blog_id), keys.DELIVERERS, name)
+
+    async def entry_exists(self, blog_id: str, entry_id: str) -> bool:
+        """Whether the entry is stored at all (published or not): a purged one is not."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hexists(keys.entries(blog_id), entry_id)
+            pipe.hexists(keys.work(blog_id), entry_id)
+            public, work = await pipe.execute()
+        return bool(public or work)
 
     async def _create_group(self, outbox: str) -> None:
         try:

@@ -296,6 +296,29 @@ async def test_a_delivery_that_fails_for_longer_than_the_retry_window_has_failed
     assert delivery["next_attempt_at"] is None
 
 
+async def test_a_purged_entry_is_not_sent_again(service: Service):
+    await service.create_blog()
+    got = await receiver(lambda request: 500)
+    hook = await register(service.http, got.url, ["entry.published"])
+    entry = await service.post(body="<p>libel</p>")
+    await until(lambda: _with_attempts(service.http, hook))
+    purged = await service.http.delete(f"/api/v1/blogs/ukraine/entries/{entry['id']}?purge=true", headers=ADMIN)
+    assert purged.status_code == 204
+
+    async def given_up() -> list[dict] | None:
+        found = await deliveries(service.http, hook)
+        return found if found[0]["state"] == "failed" else None
+
+    [delivery] = await until(given_up)
+    assert delivery["last_error"] == "not sent: the entry was purged"
+    tried = len(got.requests)
+    assert delivery["attempts"] == tried, "every attempt made was a request; none after the purge"
+    # A later event goes out and shows the receiver has heard nothing more of the purged one.
+    again = await service.post(body="<p>next</p>")
+    await until(lambda: _true(any(r.event["entry"]["id"] == again["id"] for r in got.requests)))
+    assert all(r.event["entry"]["id"] == again["id"] for r in got.requests[tried:])
+
+
 # --- SSRF ----------------------------------------------------------------------------------------
 
 
@@ -463,6 +486,28 @@ async def test_deliveries_are_counted_by_outcome_in_metrics(service: Service):
     text = (await service.http.get("/metrics")).text
     assert 'liveblog_webhook_deliveries_total{outcome="http_error"} 1.0' in text
     assert 'liveblog_webhook_deliveries_total{outcome="delivered"} 1.0' in text
+
+
+async def test_a_consumer_that_is_gone_leaves_the_group(redis_server):
+    """Every process start is a new consumer in each blog's group: one that holds nothing and
+    has been idle long is removed, so the group stays bounded."""
+    from conftest import running_service
+
+    quick = replace(WEBHOOK_SETTINGS, webhook_claim_idle_ms=50)
+    async with running_service(redis_server.url, quick) as service, aioredis.Redis.from_url(redis_server.url) as redis:
+        await service.create_blog()
+        await register(service.http, "http://127.0.0.1:9/x", ["entry.published"])
+        await redis.xgroup_createconsumer(keys.outbox("ukraine"), keys.DELIVERERS, "old-host-1")
+
+        async def consumers() -> set[str]:
+            return {c["name"].decode() for c in await redis.xinfo_consumers(keys.outbox("ukraine"), keys.DELIVERERS)}
+
+        assert "old-host-1" in await consumers()
+        await until(lambda: _absent(consumers, "old-host-1"))
+
+
+async def _absent(consumers, name: str) -> bool:
+    return name not in await consumers()
 
 
 # --- many processes ------------------------------------------------------------------------------
