@@ -46,7 +46,9 @@ class WebhookStore:
 
     async def add(self, hook: Webhook) -> None:
         """Store ``hook``; :class:`NotFound` without its blog, :class:`TooMany` past the bound."""
-        # The index is in another slot; indexed first, so that a stored webhook is always looked at.
+        # The index is in another slot, so not in the script. Indexed before, so that a stored
+        # webhook is always looked at, and after, since a deliverer that saw no webhooks in
+        # between drops the blog from the index (:meth:`forget_blog`).
         await self.redis.sadd(keys.WEBHOOK_BLOGS, hook.blog)
         status = await self._scripts["add_webhook"](
             keys=[keys.meta(hook.blog), keys.webhooks(hook.blog), keys.outbox(hook.blog)],
@@ -56,6 +58,7 @@ class WebhookStore:
             raise NotFound(f"blog {hook.blog!r} does not exist")
         if _s(status) == "full":
             raise TooMany(f"blog {hook.blog!r} has {MAX_PER_BLOG} webhooks, the most it may have")
+        await self.redis.sadd(keys.WEBHOOK_BLOGS, hook.blog)
 
     async def webhooks(self, blog_id: str) -> list[Webhook]:
         """The blog's webhooks, oldest first."""

@@ -135,13 +135,16 @@ def settings():
 
 
 async def register(http: httpx.AsyncClient, url: str, events: list[str] | None = None, **extra: object) -> dict:
-    body = {
-        "url": url,
-        "events": events or ["entry.published", "entry.key_event", "entry.corrected", "entry.retracted", "blog.ended"],
-        "secret": SECRET,
-        **extra,
-    }
-    response = await http.post("/api/v1/blogs/ukraine/webhooks", json=body, headers=ADMIN)
+    return await register_on(http, "ukraine", url, events, **extra)
+
+
+async def register_on(
+    http: httpx.AsyncClient, blog_id: str, url: str, events: list[str] | None = None, **extra: object
+) -> dict:
+    """Register a webhook for ``blog_id`` (every event type unless ``events``), signed with SECRET."""
+    every = ["entry.published", "entry.key_event", "entry.corrected", "entry.retracted", "blog.ended"]
+    body = {"url": url, "events": events or every, "secret": SECRET, **extra}
+    response = await http.post(f"/api/v1/blogs/{blog_id}/webhooks", json=body, headers=ADMIN)
     assert response.status_code == 201, response.text
     return response.json()
 
