@@ -2,7 +2,7 @@
 their retry schedule. It knows Redis, not HTTP (the deliverer, :mod:`liveblog.deliverer`, does).
 
 A blog's webhook keys share its hash slot (:mod:`liveblog.keys`); every multi-key change is one
-script (``lua/*_webhook.lua``, ``fanout``, ``lease``, ``record_delivery``). Events reach the
+script (``lua/*_webhook.lua``, ``fanout``, ``lease``, ``record_delivery``, ``ack``). Events reach the
 outbox in the same script as the change that made them (``write_entry``, ``update_blog``).
 """
 
@@ -39,7 +39,7 @@ class WebhookStore:
         self.redis = client
         self._scripts = {
             name: client.register_script(_script(name))
-            for name in ("add_webhook", "remove_webhook", "fanout", "lease", "record_delivery")
+            for name in ("add_webhook", "remove_webhook", "fanout", "lease", "record_delivery", "ack")
         }
 
     # --- the registry (the admin API) ----------------------------------------------------------
@@ -152,12 +152,8 @@ class WebhookStore:
         return [(_s(i), fields.get(b"e") if fields else None) for i, fields in claimed]
 
     async def ack(self, blog_id: str, outbox_id: str) -> None:
-        """The event's deliveries are made and tried once: it leaves the outbox (one key, one
-        MULTI), whose length is then what is not yet handed out."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xack(keys.outbox(blog_id), keys.DELIVERERS, outbox_id)
-            pipe.xdel(keys.outbox(blog_id), outbox_id)
-            await pipe.execute()
+        """The event's deliveries are made and tried once: it leaves the outbox."""
+        await self._scripts["ack"](keys=[keys.outbox(blog_id)], args=[keys.DELIVERERS, outbox_id])
 
     async def drop_gone_consumers(self, blog_id: str, me: str, idle_ms: int) -> None:
         """Remove consumers of the blog's group that hold nothing and were idle ``idle_ms``."""
