@@ -256,8 +256,9 @@ class Deliverer:
                     attempts,
                     error,
                 )
-        await self._hooks.record(blog_id, member, StoredDelivery(delivery=after, body=stored.body), retry_in)
+        # Counted first: whoever sees the recorded state finds it counted too.
         self._metrics.webhook_deliveries.labels(outcome).inc()
+        await self._hooks.record(blog_id, member, StoredDelivery(delivery=after, body=stored.body), retry_in)
 
     async def _post(self, hook: Webhook, body: bytes, event_id: str) -> tuple[int | None, str | None]:
         """POST ``body`` to the webhook: ``(HTTP status, None)`` if it took it (2xx), else the

@@ -202,8 +202,8 @@ async def test_each_kind_of_change_reaches_the_receiver_signed_once_per_event(se
     assert next(e for e in events if e["type"] == "entry.retracted")["entry"]["deleted"] is True
     assert "entry" not in next(e for e in events if e["type"] == "blog.ended")
     assert len(got.requests) == len(expected), "a receiver that answers 200 gets each event once"
-    listed = await deliveries(service.http, hook)
-    assert [d["state"] for d in listed] == ["delivered"] * len(expected)
+    listed = await until(lambda: _delivered(service.http, hook))  # recorded once the answer is in
+    assert len(listed) == len(expected)
     assert [d["type"] for d in listed][0] == "blog.ended", "newest first"
 
 
