@@ -75,6 +75,8 @@ class Deliverer:
         self._busy: set[tuple[str, str]] = set()
         self._client: httpx.AsyncClient | None = None
         self._next_claim = 0.0
+        #: Set whenever a delivery ends, for a round that waits for room.
+        self._freed = asyncio.Event()
 
     async def run(self) -> None:
         """Forever. A Redis outage is logged and ridden out; any other error ends the task, and
@@ -89,8 +91,9 @@ class Deliverer:
             self._client = client
             while True:
                 tasks.checkpoint()
+                started = 0
                 try:
-                    await self.tick(group)
+                    started = await self.tick(group)
                     if down:
                         log.info("deliverer: Redis is back")
                     down = False
@@ -99,11 +102,11 @@ class Deliverer:
                         log.warning("deliverer: Redis unavailable, webhook events wait: %s", exc)
                     self._metrics.redis_errors.labels("deliverer").inc()
                     down = True
-                await asyncio.sleep(self._settings.webhook_poll_interval)
+                await self._pause(started)
 
-    async def tick(self, group: asyncio.TaskGroup) -> None:
+    async def tick(self, group: asyncio.TaskGroup) -> int:
         """One round over every blog with webhooks: new events, events of dead consumers, and
-        retries that are due, each delivered in a task of ``group``."""
+        retries that are due, each delivered in a task of ``group``. How many it started."""
         hooks = self._hooks
         blogs = await hooks.blogs()
         now = time.monotonic()
@@ -112,20 +115,46 @@ class Deliverer:
         tidy = now >= self._next_claim
         if tidy:
             self._next_claim = now + self._lease_ms / 4000
+        started = 0
         for blog_id in blogs:
-            room = CONCURRENCY - len(self._busy)
-            if room <= 0:
-                return
-            events = await hooks.read_new(blog_id, self._consumer, room)
+            if self._room() <= 0:
+                break
+            events = await hooks.read_new(blog_id, self._consumer, self._room())
             if tidy:
-                events += await hooks.claim_stale(blog_id, self._consumer, self._lease_ms, room)
+                events += await hooks.claim_stale(blog_id, self._consumer, self._lease_ms, max(1, self._room()))
                 await hooks.drop_gone_consumers(blog_id, self._consumer, GONE_AFTER_CLAIMS * self._lease_ms)
             for outbox_id, body in events:
                 if self._take((blog_id, outbox_id)):
                     group.create_task(self._event(blog_id, outbox_id, body))
-            for member, stored in await hooks.lease(blog_id, self._lease_ms, room):
-                if self._take((blog_id, member)):
-                    group.create_task(self._retry(blog_id, member, decode(StoredDelivery, stored)))
+                    started += 1
+            if self._room() > 0:
+                for member, stored in await hooks.lease(blog_id, self._lease_ms, self._room()):
+                    if self._take((blog_id, member)):
+                        group.create_task(self._retry(blog_id, member, decode(StoredDelivery, stored)))
+                        started += 1
+        return started
+
+    def _room(self) -> int:
+        return CONCURRENCY - len(self._busy)
+
+    async def _pause(self, started: int) -> None:
+        """Until the next round: at once while there is work and room for it; when full, until a
+        delivery ends; when idle, a poll interval."""
+        interval = self._settings.webhook_poll_interval
+        if not started:
+            await asyncio.sleep(interval)
+        elif self._room() > 0:
+            await asyncio.sleep(0)
+        else:
+            self._freed.clear()
+            try:
+                await asyncio.wait_for(self._freed.wait(), interval)
+            except TimeoutError:
+                pass
+
+    def _done(self, job: tuple[str, str]) -> None:
+        self._busy.discard(job)
+        self._freed.set()
 
     def _take(self, job: tuple[str, str]) -> bool:
         if job in self._busy:
@@ -149,7 +178,7 @@ class Deliverer:
                 "deliverer: Redis unavailable while delivering event %s of blog %s: %s", outbox_id, blog_id, exc
             )
         finally:
-            self._busy.discard((blog_id, outbox_id))
+            self._done((blog_id, outbox_id))
 
     async def _deliver_event(self, blog_id: str, outbox_id: str, body: bytes) -> None:
         event = msgspec.json.decode(body, type=_Event)
@@ -196,7 +225,7 @@ class Deliverer:
         except (RedisConnectionError, RedisTimeoutError) as exc:
             log.warning("deliverer: Redis unavailable while retrying %s of blog %s: %s", member, blog_id, exc)
         finally:
-            self._busy.discard((blog_id, member))
+            self._done((blog_id, member))
 
     async def _attempt(self, blog_id: str, hook: Webhook, member: str, stored: StoredDelivery) -> None:
         """One POST of a delivery, and its outcome kept: delivered, retried later, or given up.
