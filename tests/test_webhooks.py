@@ -628,3 +628,40 @@ async def test_two_processes_deliver_every_event_through_failures_and_a_sigkill(
     )
     errors = [attempt.get("error") for attempt in first_published["history"]]
     assert "HTTP 500" in errors and "connection refused" in errors and errors[-1] is None
+
+
+@pytest.mark.slow
+async def test_a_retry_whose_process_died_is_taken_over_when_its_lease_ends(tmp_path: Path, redis_server):
+    """The retry schedule's lease, the other way a dead process's work comes back: the only
+    process is SIGKILLed while a retry is under way, and the next one to start delivers it."""
+    env = {
+        "LIVEBLOG_REDIS_URL": redis_server.url,
+        "LIVEBLOG_ADMIN_TOKEN": ADMIN_TOKEN,
+        "LIVEBLOG_WEBHOOK_HOSTS": "127.0.0.1",
+        "LIVEBLOG_WEBHOOK_RETRY_BASE_MS": "50",
+        "LIVEBLOG_WEBHOOK_POLL_INTERVAL": "0.05",
+        "LIVEBLOG_WEBHOOK_CLAIM_IDLE_MS": "1500",
+    }
+    answers = iter([500, None])  # then 200s: fail, hold the retry open, then take it
+
+    got = await receiver(lambda request: next(answers, 200))
+    first = await asyncio.to_thread(Served, tmp_path / "a", env)
+    second = None
+    try:
+        async with httpx.AsyncClient(base_url=first.url, timeout=10) as http:
+            assert (await http.post("/api/v1/blogs", json={"id": "ukraine", "title": "Live"}, headers=ADMIN)).is_success
+            hook = await register(http, got.url, ["entry.published"])
+            posted = await http.post("/api/v1/blogs/ukraine/entries", json={"body": "<p>x</p>"}, headers=ADMIN)
+            assert posted.status_code == 201
+            await until(lambda: _true(len(got.requests) == 2))  # the retry, held open
+        first.kill()
+        second = await asyncio.to_thread(Served, tmp_path / "b", env)
+        async with httpx.AsyncClient(base_url=second.url, timeout=10) as http:
+            [delivery] = await until(lambda: _delivered(http, hook), timeout=30)
+    finally:
+        if second is not None:
+            second.stop()
+        if first.process.poll() is None:
+            first.stop()
+    assert len(got.requests) == 3 and len({r.event["id"] for r in got.requests}) == 1
+    assert [a.get("error") for a in delivery["history"]] == ["HTTP 500", None], "the killed try left no record"
