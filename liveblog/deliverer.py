@@ -31,7 +31,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from . import __version__, tasks
 from .config import Settings
 from .metrics import Metrics
-from .models import Attempt, Delivery, StoredDelivery, Webhook, decode
+from .models import Attempt, Delivery, StoredDelivery, Webhook, WebhookEventType, decode
 from .storage import NotFound
 from .webhook_store import WebhookStore
 from .webhooks import HISTORY_KEPT, AllowList, refused_address, retry_delay_ms, signature
@@ -51,7 +51,7 @@ class _EntryId(msgspec.Struct):
 
 class _Event(msgspec.Struct):
     id: str
-    type: str
+    type: WebhookEventType
     entry: _EntryId | None = None
 
 
@@ -170,7 +170,14 @@ class Deliverer:
                     "deliverer: event %s of blog %s was trimmed from its outbox undelivered", outbox_id, blog_id
                 )
             else:
-                await self._deliver_event(blog_id, outbox_id, body)
+                try:
+                    await self._deliver_event(blog_id, outbox_id, body)
+                except (msgspec.DecodeError, msgspec.ValidationError):
+                    # Not an event this service wrote: delivering it is impossible, and keeping
+                    # it would end every process that claims it.
+                    log.exception(
+                        "deliverer: event %s of blog %s is unreadable; dropped: %r", outbox_id, blog_id, body[:200]
+                    )
             await self._hooks.ack(blog_id, outbox_id)
         except (RedisConnectionError, RedisTimeoutError) as exc:
             # Left pending: this process (or another) claims it again once it has been idle.
@@ -192,7 +199,7 @@ class Deliverer:
                     delivery=Delivery(
                         id=outbox_id,
                         event=event.id,
-                        type=event.type,  # type: ignore[arg-type]  # written by the store: one of them
+                        type=event.type,
                         created_at=now,
                         next_attempt_at=now,
                         retry_until=until,

@@ -15,6 +15,7 @@ import redis.asyncio as redis
 from redis.exceptions import ResponseError
 
 from . import keys
+from .cursor import stream_id_key
 from .models import Delivery, StoredDelivery, Webhook, WebhookInfo, decode, encoder
 from .storage import NotFound
 from .webhooks import DELIVERIES_KEPT, MAX_PER_BLOG
@@ -98,7 +99,10 @@ class WebhookStore:
             return []
         fields = [f"{webhook_id} {_s(i)}" for i in ids]
         bodies = cast(list[bytes | None], await self.redis.hmget(keys.deliveries(blog_id), fields))
-        return [decode(StoredDelivery, body).delivery for body in bodies if body is not None]
+        found = [decode(StoredDelivery, body).delivery for body in bodies if body is not None]
+        # Events are fanned out concurrently, so the list's order is nearly the outbox's; the
+        # outbox id is the order the changes happened in.
+        return sorted(found, key=lambda delivery: stream_id_key(delivery.id), reverse=True)
 
     async def delivery(self, blog_id: str, member: str) -> StoredDelivery:
         body = await self.redis.hget(keys.deliveries(blog_id), member)

@@ -323,6 +323,18 @@ async def test_a_purged_entry_is_not_sent_again(service: Service):
     assert all(r.event["entry"]["id"] == again["id"] for r in got.requests[tried:])
 
 
+async def test_an_unreadable_outbox_entry_is_dropped_and_delivery_goes_on(service: Service, redis_server):
+    await service.create_blog()
+    got = await receiver()
+    await register(service.http, got.url, ["entry.published"])
+    async with aioredis.Redis.from_url(redis_server.url) as redis:
+        await redis.xadd(keys.outbox("ukraine"), {"e": b"not json"})
+    entry = await service.post(body="<p>after it</p>")
+    await until(lambda: _true(got.seen))
+    assert [e["entry"]["id"] for e in got.seen.values()] == [entry["id"]]
+    # the service is still up: running_service checks on exit that no background task died
+
+
 # --- SSRF ----------------------------------------------------------------------------------------
 
 
