@@ -13,10 +13,11 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
 
-from . import api, console, errors, i18n, memory, render, web
+from . import api, console, errors, i18n, memory, render, web, webhook_api
 from .caching import ShortCache
 from .config import Settings
 from .connection import Connections
+from .deliverer import Deliverer
 from .hub import Hub
 from .limits import ConnectionLimiter, RateLimiter
 from .metrics import Metrics
@@ -27,6 +28,7 @@ from .staff import StaffChannels
 from .store import Store
 from .tasks import checkpoint
 from .topology import Topology, connect
+from .webhook_store import WebhookStore
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +46,10 @@ def create_app(
     """The service, talking to Redis at ``redis_url``; its live readers are kept in
     ``connections`` (the server tells them at shutdown, see :class:`liveblog.server.Server`).
 
-    The hub's tailer, the scheduler and the live connections' keepalive run for the app's
-    lifetime. If one ever dies of something other than a Redis outage (which they ride out), that is logged
-    and ``on_fatal`` is called, by default a graceful SIGTERM, so that a supervisor restarts the
-    process instead of readers silently receiving nothing. Once started, the app's
+    The hub's tailer, the scheduler, the webhook deliverer and the live connections' keepalive
+    run for the app's lifetime. If one ever dies of something other than a Redis outage (which
+    they ride out), that is logged and ``on_fatal`` is called, by default a graceful SIGTERM, so
+    that a supervisor restarts the process instead of readers silently receiving nothing. Once started, the app's
     :class:`~liveblog.services.Services` are ``app.state.services``.
     """
     live = connections if connections is not None else Connections(settings.ws_ping_interval)
@@ -85,12 +87,16 @@ def create_app(
             staff=StaffChannels(
                 store, settings.max_staff_readers, settings.staff_poll_interval, settings.reader_buffer_bytes
             ),
+            webhooks=WebhookStore(client),
         )
         pages = app.state.services.pages
         scheduler = Scheduler(store, metrics, settings.schedule_interval, published=pages.forget)
         background = [
             asyncio.create_task(hub.run(), name="liveblog-tailer"),
             asyncio.create_task(scheduler.run(), name="liveblog-scheduler"),
+            asyncio.create_task(
+                Deliverer(app.state.services.webhooks, settings, metrics).run(), name="liveblog-deliverer"
+            ),
         ]
         background.append(asyncio.create_task(_sweep(pages, metrics), name="liveblog-cache-sweeper"))
         if settings.ws_ping_interval:
@@ -115,7 +121,7 @@ def create_app(
     # has a Content-Encoding. LIVEBLOG_COMPRESSION=0: nothing is compressed (app.state.compression).
     compression = Middleware(GZipMiddleware, minimum_size=1024, compresslevel=6)
     app = Starlette(
-        routes=[*api.routes, *web.routes, *i18n.routes, *console.routes],
+        routes=[*api.routes, *webhook_api.routes, *web.routes, *i18n.routes, *console.routes],
         exception_handlers=errors.handlers,
         lifespan=lifespan,
         middleware=[compression] if settings.compression else [],

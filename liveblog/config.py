@@ -81,6 +81,24 @@ class Settings:
     publisher_logo: str = ""
     #: Worker processes serving the one port (1: the service runs in a single process).
     workers: int = 1
+    #: Hosts webhooks may call (comma-separated names, or ``.suffix`` for subdomains); empty:
+    #: none, so no webhook can be registered. Only a host listed exactly may use http or a
+    #: private/loopback address.
+    webhook_hosts: str = ""
+    #: A failed delivery waits this long before its first retry, doubling (with jitter) after each.
+    webhook_retry_base_ms: int = 1000
+    #: The longest wait between two tries of a delivery.
+    webhook_retry_max_ms: int = 3_600_000
+    #: Seconds after a delivery was made (or replayed) that it is retried; then it has failed.
+    webhook_retry_for: int = 86_400
+    #: An event pending this long to a process (it died, or hangs) is claimed by another; a
+    #: retry being tried is leased for as long.
+    webhook_claim_idle_ms: int = 60_000
+    #: Seconds between a process's looks at the outboxes and the retry schedules.
+    webhook_poll_interval: float = 0.5
+    #: Seconds to connect to a receiver, and to wait for its answer.
+    webhook_connect_timeout: float = 3.0
+    webhook_timeout: float = 10.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:

@@ -38,6 +38,7 @@ from .models import (
 )
 from .sanitize import clean_html, clean_text, media_in
 from .storage import Change, Purge
+from .webhooks import alerts_of
 
 #: The fields whose change readers see as an edit ("updated"); pinning, key events and tags are not.
 CONTENT = ("headline", "body", "media", "related")
@@ -224,7 +225,7 @@ def create(blog_id: str, request: EntryCreate, who: Principal, now: datetime) ->
         published_at=now if published else None,
         publish_at=request.publish_at,
     )
-    return Change(
+    change = Change(
         entry=entry,
         expected_version=0,
         event="entry.created" if published else None,
@@ -232,6 +233,7 @@ def create(blog_id: str, request: EntryCreate, who: Principal, now: datetime) ->
         audit=_audit(_actor(who), "create", None, entry, now),
         opens=published,
     )
+    return change._replace(alerts=alerts_of(None, change))
 
 
 def edit(
@@ -245,7 +247,8 @@ def edit(
     Raises :class:`Refused`: 403 for what the role may not do, 409 for a status change there
     is no such thing as, 422 for a field that does not go with the change.
     """
-    return _edit(entry, owner, patch, who, now, shown)._replace(previous_tags=tuple(entry.tags))
+    change = _edit(entry, owner, patch, who, now, shown)
+    return change._replace(previous_tags=tuple(entry.tags), alerts=alerts_of(entry, change))
 
 
 def _edit(
@@ -380,7 +383,8 @@ def go_out(before: Entry, after: Entry, actor: Actor, now: datetime) -> Change:
 def publish_due(entry: Entry, now: datetime) -> Change:
     """The scheduler's change: a scheduled entry whose time has come goes out."""
     after = msgspec.structs.replace(entry, version=entry.version + 1, updated_at=now)
-    return go_out(entry, after, SCHEDULER, now)._replace(previous_tags=tuple(entry.tags))
+    change = go_out(entry, after, SCHEDULER, now)
+    return change._replace(previous_tags=tuple(entry.tags), alerts=alerts_of(entry, change))
 
 
 def retract(entry: Entry, owner: str | None, note: str | None, who: Principal, now: datetime) -> Change:
@@ -393,7 +397,8 @@ def retract(entry: Entry, owner: str | None, note: str | None, who: Principal, n
     after = msgspec.structs.replace(
         entry, version=entry.version + 1, updated_at=now, status="retracted", retraction_note=note and clean_text(note)
     )
-    return retract_change(entry, after, _actor(who), now)._replace(previous_tags=tuple(entry.tags))
+    change = retract_change(entry, after, _actor(who), now)
+    return change._replace(previous_tags=tuple(entry.tags), alerts=alerts_of(entry, change))
 
 
 def retract_change(before: Entry, after: Entry, actor: Actor, now: datetime) -> Change:

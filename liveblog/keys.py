@@ -110,6 +110,41 @@ def idempotency(blog_id: str, key_digest: str) -> str:
     return _blog(blog_id, f"idem:{key_digest}")
 
 
+#: Set: the blogs that have (or had) webhooks, which every process's deliverer looks at. An
+#: index only: a blog whose webhooks are gone costs a look and is dropped.
+WEBHOOK_BLOGS = f"{PREFIX}:webhook-blogs"
+#: The consumer group of every blog's :func:`outbox`: each process is one consumer.
+DELIVERERS = "deliverers"
+
+
+def webhooks(blog_id: str) -> str:
+    """Hash: webhook id -> webhook JSON (with its secret, which signs every delivery)."""
+    return _blog(blog_id, "webhooks")
+
+
+def outbox(blog_id: str) -> str:
+    """Stream: the blog's webhook events, written by the change that made each (only while the
+    blog has webhooks), read through the :data:`DELIVERERS` group."""
+    return _blog(blog_id, "outbox")
+
+
+def deliveries(blog_id: str) -> str:
+    """Hash: ``"<webhook id> <outbox id>"`` -> the delivery (state and body, msgspec JSON)."""
+    return _blog(blog_id, "deliveries")
+
+
+def recent_deliveries(blog_id: str, webhook_id: str) -> str:
+    """List: a webhook's delivery ids (outbox ids), newest first, kept to a bound."""
+    return _blog(blog_id, f"recent:{webhook_id}")
+
+
+def retries(blog_id: str) -> str:
+    """Sorted set: ``"<webhook id> <outbox id>"`` of deliveries to try again, scored by when (ms).
+    A delivery being tried is leased: its score moves past the try's end, so that if its process
+    dies another one takes it then."""
+    return _blog(blog_id, "retries")
+
+
 def blog_keys(blog_id: str) -> list[str]:
     """The keys every blog script receives, in the order the scripts read them as KEYS[1..10]
     (see ``lua/_prelude.lua``)."""

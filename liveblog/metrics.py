@@ -105,6 +105,13 @@ class Metrics:
         self.scheduled_published = Counter(
             "liveblog_scheduled_published", "Scheduled entries this process published", registry=self.registry
         )
+        self.webhook_deliveries = Counter(
+            "liveblog_webhook_deliveries",
+            "Webhook delivery attempts by outcome: delivered, http_error, connect_error, timeout, "
+            "refused (a private address), gave_up (the last retry failed), purged (not sent: the entry was purged)",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.redis_errors = Counter(
             "liveblog_redis_errors", "Redis connection errors and timeouts", ["where"], registry=self.registry
         )

@@ -251,6 +251,82 @@ class TokenMinted(Struct, kw_only=True):
     blogs: list[str]
 
 
+#: What a webhook can be told of (DESIGN §6, "Webhooks").
+WebhookEventType = Literal["entry.published", "entry.key_event", "entry.corrected", "entry.retracted", "blog.ended"]
+#: A receiver's URL; which schemes and hosts are allowed is checked in :mod:`liveblog.webhooks`.
+WebhookUrl = Annotated[str, Meta(min_length=1, max_length=2048)]
+WebhookSecret = Annotated[str, Meta(pattern=whole(r"[\x21-\x7e]{16,200}"), description="16-200 printable ASCII")]
+
+
+class Webhook(Struct, kw_only=True):
+    """A blog's webhook as stored: the secret in clear, since every delivery is signed with it."""
+
+    id: str
+    blog: str
+    url: str
+    events: list[WebhookEventType]
+    secret: str
+    created_at: datetime
+
+
+class WebhookInfo(Struct, kw_only=True):
+    """A webhook as ``GET …/webhooks`` lists it: never its secret."""
+
+    id: str
+    url: str
+    events: list[WebhookEventType]
+    created_at: datetime
+
+
+class WebhookCreated(Struct, kw_only=True):
+    """``POST …/webhooks``'s answer: the only time the secret is shown."""
+
+    id: str
+    url: str
+    events: list[WebhookEventType]
+    created_at: datetime
+    secret: str
+
+
+class Attempt(Struct, kw_only=True, omit_defaults=True):
+    """One try at a delivery: the receiver's HTTP status, or why there was none."""
+
+    at: datetime
+    status: int | None = None
+    error: str | None = None
+
+
+DeliveryState = Literal["pending", "delivered", "failed"]
+
+
+class Delivery(Struct, kw_only=True):
+    """One event for one webhook, and how its delivery went (``GET …/deliveries``).
+
+    ``id`` names it in the API; ``event`` is the event's id, the ``Liveblog-Event-Id`` a
+    receiver deduplicates by. ``history`` keeps the latest attempts, newest last."""
+
+    id: str
+    event: str
+    type: WebhookEventType
+    state: DeliveryState = "pending"
+    attempts: int = 0
+    last_status: int | None = None
+    last_error: str | None = None
+    next_attempt_at: datetime | None = None
+    delivered_at: datetime | None = None
+    created_at: datetime
+    #: Failed attempts are retried until then (a replay moves it).
+    retry_until: datetime
+    history: list[Attempt] = []
+
+
+class StoredDelivery(Struct, kw_only=True):
+    """A delivery as kept in Redis: its state, and the exact body every attempt sends."""
+
+    delivery: Delivery
+    body: str
+
+
 # --- request bodies ----------------------------------------------------------------------------
 
 
@@ -340,6 +416,13 @@ class TokenCreate(_Input, kw_only=True):
     blogs: BlogIds
 
 
+class WebhookCreate(_Input, kw_only=True):
+    url: WebhookUrl
+    events: Annotated[list[WebhookEventType], Meta(min_length=1, max_length=5)]
+    #: Generated when not given.
+    secret: WebhookSecret | None = None
+
+
 # --- reader responses --------------------------------------------------------------------------
 
 
@@ -385,6 +468,9 @@ _decoders: dict[type[Struct], msgspec.json.Decoder[Any]] = {
         EntryDelete,
         SessionCreate,
         TokenCreate,
+        WebhookCreate,
+        Webhook,
+        StoredDelivery,
         Blog,
         Entry,
         Token,

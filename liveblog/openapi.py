@@ -20,6 +20,7 @@ from .models import (
     Blog,
     BlogCreate,
     BlogPatch,
+    Delivery,
     Entry,
     EntryCreate,
     EntryDelete,
@@ -30,6 +31,10 @@ from .models import (
     TokenMinted,
     Tombstone,
     Version,
+    WebhookCreate,
+    WebhookCreated,
+    WebhookEventType,
+    WebhookInfo,
 )
 
 
@@ -79,6 +84,29 @@ class TokenList(msgspec.Struct):
     tokens: list[TokenInfo]
 
 
+class WebhookList(msgspec.Struct):
+    webhooks: list[WebhookInfo]
+
+
+class DeliveryList(msgspec.Struct):
+    """A webhook's latest deliveries, newest first."""
+
+    deliveries: list[Delivery]
+
+
+class WebhookEvent(msgspec.Struct, kw_only=True):
+    """What a webhook receives (headers ``Liveblog-Event-Id``, ``Liveblog-Signature``)."""
+
+    id: Annotated[str, msgspec.Meta(description="the event's id: deduplicate by it")]
+    type: WebhookEventType
+    created_at: str
+    blog: Annotated[str, msgspec.Meta(description="the blog's id")]
+    entry: Annotated[
+        dict[str, Any] | None,
+        msgspec.Meta(description="the entry (see Entry); for entry.retracted its tombstone; absent for blog.ended"),
+    ] = None
+
+
 _MODELS = [
     Tombstone,
     Entry,
@@ -96,6 +124,12 @@ _MODELS = [
     VersionList,
     AuditList,
     TokenList,
+    WebhookCreate,
+    WebhookCreated,
+    WebhookList,
+    DeliveryList,
+    Delivery,
+    WebhookEvent,
 ]
 #: A JSON object of the OpenAPI document.
 JSON = dict[str, Any]
@@ -135,6 +169,7 @@ def _header(name: str, required: bool, schema: JSON) -> JSON:
 
 _BLOG = _path("blog", SLUG_PATTERN)
 _ENTRY = _path("entry", r"^[A-Za-z0-9_-]{1,64}$")
+_WEBHOOK = _path("webhook", r"^[0-9a-f]{12}$")
 _AUTH: list[JSON] = [{"bearer": []}]
 
 
@@ -251,11 +286,61 @@ def document() -> JSON:
             "parameters": [_path("token", r"^[a-f0-9]{1,64}$")],
             "delete": {"summary": "Revoke a token (admins)", "security": _AUTH, "responses": _ok(204)},
         },
+        "/api/v1/blogs/{blog}/webhooks": {
+            "parameters": [_BLOG],
+            "get": {
+                "summary": "The blog's webhooks, never their secrets (admins)",
+                "security": _AUTH,
+                "responses": _ok(200, WebhookList),
+            },
+            "post": {
+                "summary": "Register a webhook; its secret is shown once (admins)",
+                "security": _AUTH,
+                "requestBody": _body(WebhookCreate),
+                "responses": _ok(201, WebhookCreated),
+            },
+        },
+        "/api/v1/blogs/{blog}/webhooks/{webhook}": {
+            "parameters": [_BLOG, _WEBHOOK],
+            "delete": {
+                "summary": "Remove a webhook and its deliveries (admins)",
+                "security": _AUTH,
+                "responses": _ok(204),
+            },
+        },
+        "/api/v1/blogs/{blog}/webhooks/{webhook}/deliveries": {
+            "parameters": [_BLOG, _WEBHOOK],
+            "get": {
+                "summary": "A webhook's latest deliveries, newest first, with why they failed (admins)",
+                "security": _AUTH,
+                "parameters": [_query("limit", {"type": "integer", "minimum": 1, "maximum": 100})],
+                "responses": _ok(200, DeliveryList),
+            },
+        },
+        "/api/v1/blogs/{blog}/webhooks/{webhook}/deliveries/{delivery}/replay": {
+            "parameters": [_BLOG, _WEBHOOK, _path("delivery", r"^[0-9]{1,20}-[0-9]{1,20}$")],
+            "post": {"summary": "Deliver it again now (admins)", "security": _AUTH, "responses": _ok(202, Delivery)},
+        },
+    }
+    event_headers = [
+        _header("Liveblog-Event-Id", True, {"type": "string"}),
+        _header("Liveblog-Signature", True, {"type": "string", "pattern": r"^t=[0-9]+,v1=[0-9a-f]{64}$"}),
+    ]
+    webhooks = {
+        "event": {
+            "post": {
+                "summary": "An event of a blog, POSTed to each webhook that asked for its type",
+                "parameters": event_headers,
+                "requestBody": _body(WebhookEvent),
+                "responses": {"2XX": {"description": "delivered; anything else is retried"}},
+            }
+        }
     }
     return {
         "openapi": "3.1.0",
         "info": {"title": "liveblog", "version": __version__},
         "paths": paths,
+        "webhooks": webhooks,
         "components": {
             "schemas": components,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

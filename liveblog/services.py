@@ -19,6 +19,7 @@ from .storage import Storage
 if TYPE_CHECKING:
     from .staff import StaffChannels
 from .topology import Topology
+from .webhook_store import WebhookStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,8 @@ class Services:
     connections: Connections
     #: The consoles' staff channels and the tasks that follow them.
     staff: StaffChannels
+    #: Blogs' webhooks and their deliveries.
+    webhooks: WebhookStore
 
 
 def services(connection: HTTPConnection) -> Services:

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Literal, NamedTuple, Protocol
 
 from .cursor import Cursor
-from .models import AuditRecord, Blog, Entry, Token, TokenInfo, Tombstone, Version
+from .models import AuditRecord, Blog, Entry, Token, TokenInfo, Tombstone, Version, WebhookEventType
 
 
 class NotFound(LookupError):
@@ -90,6 +90,9 @@ class Change(NamedTuple):
     opens: bool = False
     #: The entry's tags before the change, so that the tag index forgets the ones it lost.
     previous_tags: tuple[str, ...] = ()
+    #: The webhook events it makes (:func:`liveblog.webhooks.alerts_of`), appended to the blog's
+    #: outbox in the same step, if the blog has webhooks.
+    alerts: tuple[WebhookEventType, ...] = ()
 
 
 class Purge(NamedTuple):

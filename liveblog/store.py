@@ -19,7 +19,7 @@ from typing import Any, cast
 
 import redis.asyncio as redis
 
-from . import keys
+from . import keys, webhooks
 from .cursor import Cursor, stream_id_key
 from .entries import score
 from .models import Actor, AuditRecord, Blog, Entry, Token, TokenInfo, decode, encoder
@@ -65,12 +65,15 @@ class Store:
         idempotency_ttl: int = 86_400,
         audit_maxlen: int = 100_000,
         versions_kept: int = 100,
+        outbox_maxlen: int = 10_000,
     ):
         self.redis = client
         self.log_maxlen = log_maxlen
         self.idempotency_ttl = idempotency_ttl
         self.audit_maxlen = audit_maxlen
         self.versions_kept = versions_kept
+        #: Webhook events kept per blog's outbox, delivered or not (about: Redis trims whole nodes).
+        self.outbox_maxlen = outbox_maxlen
         self._used: dict[str, datetime] = {}
         self._scripts = {
             name: client.register_script(_script(name))
@@ -125,8 +128,13 @@ class Store:
     async def replace_blog(self, read: bytes, blog: Blog) -> Written:
         """Write ``blog`` if the stored blog is still exactly ``read``; else raise :class:`Conflict`."""
         body = encoder.encode(blog)
+        ends = blog.status == "ended" and decode(Blog, read).status != "ended"
+        alerts = [webhooks.event_body("blog.ended", blog.id, blog.updated_at)] if ends else []
         status, *rest = await self._run(
-            "update_blog", blog.id, [read, body, _event("blog.updated", "blog", body), self.log_maxlen]
+            "update_blog",
+            blog.id,
+            [read, body, _event("blog.updated", "blog", body), self.log_maxlen, self.outbox_maxlen, *alerts],
+            [keys.outbox(blog.id), keys.webhooks(blog.id)],
         )
         if status == "conflict":
             raise Conflict("the blog changed while it was being edited")
@@ -154,6 +162,7 @@ class Store:
         now_tagged = list(dict.fromkeys(entry.tags))
         lost = [name for name in dict.fromkeys(change.previous_tags) if name not in now_tagged]
         extra = [keys.versions(entry.blog, entry.id), *(keys.tag(entry.blog, name) for name in now_tagged + lost)]
+        extra += [keys.outbox(entry.blog), keys.webhooks(entry.blog)]
         if idempotency and change.expected_version == 0:
             extra.append(keys.idempotency(entry.blog, idempotency[0]))
         fingerprint = idempotency[1] if idempotency else ""
@@ -179,6 +188,8 @@ class Store:
                 "1" if change.opens else "0",
                 len(now_tagged) + len(lost),
                 len(now_tagged),
+                self.outbox_maxlen,
+                *self._alerts(change, body),
             ],
             extra,
         )
@@ -192,6 +203,12 @@ class Store:
                 raise Conflict("this Idempotency-Key was already used for a different request")
             return Written(first, None, replayed=True)
         return self._checked(status, rest, entry.id, body)
+
+    @staticmethod
+    def _alerts(change: Change, body: bytes) -> list[bytes]:
+        entry = encoder.encode(change.tombstone) if change.event == "entry.deleted" else body
+        at = change.audit.at
+        return [webhooks.event_body(kind, change.entry.blog, at, entry) for kind in change.alerts]
 
     async def get_entry(self, blog_id: str, entry_id: str) -> tuple[Entry, str | None]:
         async with self.redis.pipeline(transaction=False) as pipe:  # an entry moves in one script

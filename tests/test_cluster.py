@@ -255,3 +255,27 @@ def _is_primary(port: int) -> bool:
 def _in_sync(port: int) -> bool:
     with sync_redis.Redis(port=port) as client:
         return client.info("replication").get("master_link_status") == "up"
+
+
+async def test_webhooks_deliver_from_every_shard(cluster):
+    from dataclasses import replace
+
+    from test_faults import until
+    from test_webhooks import receiver, register_on
+
+    settings = replace(UNLIMITED, webhook_hosts="127.0.0.1", webhook_poll_interval=0.02)
+    got = await receiver()
+    async with running_service(f"redis+cluster://127.0.0.1:{cluster[0]}", settings) as service:
+        blogs = [f"hooked-{i}" for i in range(6)]
+        assert len({service.services.topology.node_of(blog) for blog in blogs}) >= 2, "the blogs should span shards"
+        posted = {}
+        for blog in blogs:
+            await service.create_blog(blog)
+            await register_on(service.http, blog, got.url, ["entry.published"])
+            posted[blog] = (await service.post(blog, body=f"<p>{blog}</p>"))["id"]
+
+        async def all_arrived() -> bool:
+            return {e["blog"]: e["entry"]["id"] for e in got.seen.values()} == posted
+
+        await until(all_arrived)
+    assert len(got.requests) == len(blogs)

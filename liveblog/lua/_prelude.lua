@@ -44,3 +44,12 @@ local function find_entry(id)
   if current then return current, 'work' end
   return nil, nil
 end
+
+-- Append webhook events ARGV[first..last] to the blog's outbox stream (for the deliverers'
+-- consumer group), but only if the blog has webhooks: a blog without any keeps no outbox.
+local function append_alerts(outbox_key, webhooks_key, maxlen, first, last)
+  if first > last or redis.call('HLEN', webhooks_key) == 0 then return end
+  for i = first, last do
+    redis.call('XADD', outbox_key, 'MAXLEN', '~', maxlen, '*', 'e', ARGV[i])
+  end
+end

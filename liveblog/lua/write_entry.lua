@@ -1,12 +1,14 @@
 -- One change to an entry (storage.Change). KEYS[11] the entry's versions list, KEYS[12..11+n]
--- tag index keys (the first m for the tags it has now, the rest for those it lost), then its
--- idempotency key (new entries, optional).
+-- tag index keys (the first m for the tags it has now, the rest for those it lost), then the
+-- blog's webhook outbox and webhooks, then its idempotency key (new entries, optional).
 -- ARGV: 1 entry id, 2 expected version ('0': new), 3 entry JSON, 4 'public' | 'work',
 -- 5 score, 6 pinned ('1'/'0'), 7 event JSON or '', 8 version row JSON or '', 9 audit JSON,
 -- 10 log maxlen, 11 audit maxlen, 12 owner token id, 13 idempotency TTL (s),
--- 14 request fingerprint, 15 versions kept, 16 '1' if this is a new publication, 17 n, 18 m.
+-- 14 request fingerprint, 15 versions kept, 16 '1' if this is a new publication, 17 n, 18 m,
+-- 19 outbox maxlen, 20.. webhook events.
 local tag_keys, current_tags = tonumber(ARGV[17]), tonumber(ARGV[18])
-local idem_key = KEYS[12 + tag_keys]
+local outbox_key, webhooks_key = KEYS[12 + tag_keys], KEYS[13 + tag_keys]
+local idem_key = KEYS[14 + tag_keys]
 local blog = redis.call('HGET', KEYS[1], 'blog')
 if not blog then return {'not_found'} end
 local id = ARGV[1]
@@ -57,6 +59,7 @@ if ARGV[8] ~= '' then
   redis.call('LTRIM', KEYS[11], -tonumber(ARGV[15]), -1)
 end
 append_audit(ARGV[9], tonumber(ARGV[11]))
+append_alerts(outbox_key, webhooks_key, tonumber(ARGV[19]), 20, #ARGV)
 if idem_key then
   redis.call('SET', idem_key, ARGV[14] .. '\n' .. ARGV[3], 'EX', ARGV[13])
   redis.call('HSET', KEYS[10], id, idem_key)
