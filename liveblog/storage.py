@@ -35,6 +35,12 @@ class Purged(Exception):
     """The Idempotency-Key names an entry that was purged since: the request is not made again."""
 
 
+class NotReplicated(Exception):
+    """The write was made on the primary, but fewer replicas than required confirmed it in time:
+    it is not acknowledged, as a failover now could lose it. Retrying a new entry's write with its
+    Idempotency-Key is safe: it returns the first entry once replicas confirm it."""
+
+
 class CursorGone(Exception):
     """The cursor can no longer be resumed (other epoch, or trimmed from the log)."""
 

@@ -7,6 +7,10 @@ log position (snapshot, page, catch-up) are one script too. Positions come back 
 
 A blog's keys share one hash slot (:mod:`liveblog.keys`), so all of this works on one Redis or
 on a Redis Cluster (``redis+cluster://``); only the global indexes live elsewhere.
+
+With ``min_replicas``, every mutating script is followed by ``WAIT`` on its own connection, and a
+write that fewer replicas confirm in time raises :class:`~liveblog.storage.NotReplicated` instead
+of being acknowledged (:meth:`Store._run`, the one place that does this).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from .storage import (
     Imported,
     LogEvent,
     NotFound,
+    NotReplicated,
     Page,
     Purge,
     Purged,
@@ -49,13 +54,20 @@ def _s(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+#: The scripts that change what clients are told was written; the rest read, or keep indexes.
+_WRITES = frozenset({"create_blog", "update_blog", "write_entry", "purge_entry", "import_blog"})
+#: Their answers for a write made (or, for a replay, made before): anything else changed nothing.
+_WRITTEN = frozenset({"ok", "replay"})
+
+
 def _event(kind: str, field: str, body: bytes) -> bytes:
     return b'{"event":"%s","%s":%s}' % (kind.encode(), field.encode(), body)
 
 
 class Store:
     """:class:`~liveblog.storage.Storage` on ``client``. ``log_maxlen`` bounds each change log;
-    entries are never trimmed."""
+    entries are never trimmed. A write is acknowledged once ``min_replicas`` replicas confirm it
+    within ``wait_ms`` (0: at once)."""
 
     def __init__(
         self,
@@ -65,8 +77,14 @@ class Store:
         idempotency_ttl: int = 86_400,
         audit_maxlen: int = 100_000,
         versions_kept: int = 100,
+        min_replicas: int = 0,
+        wait_ms: int = 500,
     ):
+        if min_replicas and not isinstance(client, redis.Redis):
+            raise ValueError("min_replicas works with one Redis or Sentinel, not with Redis Cluster")
         self.redis = client
+        self.min_replicas = min_replicas
+        self.wait_ms = wait_ms
         self.log_maxlen = log_maxlen
         self.idempotency_ttl = idempotency_ttl
         self.audit_maxlen = audit_maxlen
@@ -91,7 +109,20 @@ class Store:
         }
 
     async def _run(self, name: str, blog_id: str, args: Sequence[Any], extra_keys: Sequence[str] = ()) -> list[Any]:
-        reply = await self._scripts[name](keys=[*keys.blog_keys(blog_id), *extra_keys], args=args)
+        script, script_keys = self._scripts[name], [*keys.blog_keys(blog_id), *extra_keys]
+        if self.min_replicas and name in _WRITES and isinstance(self.redis, redis.Redis):
+            # WAIT counts the writes of its own connection: a pipeline keeps both on one.
+            async with self.redis.pipeline(transaction=False) as pipe:
+                await script(keys=script_keys, args=args, client=pipe)
+                pipe.wait(self.min_replicas, self.wait_ms)
+                reply, confirmed = await pipe.execute()
+            if _s(reply[0]) in _WRITTEN and confirmed < self.min_replicas:
+                raise NotReplicated(
+                    f"the write to blog {blog_id!r} reached {confirmed} of {self.min_replicas} replicas "
+                    f"within {self.wait_ms} ms; retry it with the same Idempotency-Key"
+                )
+        else:
+            reply = await script(keys=script_keys, args=args)
         status = _s(reply[0])
         if status == "not_found":
             raise NotFound(f"blog {blog_id!r} does not exist")

@@ -21,7 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from . import tasks
 from .cursor import Cursor, stream_id_key
 from .metrics import Metrics
-from .storage import NotFound, Storage
+from .storage import NotFound, NotReplicated, Storage
 from .topology import LAYOUT_CHANGED, Topology
 
 if TYPE_CHECKING:
@@ -111,6 +111,14 @@ class Tailer:
                     self._client_ids.pop(node, None)
                     verify_at = 0.0  # whatever Redis comes back may have lost data
                     log.warning("tailer lost Redis %s (%s); retrying in %.2fs", node, exc, backoff)
+                    await asyncio.sleep(backoff * (0.5 + random.random()))
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                except NotReplicated as exc:
+                    # Read, but not yet on enough replicas: readers get it once it is (the next
+                    # read starts from the same positions), never before.
+                    self._metrics.redis_errors.labels("tailer").inc()
+                    log.warning("tailer of %s holds back new events (%s); retrying in %.2fs", node, exc, backoff)
                     await asyncio.sleep(backoff * (0.5 + random.random()))
                     backoff = min(backoff * 2, 5.0)
                     continue
