@@ -55,11 +55,14 @@ class LogReader:
             raise RedisConnectionError(f"connection lost while connecting: {exc}") from exc
 
     async def _replicated(self) -> None:
-        # WAIT counts what this connection wrote, and it wrote nothing: the fence is a write after
-        # everything just read, so replicas that have the fence have all of it. (One connection:
-        # a pipeline would take a second one from a pool of one.)
-        await self._client.set(keys.FENCE, "1")
-        confirmed = int(await self._client.wait(self._min_replicas, self._wait_ms))
+        # WAIT counts what its connection wrote, and this one wrote nothing: the fence is a write
+        # after everything just read, so replicas that have the fence have all of it. Pipelined,
+        # so that a reconnect cannot come between the two (a WAIT on a fresh connection waits
+        # for nothing).
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.set(keys.FENCE, "1")
+            pipe.wait(self._min_replicas, self._wait_ms)
+            _, confirmed = await pipe.execute()
         if confirmed < self._min_replicas:
             raise NotReplicated(
                 f"{confirmed} of {self._min_replicas} replicas confirmed the log within {self._wait_ms} ms"

@@ -136,7 +136,9 @@ class Topology:
                 socket_timeout=_TIMEOUT,
             )
             return LogReader(node_client, cluster=True)
-        # Outside the shared pool: a join storm must never starve the tailer.
+        # Outside the shared pool: a join storm must never starve the tailer. A pool of one
+        # connection rather than a single-connection client: redis-py reconnects the latter
+        # without asking the sentinels, to the primary it had; a pool's new connection asks.
         shared = self._client.connection_pool
         own: redis.ConnectionPool
         if isinstance(shared, SentinelConnectionPool):
@@ -145,7 +147,7 @@ class Topology:
             own = redis.ConnectionPool(
                 connection_class=shared.connection_class, max_connections=1, **shared.connection_kwargs
             )
-        client = redis.Redis(connection_pool=own, single_connection_client=True)
+        client = redis.Redis(connection_pool=own)
         return LogReader(client, min_replicas=self._replicas[0], wait_ms=self._replicas[1])
 
     async def unblock(self, node: str, client_id: int) -> None:
