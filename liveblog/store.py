@@ -16,12 +16,14 @@ of being acknowledged (:meth:`Store._run`, the one place that does this).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, cast
 
 import redis.asyncio as redis
+from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline
 
 from . import keys
 from .cursor import Cursor, stream_id_key
@@ -111,15 +113,10 @@ class Store:
     async def _run(self, name: str, blog_id: str, args: Sequence[Any], extra_keys: Sequence[str] = ()) -> list[Any]:
         script, script_keys = self._scripts[name], [*keys.blog_keys(blog_id), *extra_keys]
         if self.min_replicas and name in _WRITES and isinstance(self.redis, redis.Redis):
-            # WAIT counts the writes of its own connection: a pipeline keeps both on one.
             async with self.redis.pipeline(transaction=False) as pipe:
                 await script(keys=script_keys, args=args, client=pipe)
-                pipe.wait(self.min_replicas, self.wait_ms)
-                reply, confirmed = await pipe.execute()
-            if _s(reply[0]) in _WRITTEN and confirmed < self.min_replicas:
-                raise NotReplicated(
-                    f"the write to blog {blog_id!r} reached {confirmed} of {self.min_replicas} replicas "
-                    f"within {self.wait_ms} ms; retry it with the same Idempotency-Key"
+                (reply,) = await self._replicated(
+                    pipe, f"the write to blog {blog_id!r}", lambda replies: _s(replies[0][0]) in _WRITTEN
                 )
         else:
             reply = await script(keys=script_keys, args=args)
@@ -127,6 +124,23 @@ class Store:
         if status == "not_found":
             raise NotFound(f"blog {blog_id!r} does not exist")
         return [status, *reply[1:]]
+
+    async def _replicated(
+        self, pipe: Pipeline | ClusterPipeline, what: str, made: Callable[[list[Any]], bool] = lambda _: True
+    ) -> list[Any]:
+        """``pipe``'s replies; with ``min_replicas``, once that many replicas confirm its writes
+        (WAIT counts the writes of its own connection: the pipeline keeps both on one), else
+        :class:`NotReplicated` if ``made(replies)`` says it wrote something (a refusal did not)."""
+        if not self.min_replicas:
+            return await pipe.execute()
+        pipe.wait(self.min_replicas, self.wait_ms)
+        *replies, confirmed = await pipe.execute()
+        if confirmed < self.min_replicas and made(replies):
+            raise NotReplicated(
+                f"{what} reached {confirmed} of {self.min_replicas} replicas within {self.wait_ms} ms; "
+                "retry it (a POST with the same Idempotency-Key)"
+            )
+        return replies
 
     async def ping(self) -> None:
         await self.redis.ping()
@@ -418,7 +432,9 @@ class Store:
     # --- tokens --------------------------------------------------------------------------------
 
     async def add_token(self, token: Token) -> None:
-        await self.redis.hset(keys.TOKENS, token.id, encoder.encode(token))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(keys.TOKENS, token.id, encoder.encode(token))
+            await self._replicated(pipe, f"token {token.id!r}")
 
     async def get_token(self, token_id: str) -> Token | None:
         body = await self.redis.hget(keys.TOKENS, token_id)
@@ -428,7 +444,8 @@ class Store:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hdel(keys.TOKENS, token_id)
             pipe.hdel(keys.TOKENS_USED, token_id)
-            removed, _ = await pipe.execute()
+            # A revocation a failover lost would bring the token back: it is waited on too.
+            removed, _ = await self._replicated(pipe, f"revoking token {token_id!r}")
         return bool(removed)
 
     async def list_tokens(self) -> list[TokenInfo]:

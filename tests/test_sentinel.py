@@ -224,6 +224,13 @@ async def test_write_no_replica_confirms_is_503_and_its_retry_returns_the_same_e
                 assert refused.status_code == 503, refused.text
                 assert refused.json()["error"]["code"] == "not_replicated"
                 assert refused.headers["Retry-After"] == "1"
+                # So is minting a token (a revocation that a failover lost would bring one back).
+                minted = await service.http.post(
+                    "/api/v1/tokens",
+                    json={"name": "Olena", "role": "reporter", "blogs": ["ukraine"]},
+                    headers=service.auth(),
+                )
+                assert (minted.status_code, minted.json()["error"]["code"]) == (503, "not_replicated")
                 # The entry was written on the primary; readers are not handed it yet.
                 await asyncio.to_thread(
                     wait_until, lambda: "holds back new events" in caplog.text, "the tailer holds the entry back"
