@@ -133,7 +133,8 @@ class Storage(Protocol):
     to the blog's log in one step, so state and log never disagree and a failed call changes
     nothing. Every read that names a position (snapshot, page, catch-up) is consistent with it.
     Trimming the log never drops an entry: it only makes resuming from before the trim
-    impossible (:class:`CursorGone`).
+    impossible (:class:`CursorGone`). When replicas must confirm writes, any mutation may raise
+    :class:`NotReplicated` after it was made: it is then not acknowledged, and may be lost.
     """
 
     async def ping(self) -> None:

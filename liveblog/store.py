@@ -8,9 +8,10 @@ log position (snapshot, page, catch-up) are one script too. Positions come back 
 A blog's keys share one hash slot (:mod:`liveblog.keys`), so all of this works on one Redis or
 on a Redis Cluster (``redis+cluster://``); only the global indexes live elsewhere.
 
-With ``min_replicas``, every mutating script is followed by ``WAIT`` on its own connection, and a
-write that fewer replicas confirm in time raises :class:`~liveblog.storage.NotReplicated` instead
-of being acknowledged (:meth:`Store._run`, the one place that does this).
+With ``min_replicas``, every mutating script (and a token's minting or revocation) is followed by
+``WAIT`` on its own connection, and a write that fewer replicas confirm in time raises
+:class:`~liveblog.storage.NotReplicated` instead of being acknowledged: :meth:`Store._run`, the
+script runner, and :meth:`Store._replicated` under it are the one place that does this.
 """
 
 from __future__ import annotations
