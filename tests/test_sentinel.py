@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import redis as sync_redis
+import yaml
 from conftest import ADMIN_TOKEN, UNLIMITED, Served, free_port, receive, running_service
 
 from liveblog import keys
@@ -314,3 +315,18 @@ def test_sentinel_urls_name_the_sentinels_the_service_and_the_database(url: str,
 def test_malformed_sentinel_urls_are_refused(url: str) -> None:
     with pytest.raises(SystemExit, match="^LIVEBLOG_REDIS_URL: "):
         Settings.from_env({"LIVEBLOG_REDIS_URL": url})
+
+
+def test_the_compose_ha_profile_points_liveblog_at_its_three_sentinels() -> None:
+    """Docker cannot run here: the ha profile is checked against the settings and itself."""
+    compose = yaml.safe_load((Path(__file__).resolve().parent.parent / "docker-compose.yml").read_text())
+    ha = {name: svc for name, svc in compose["services"].items() if "ha" in svc.get("profiles", [])}
+    environment = {key: str(value) for key, value in ha["app-ha"]["environment"].items()}
+    settings = Settings.from_env({**environment, "LIVEBLOG_ADMIN_TOKEN": "x"})
+    where = config_sentinel_url(settings.redis_url)
+    sentinels = sorted(name for name, svc in ha.items() if "redis-sentinel" in " ".join(svc.get("command", [])))
+    assert sorted(host for host, _ in where.sentinels) == sentinels == ["sentinel-1", "sentinel-2", "sentinel-3"]
+    for name in sentinels:
+        assert f"sentinel monitor {where.service} redis-primary 6379 2" in ha[name]["command"][2]
+    assert settings.redis_min_replicas == 1
+    assert "redis-primary" in ha["redis-replica"]["command"]
