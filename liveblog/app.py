@@ -27,7 +27,7 @@ from .snapshots import SnapshotReads
 from .staff import StaffChannels
 from .store import Store
 from .tasks import checkpoint
-from .topology import Topology, connect
+from .topology import Topology, close, connect
 from .webhook_store import WebhookStore
 
 log = logging.getLogger(__name__)
@@ -64,8 +64,10 @@ def create_app(
             idempotency_ttl=settings.idempotency_ttl,
             audit_maxlen=settings.audit_maxlen,
             versions_kept=settings.versions_kept,
+            min_replicas=settings.redis_min_replicas,
+            wait_ms=settings.redis_wait_ms,
         )
-        topology = Topology(client)
+        topology = Topology(client, min_replicas=settings.redis_min_replicas, wait_ms=settings.redis_wait_ms)
         metrics = Metrics()
         hub = Hub(
             store, topology, metrics, reader_limit=settings.reader_buffer_bytes, viewers_every=settings.viewers_interval
@@ -113,7 +115,7 @@ def create_app(
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
-            await client.aclose()
+            await close(client)
 
     # Pages, feeds and the widget come compressed once, when they are built (liveblog.web); this
     # compresses the rest (the API's JSON) per response. It leaves WebSocket scopes alone, sends

@@ -22,9 +22,9 @@ import redis.exceptions
 from . import archive, export
 from .config import Settings
 from .embedded import EmbeddedRedis
-from .storage import Conflict, NotFound
+from .storage import Conflict, NotFound, NotReplicated
 from .store import Store
-from .topology import connect
+from .topology import close, connect
 
 log = logging.getLogger("liveblog")
 
@@ -59,7 +59,7 @@ def run_command(
     settings = Settings.from_env(redis_url=args.redis_url, data_dir=args.data_dir)
     try:
         asyncio.run(command(settings, args))
-    except (export.BadExport, archive.ArchiveError, NotFound, Conflict) as exc:
+    except (export.BadExport, archive.ArchiveError, NotFound, Conflict, NotReplicated) as exc:
         raise SystemExit(f"liveblog {args.command}: {exc}") from None
     except KeyboardInterrupt:
         raise SystemExit(f"liveblog {args.command}: interrupted") from None
@@ -104,9 +104,15 @@ async def _store(settings: Settings) -> AsyncIterator[Store]:
     async with _redis_url(settings) as url:
         client = await connect(url)
         try:
-            yield Store(client, log_maxlen=settings.log_maxlen, versions_kept=settings.versions_kept)
+            yield Store(
+                client,
+                log_maxlen=settings.log_maxlen,
+                versions_kept=settings.versions_kept,
+                min_replicas=settings.redis_min_replicas,
+                wait_ms=settings.redis_wait_ms,
+            )
         finally:
-            await client.aclose()
+            await close(client)
 
 
 async def _export(settings: Settings, args: argparse.Namespace) -> None:

@@ -9,8 +9,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, NamedTuple
+from urllib.parse import unquote, urlsplit
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -18,8 +18,13 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     data_dir: Path = Path("./liveblog-data")
-    #: Empty: start an embedded redis-server in ``data_dir``.
+    #: Empty: start an embedded redis-server in ``data_dir``. ``redis+sentinel://…`` follows a
+    #: Sentinel-managed primary (:func:`sentinel_url`), ``redis+cluster://…`` a Redis Cluster.
     redis_url: str = ""
+    #: Replicas that must have a write before it is acknowledged (``WAIT``); 0: at once.
+    redis_min_replicas: int = 0
+    #: Milliseconds a write waits for those replicas before it is answered 503 ``not_replicated``.
+    redis_wait_ms: int = 500
     #: Empty: generate one on first start and keep it in ``data_dir``.
     admin_token: str = ""
     max_body_bytes: int = 64 * 1024
@@ -115,12 +120,75 @@ class Settings:
                     raise SystemExit(f"LIVEBLOG_{field.name.upper()}={raw!r} is not a valid {kind.__name__}") from None
         values.update({name: value for name, value in overrides.items() if value is not None})
         settings = cls(**values)
+        if settings.redis_url.startswith(SENTINEL_SCHEME):
+            try:
+                sentinel_url(settings.redis_url)
+            except ValueError as exc:
+                raise SystemExit(f"LIVEBLOG_REDIS_URL: {exc}") from None
+        if not 0 <= settings.redis_min_replicas <= MAX_REPLICAS:
+            raise SystemExit(f"LIVEBLOG_REDIS_MIN_REPLICAS must be between 0 and {MAX_REPLICAS}")
+        if settings.redis_min_replicas and settings.redis_url.startswith("redis+cluster://"):
+            raise SystemExit("LIVEBLOG_REDIS_MIN_REPLICAS works with one Redis or Sentinel, not with Redis Cluster")
+        if not 1 <= settings.redis_wait_ms <= MAX_WAIT_MS:
+            # Above this the client's socket timeout (5 s) would cut the WAIT off.
+            raise SystemExit(f"LIVEBLOG_REDIS_WAIT_MS must be between 1 and {MAX_WAIT_MS}")
         if settings.public_url:
             try:
                 check_public_url(settings.public_url)
             except ValueError as exc:
                 raise SystemExit(f"LIVEBLOG_PUBLIC_URL: {exc}") from None
         return settings
+
+
+SENTINEL_SCHEME = "redis+sentinel://"
+SENTINEL_PORT = 26379
+MAX_REPLICAS = 16
+MAX_WAIT_MS = 4000
+_SENTINEL_FORM = "redis+sentinel://[user:password@]host[:port][,host2[:port2]…]/service[/db]"
+
+
+class SentinelUrl(NamedTuple):
+    """Where a Sentinel-managed Redis is: the sentinels to ask, the primary's service name, and
+    the database and credentials for the data nodes."""
+
+    sentinels: list[tuple[str, int]]
+    service: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+
+
+def sentinel_url(url: str) -> SentinelUrl:
+    """Parse ``redis+sentinel://[user:password@]host[:port][,host2[:port2]…]/service[/db]``
+    (the convention of redis-py's users; redis-py itself has no URL form for Sentinel). Ports
+    default to 26379. ValueError, saying what is wrong but never echoing the password."""
+    if not url.startswith(SENTINEL_SCHEME):
+        raise ValueError(f"a Sentinel URL starts with {SENTINEL_SCHEME} ({_SENTINEL_FORM})")
+    rest = url.removeprefix(SENTINEL_SCHEME)
+    if "?" in rest or "#" in rest:
+        raise ValueError(f"a Sentinel URL takes no query or fragment ({_SENTINEL_FORM})")
+    location, _, path = rest.partition("/")
+    userinfo, _, hosts = location.rpartition("@")
+    username, _, password = userinfo.partition(":")
+    sentinels = [_sentinel_address(member) for member in hosts.split(",")]
+    service, _, db = path.partition("/")
+    if not service:
+        raise ValueError(f"the Sentinel URL names no service (the primary's name, as in {_SENTINEL_FORM})")
+    if db and not db.isdigit():
+        raise ValueError(f"the Sentinel URL's database {db!r} is not a number ({_SENTINEL_FORM})")
+    return SentinelUrl(sentinels, unquote(service), int(db or 0), unquote(username) or None, unquote(password) or None)
+
+
+def _sentinel_address(member: str) -> tuple[str, int]:
+    host, port = member, ""
+    if member.startswith("["):  # [IPv6]:port
+        host, _, port = member[1:].partition("]")
+        port = port.removeprefix(":")
+    elif ":" in member:
+        host, _, port = member.rpartition(":")
+    if not host or not (port == "" or (port.isdigit() and 0 < int(port) < 65536)):
+        raise ValueError(f"sentinel {member!r} is not host[:port] ({_SENTINEL_FORM})")
+    return host, int(port or SENTINEL_PORT)
 
 
 def check_public_url(url: str) -> str:

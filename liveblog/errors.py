@@ -20,7 +20,7 @@ from starlette.responses import Response
 from .entries import NothingLeft, Refused
 from .models import ErrorBody, ErrorResponse, encoder
 from .services import services
-from .storage import NotFound
+from .storage import NotFound, NotReplicated
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,12 @@ async def _redis_down(request: Request, exc: Exception) -> Response:
     return error_response(503, "unavailable", "storage is unreachable; retry shortly", headers={"Retry-After": "1"})
 
 
+async def _not_replicated(request: Request, exc: Exception) -> Response:
+    log.warning("write not replicated during %s %s: %s", _method(request), request.url.path, exc)
+    services(request).metrics.redis_errors.labels("replication").inc()
+    return error_response(503, "not_replicated", str(exc), headers={"Retry-After": "1"})
+
+
 async def _bug(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error in %s %s", _method(request), request.url.path)
     return error_response(500, "internal", "internal error; it has been logged")
@@ -118,5 +124,6 @@ handlers = {
     HTTPException: _http_error,
     RedisConnectionError: _redis_down,
     RedisTimeoutError: _redis_down,
+    NotReplicated: _not_replicated,
     Exception: _bug,
 }

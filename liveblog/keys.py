@@ -22,6 +22,10 @@ def session(digest: str) -> str:
     return f"{PREFIX}:session:{digest}"
 
 
+#: String: written by each tailer before it asks ``WAIT`` whether replicas have what it read (a
+#: ``WAIT`` counts only what its own connection wrote); its value means nothing.
+FENCE = f"{PREFIX}:fence"
+
 #: Sorted set: ``"<blog> <entry>"`` of every scheduled entry, scored by its publish time (ms).
 #: An index only: the entry's own record decides whether and when it goes out, so a stale
 #: member costs one look and is dropped.

@@ -11,7 +11,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.typing import KeyT, StreamIdT
 
 from . import keys
-from .storage import LogEvent
+from .storage import LogEvent, NotReplicated
 
 #: How often a cluster node's logs are polled while idle.
 CLUSTER_POLL = 0.02
@@ -27,11 +27,16 @@ class LogReader:
     On one Redis that is one blocking XREAD over every log. A cluster node refuses a command
     whose keys are in different slots, so there the logs of different slots are read in one
     pipeline of non-blocking XREADs, repeated every ``CLUSTER_POLL`` seconds while idle.
+
+    With ``min_replicas``, what it read is handed out only once that many replicas confirm they
+    have it (``WAIT``, up to ``wait_ms``): readers never see an entry a failover could lose.
     """
 
-    def __init__(self, client: redis.Redis, *, cluster: bool = False):
+    def __init__(self, client: redis.Redis, *, cluster: bool = False, min_replicas: int = 0, wait_ms: int = 500):
         self._client = client
         self._cluster = cluster
+        self._min_replicas = min_replicas
+        self._wait_ms = wait_ms
 
     async def __aenter__(self) -> LogReader:
         return self
@@ -49,8 +54,23 @@ class LogReader:
             # connection, which the tailer rides out like any other.
             raise RedisConnectionError(f"connection lost while connecting: {exc}") from exc
 
+    async def _replicated(self) -> None:
+        # WAIT counts what its connection wrote, and this one wrote nothing: the fence is a write
+        # after everything just read, so replicas that have the fence have all of it. Pipelined,
+        # so that a reconnect cannot come between the two (a WAIT on a fresh connection waits
+        # for nothing).
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.set(keys.FENCE, "1")
+            pipe.wait(self._min_replicas, self._wait_ms)
+            _, confirmed = await pipe.execute()
+        if confirmed < self._min_replicas:
+            raise NotReplicated(
+                f"{confirmed} of {self._min_replicas} replicas confirmed the log within {self._wait_ms} ms"
+            )
+
     async def read(self, positions: dict[str, str], block_ms: int) -> list[tuple[str, list[LogEvent]]]:
-        """Events after each blog's stream id; waits up to ``block_ms`` for the first one."""
+        """Events after each blog's stream id; waits up to ``block_ms`` for the first one.
+        :class:`~liveblog.storage.NotReplicated` if fewer than ``min_replicas`` confirm them."""
         slots: dict[int, dict[KeyT, StreamIdT]] = {}
         for blog_id, stream_id in positions.items():
             slots.setdefault(key_slot(keys.log(blog_id).encode()) if self._cluster else 0, {})[keys.log(blog_id)] = (
@@ -66,6 +86,8 @@ class LogReader:
                 replies = await pipe.execute()
             if not any(replies):
                 await asyncio.sleep(CLUSTER_POLL)
+        if self._min_replicas and any(replies):
+            await self._replicated()
         return [
             (
                 keys.blog_of(_s(stream)),

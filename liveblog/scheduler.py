@@ -23,7 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import entries, tasks
 from .metrics import Metrics
-from .storage import BlogEnded, Conflict, Due, NotFound, Storage
+from .storage import BlogEnded, Conflict, Due, NotFound, NotReplicated, Storage
 
 log = logging.getLogger(__name__)
 #: Members looked at per round; more wait for the next round (a fraction of a second).
@@ -53,7 +53,8 @@ class Scheduler:
                 if down:
                     log.info("scheduler: Redis is back")
                 down = False
-            except (RedisConnectionError, RedisTimeoutError) as exc:
+            except (RedisConnectionError, RedisTimeoutError, NotReplicated) as exc:
+                # NotReplicated: published, but no replica has it yet; the next round sees it so.
                 if not down:
                     log.warning("scheduler: Redis unavailable, scheduled entries wait: %s", exc)
                 self._metrics.redis_errors.labels("scheduler").inc()

@@ -35,6 +35,12 @@ class Purged(Exception):
     """The Idempotency-Key names an entry that was purged since: the request is not made again."""
 
 
+class NotReplicated(Exception):
+    """The write was made on the primary, but fewer replicas than required confirmed it in time:
+    it is not acknowledged, as a failover now could lose it. Retrying a new entry's write with its
+    Idempotency-Key is safe: it returns the first entry once replicas confirm it."""
+
+
 class CursorGone(Exception):
     """The cursor can no longer be resumed (other epoch, or trimmed from the log)."""
 
@@ -130,7 +136,8 @@ class Storage(Protocol):
     to the blog's log in one step, so state and log never disagree and a failed call changes
     nothing. Every read that names a position (snapshot, page, catch-up) is consistent with it.
     Trimming the log never drops an entry: it only makes resuming from before the trim
-    impossible (:class:`CursorGone`).
+    impossible (:class:`CursorGone`). When replicas must confirm writes, any mutation may raise
+    :class:`NotReplicated` after it was made: it is then not acknowledged, and may be lost.
     """
 
     async def ping(self) -> None:

@@ -7,17 +7,24 @@ log position (snapshot, page, catch-up) are one script too. Positions come back 
 
 A blog's keys share one hash slot (:mod:`liveblog.keys`), so all of this works on one Redis or
 on a Redis Cluster (``redis+cluster://``); only the global indexes live elsewhere.
+
+With ``min_replicas``, every mutating script (and a token's minting or revocation) is followed by
+``WAIT`` on its own connection, and a write that fewer replicas confirm in time raises
+:class:`~liveblog.storage.NotReplicated` instead of being acknowledged: :meth:`Store._run`, the
+script runner, and :meth:`Store._replicated` under it are the one place that does this.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, cast
 
 import redis.asyncio as redis
+from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline
 
 from . import keys, webhooks
 from .cursor import Cursor, stream_id_key
@@ -32,6 +39,7 @@ from .storage import (
     Imported,
     LogEvent,
     NotFound,
+    NotReplicated,
     Page,
     Purge,
     Purged,
@@ -49,13 +57,20 @@ def _s(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+#: The scripts that change what clients are told was written; the rest read, or keep indexes.
+_WRITES = frozenset({"create_blog", "update_blog", "write_entry", "purge_entry", "import_blog"})
+#: Their answers for a write made (or, for a replay, made before): anything else changed nothing.
+_WRITTEN = frozenset({"ok", "replay"})
+
+
 def _event(kind: str, field: str, body: bytes) -> bytes:
     return b'{"event":"%s","%s":%s}' % (kind.encode(), field.encode(), body)
 
 
 class Store:
     """:class:`~liveblog.storage.Storage` on ``client``. ``log_maxlen`` bounds each change log;
-    entries are never trimmed."""
+    entries are never trimmed. A write is acknowledged once ``min_replicas`` replicas confirm it
+    within ``wait_ms`` (0: at once)."""
 
     def __init__(
         self,
@@ -66,8 +81,14 @@ class Store:
         audit_maxlen: int = 100_000,
         versions_kept: int = 100,
         outbox_maxlen: int = 10_000,
+        min_replicas: int = 0,
+        wait_ms: int = 500,
     ):
+        if min_replicas and not isinstance(client, redis.Redis):
+            raise ValueError("min_replicas works with one Redis or Sentinel, not with Redis Cluster")
         self.redis = client
+        self.min_replicas = min_replicas
+        self.wait_ms = wait_ms
         self.log_maxlen = log_maxlen
         self.idempotency_ttl = idempotency_ttl
         self.audit_maxlen = audit_maxlen
@@ -94,11 +115,36 @@ class Store:
         }
 
     async def _run(self, name: str, blog_id: str, args: Sequence[Any], extra_keys: Sequence[str] = ()) -> list[Any]:
-        reply = await self._scripts[name](keys=[*keys.blog_keys(blog_id), *extra_keys], args=args)
+        script, script_keys = self._scripts[name], [*keys.blog_keys(blog_id), *extra_keys]
+        if self.min_replicas and name in _WRITES and isinstance(self.redis, redis.Redis):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                await script(keys=script_keys, args=args, client=pipe)
+                (reply,) = await self._replicated(
+                    pipe, f"the write to blog {blog_id!r}", lambda replies: _s(replies[0][0]) in _WRITTEN
+                )
+        else:
+            reply = await script(keys=script_keys, args=args)
         status = _s(reply[0])
         if status == "not_found":
             raise NotFound(f"blog {blog_id!r} does not exist")
         return [status, *reply[1:]]
+
+    async def _replicated(
+        self, pipe: Pipeline | ClusterPipeline, what: str, made: Callable[[list[Any]], bool] = lambda _: True
+    ) -> list[Any]:
+        """``pipe``'s replies; with ``min_replicas``, once that many replicas confirm its writes
+        (WAIT counts the writes of its own connection: the pipeline keeps both on one), else
+        :class:`NotReplicated` if ``made(replies)`` says it wrote something (a refusal did not)."""
+        if not self.min_replicas:
+            return await pipe.execute()
+        pipe.wait(self.min_replicas, self.wait_ms)
+        *replies, confirmed = await pipe.execute()
+        if confirmed < self.min_replicas and made(replies):
+            raise NotReplicated(
+                f"{what} reached {confirmed} of {self.min_replicas} replicas within {self.wait_ms} ms; "
+                "retry it (a POST with the same Idempotency-Key)"
+            )
+        return replies
 
     async def ping(self) -> None:
         await self.redis.ping()
@@ -418,7 +464,9 @@ class Store:
     # --- tokens --------------------------------------------------------------------------------
 
     async def add_token(self, token: Token) -> None:
-        await self.redis.hset(keys.TOKENS, token.id, encoder.encode(token))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(keys.TOKENS, token.id, encoder.encode(token))
+            await self._replicated(pipe, f"token {token.id!r}")
 
     async def get_token(self, token_id: str) -> Token | None:
         body = await self.redis.hget(keys.TOKENS, token_id)
@@ -428,7 +476,8 @@ class Store:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hdel(keys.TOKENS, token_id)
             pipe.hdel(keys.TOKENS_USED, token_id)
-            removed, _ = await pipe.execute()
+            # A revocation a failover lost would bring the token back: it is waited on too.
+            removed, _ = await self._replicated(pipe, f"revoking token {token_id!r}")
         return bool(removed)
 
     async def list_tokens(self) -> list[TokenInfo]:

@@ -21,13 +21,15 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from . import tasks
 from .cursor import Cursor, stream_id_key
 from .metrics import Metrics
-from .storage import NotFound, Storage
+from .storage import NotFound, NotReplicated, Storage
 from .topology import LAYOUT_CHANGED, Topology
 
 if TYPE_CHECKING:
     from .hub import Hub
 
 log = logging.getLogger(__name__)
+#: Seconds between looks while replicas do not confirm what was read (on top of WAIT's timeout).
+HOLD_BACK = 0.02
 
 
 class Tailer:
@@ -87,7 +89,7 @@ class Tailer:
         Every ``verify_every`` seconds, and after every outage, it checks that each active log is
         still the one it was reading (see :meth:`_verify`).
         """
-        backoff = 0.05
+        backoff, holding = 0.05, False
         loop = asyncio.get_running_loop()
         verify_at = loop.time() + self._verify_every
         changed = self._changed[node]
@@ -114,6 +116,16 @@ class Tailer:
                     await asyncio.sleep(backoff * (0.5 + random.random()))
                     backoff = min(backoff * 2, 5.0)
                     continue
+                except NotReplicated as exc:
+                    # Read, but not yet on enough replicas: readers get it once it is (the next
+                    # read starts from the same positions), never before. WAIT itself paces this
+                    # loop; no backoff, so that readers have it as soon as a replica is back.
+                    self._metrics.redis_errors.labels("tailer").inc()
+                    if not holding:
+                        log.warning("tailer of %s holds back new events until replicas have them (%s)", node, exc)
+                    holding = True
+                    await asyncio.sleep(HOLD_BACK)
+                    continue
                 except LAYOUT_CHANGED as exc:
                     # MOVED from a primary that was demoted, or CLUSTERDOWN / TRYAGAIN while a
                     # failover settles: learn the new layout; the blogs that moved leave this loop.
@@ -127,6 +139,9 @@ class Tailer:
                         log.warning("could not re-read the Redis cluster layout (%s); retrying", error)
                     continue
                 backoff = 0.05
+                if holding:
+                    log.warning("tailer of %s hands out new events again: replicas have them", node)
+                holding = False
                 for blog_id, events in batch:
                     await self._hub.dispatch(blog_id, events)
 

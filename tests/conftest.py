@@ -13,6 +13,7 @@ import os
 import re
 import resource
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -181,6 +182,13 @@ class running_service:
         self.server.should_exit = True
         await asyncio.wait_for(self.task, 15)
         assert not self.fatal, self.fatal
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (for servers that cannot bind port 0 themselves: Redis)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 @pytest.fixture

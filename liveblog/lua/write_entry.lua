@@ -17,7 +17,12 @@ if ARGV[2] == '0' then
   if idem_key then
     local first = redis.call('GET', idem_key)
     if first == 'purged' then return {'purged'} end
-    if first then return {'replay', first} end
+    if first then
+      -- A write of our own, so that the caller's WAIT covers the first one: a replay answered
+      -- before a replica confirmed that entry must not acknowledge it either.
+      redis.call('EXPIRE', idem_key, ARGV[13])
+      return {'replay', first}
+    end
   end
   if current then return {'conflict', current} end
 else
