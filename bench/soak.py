@@ -64,6 +64,7 @@ import uvloop
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fanout import (  # noqa: E402  (the liveblog-only benchmark's server process and WebSocket reader)
     ADMIN_TOKEN,
+    CLK_TCK,
     FILLER,
     HOST,
     OP_CLOSE,
@@ -527,12 +528,29 @@ def metric_values(text: str, name: str) -> float:
     return total
 
 
+def cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) of process ``pid``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def run_queue_seconds(pid: int) -> float:
+    """Seconds process ``pid``'s main thread was runnable but waited for a CPU (schedstat): on a
+    shared machine, the stalls that are other processes' doing."""
+    return int(Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()[1]) / 1e9
+
+
 class Sampler:
-    def __init__(self, server: Server, client: httpx.AsyncClient, redis_socket: Path):
+    def __init__(self, server: Server, client: httpx.AsyncClient, redis_socket: Path, generator_pid: int):
         self.server = server
         self.client = client
         self.redis_socket = redis_socket
+        self.generator_pid = generator_pid
         self.samples: list[dict[str, Any]] = []
+        self.probe_failures = 0
+        self.last_metrics = ""
+        self.last = (time.monotonic(), server.cpu_seconds(), cpu_of(generator_pid))
+        self.last_wait = run_queue_seconds(server.pid)
 
     def redis_used(self) -> int:
         with socket.socket(socket.AF_UNIX) as sock:
@@ -554,9 +572,28 @@ class Sampler:
         lags = []
         for _ in range(LAG_PROBES):
             started = time.perf_counter()
-            (await self.client.get("/healthz")).raise_for_status()
+            try:
+                (await self.client.get("/healthz")).raise_for_status()
+            except httpx.HTTPError as exc:  # a series of its own, not the end of the run
+                self.probe_failures += 1
+                print(f"GET /healthz failed: {type(exc).__name__}", flush=True)
             lags.append(1000 * (time.perf_counter() - started))
-        metrics = (await self.client.get("/metrics")).text
+        try:
+            metrics = (await self.client.get("/metrics")).text
+        except httpx.HTTPError as exc:
+            self.probe_failures += 1
+            print(f"GET /metrics failed: {type(exc).__name__}", flush=True)
+            metrics = self.last_metrics
+        self.last_metrics = metrics
+        now, server_cpu, generator_cpu = time.monotonic(), self.server.cpu_seconds(), cpu_of(self.generator_pid)
+        wall = now - self.last[0]
+        server_pct, generator_pct = (
+            100 * (server_cpu - self.last[1]) / wall,
+            100 * (generator_cpu - self.last[2]) / wall,
+        )
+        self.last = (now, server_cpu, generator_cpu)
+        waited = run_queue_seconds(self.server.pid)
+        waiting_pct, self.last_wait = 100 * (waited - self.last_wait) / wall, waited
         problems = sum(generator.get("problems", {}).values()) + sum(newsroom.failures.values())
         problems += generator.get("stalls", {}).get("ws: not dropped", 0)
         problems += generator.get("stalls", {}).get("sse: not dropped", 0)
@@ -576,6 +613,10 @@ class Sampler:
             "joins": generator.get("joins", 0),
             "errors": problems,
             "load1": os.getloadavg()[0],
+            "server_cpu_pct": server_pct,
+            "generator_cpu_pct": generator_pct,
+            "server_runnable_waiting_pct": waiting_pct,
+            "probe_failures": self.probe_failures,
         }
         self.samples.append(sample)
         return sample
@@ -639,14 +680,19 @@ def plot(samples: list[dict[str, Any]], path: Path, title: str) -> None:
         ("GET /healthz (ms)", ["lag_p50_ms", "lag_max_ms"]),
         ("readers connected", ["readers"]),
         ("errors so far / load", ["errors", "load1"]),
+        ("server CPU, and runnable but waiting (%)", ["server_cpu_pct", "server_runnable_waiting_pct"]),
+        ("full GC pauses so far (s)", ["gc_pause_s"]),
     ]
-    figure, axes = plt.subplots(2, 3, figsize=(12, 6), sharex=True)
+    figure, axes = plt.subplots(2, 4, figsize=(15, 6), sharex=True)
     for axis, (label, names) in zip(axes.flat, panels, strict=True):
         for name in names:
             axis.plot(minutes, [sample[name] for sample in samples], label=name, linewidth=1)
         axis.set_title(label, fontsize=9)
         axis.tick_params(labelsize=8)
-        axis.set_ylim(bottom=0)
+        if names[0] == "lag_p50_ms":
+            axis.set_yscale("log")  # the spikes are seconds, the median milliseconds
+        else:
+            axis.set_ylim(bottom=0)
         if len(names) > 1:
             axis.legend(fontsize=7)
     for axis in axes[1]:
@@ -702,8 +748,9 @@ async def soak(args: argparse.Namespace) -> int:
                         final.update(message)
 
             newsroom = Newsroom(client, args)
-            sampler = Sampler(server, probe, data_dir / "data" / "redis" / "redis.sock")
+            sampler = Sampler(server, probe, data_dir / "data" / "redis" / "redis.sock", generator.pid)
             start = loop.time()
+            shown: dict[str, int] = {}
             async with asyncio.TaskGroup() as group:
                 listener = group.create_task(listen())
                 posting = group.create_task(newsroom.run())
@@ -714,9 +761,14 @@ async def soak(args: argparse.Namespace) -> int:
                         f"{sample['t']:7.0f}s rss {sample['rss_mib']:6.1f} MiB  fds {sample['fds']:5d}  "
                         f"redis {sample['redis_used_mib']:6.2f} MiB  healthz {sample['lag_p50_ms']:5.1f}/"
                         f"{sample['lag_max_ms']:5.1f} ms  readers {sample['readers']:5.0f}  "
-                        f"joins {sample['joins']:7d}  errors {sample['errors']}  load {sample['load1']:.2f}",
+                        f"joins {sample['joins']:7d}  errors {sample['errors']}  load {sample['load1']:.2f}  "
+                        f"cpu {sample['server_cpu_pct']:3.0f}/{sample['generator_cpu_pct']:3.0f} %  "
+                        f"waiting {sample['server_runnable_waiting_pct']:3.0f} %",
                         flush=True,
                     )
+                    if (kinds := {**latest.get("problems", {}), **newsroom.failures}) != shown:
+                        print("         errors so far:", kinds, flush=True)
+                        shown = dict(kinds)
                 posting.cancel()
                 await asyncio.sleep(MISS_GRACE + 1)  # the last events reach every reader
                 generator.stdin.write(b"stop\n")
