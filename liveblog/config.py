@@ -31,6 +31,9 @@ class Settings:
     #: Seconds a client has to send a request's head (from connecting, or from its first byte);
     #: a silent or byte-at-a-time (slowloris) client is cut off then, with 408.
     head_timeout: float = 10.0
+    #: Seconds a client may read nothing of a response whose unsent part fills the buffers; then
+    #: its connection is cut (a stalled SSE reader, whose 4408 record it cannot receive).
+    send_timeout: float = 60.0
     #: A live reader whose unsent data passes this is closed with 4408.
     reader_buffer_bytes: int = 1 << 20
     snapshot_size: int = 20

@@ -13,11 +13,18 @@ seconds of opening, and each later request within ``head_timeout`` of its first 
 that connects and says nothing, or sends its head a byte at a time (slowloris), is cut off
 then, instead of holding a connection and a descriptor for as long as it likes. (Between
 requests, uvicorn's ``timeout_keep_alive`` closes an idle connection.)
+
+And while a response is being written, a client that reads none of it for ``send_timeout``
+seconds (the transport stays paused: the kernel's buffers are full) is cut off. uvicorn waits on
+such a client for ever, and so would a Server-Sent Events stream that the hub has closed with
+4408: its final record cannot reach a reader that does not read, so the response never ends and
+the reader's connection, descriptor and slot would be held until the client went away.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from typing import Any
 
@@ -27,6 +34,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .doors import Doors
 from .errors import error_body
+
+log = logging.getLogger(__name__)
 
 #: Request line plus headers; browsers send a few KiB, proxies refuse beyond 8-16 KiB.
 MAX_HEAD_BYTES = 16 * 1024
@@ -38,6 +47,8 @@ SEND_BUFFER = 64 * 1024
 #: Seconds a request head may take to arrive (see the module's docstring); a subclass made by
 #: :func:`with_head_timeout` sets another.
 HEAD_TIMEOUT = 10.0
+#: Seconds a response may wait on a client that reads nothing (see the module's docstring).
+SEND_TIMEOUT = 60.0
 
 
 class HeadTooLarge(Exception):
@@ -46,9 +57,11 @@ class HeadTooLarge(Exception):
 
 class GuardedHttp(asyncio.Protocol):
     """uvicorn's httptools protocol, refusing request heads over ``MAX_HEAD_BYTES`` with 431
-    and heads slower than ``head_timeout`` with 408."""
+    and heads slower than ``head_timeout`` with 408, and cutting off a client that reads nothing
+    of a response for ``send_timeout`` seconds."""
 
     head_timeout = HEAD_TIMEOUT
+    send_timeout = SEND_TIMEOUT
     #: Who may connect (None: everyone); :func:`guarded` sets the server's.
     doors: Doors | None = None
 
@@ -62,6 +75,7 @@ class GuardedHttp(asyncio.Protocol):
         self._in_head = False
         self._requests = 0
         self._timer: asyncio.TimerHandle | None = None
+        self._send_timer: asyncio.TimerHandle | None = None
         self._turned_away = False  # refused at the door: uvicorn's protocol never saw it
 
     # -- asyncio.Protocol, forwarded
@@ -108,14 +122,18 @@ class GuardedHttp(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_clock()
+        self._stop_send_clock()
         if not self._turned_away:
             self._inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
+        if self._send_timer is None:
+            self._send_timer = asyncio.get_running_loop().call_later(self.send_timeout, self._not_reading)
         if not self._turned_away:
             self._inner.pause_writing()
 
     def resume_writing(self) -> None:
+        self._stop_send_clock()
         if not self._turned_away:
             self._inner.resume_writing()
 
@@ -161,6 +179,22 @@ class GuardedHttp(asyncio.Protocol):
             )
         self._transport.close()
 
+    # -- the response's clock
+
+    def _stop_send_clock(self) -> None:
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
+
+    def _not_reading(self) -> None:
+        self._send_timer = None
+        if self._transport is None:
+            return
+        peer = self._transport.get_extra_info("peername")
+        log.info("cutting off %s: it read nothing of its response for %g s", peer, self.send_timeout)
+        # abort, not close: close would wait for the buffered response to be read, i.e. for ever.
+        self._transport.abort()
+
     def _count(self, size: int) -> None:
         self._head_bytes += size
         if self._head_bytes > MAX_HEAD_BYTES:
@@ -178,8 +212,9 @@ class GuardedHttp(asyncio.Protocol):
         self._transport.close()
 
 
-def guarded(head_timeout: float, doors: Doors) -> type[GuardedHttp]:
-    """:class:`GuardedHttp` allowing ``head_timeout`` seconds for a request head and admitting
-    connections through ``doors`` (uvicorn's ``http`` setting takes a class, so the settings
-    become one)."""
-    return type("GuardedHttp", (GuardedHttp,), {"head_timeout": head_timeout, "doors": doors})
+def guarded(head_timeout: float, doors: Doors, send_timeout: float = SEND_TIMEOUT) -> type[GuardedHttp]:
+    """:class:`GuardedHttp` allowing ``head_timeout`` seconds for a request head, ``send_timeout``
+    for a client to read some of a response, and admitting connections through ``doors``
+    (uvicorn's ``http`` setting takes a class, so the settings become one)."""
+    attributes = {"head_timeout": head_timeout, "send_timeout": send_timeout, "doors": doors}
+    return type("GuardedHttp", (GuardedHttp,), attributes)

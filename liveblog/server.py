@@ -325,7 +325,9 @@ def uvicorn_config(app: ASGIApp, settings: Settings, **overrides: Any) -> uvicor
         port=settings.port,
         ws=LiveProtocol,
         http=guarded(
-            settings.head_timeout, Doors(per_address(settings.max_connections_per_ip), settings.forwarded_allow_ips)
+            settings.head_timeout,
+            Doors(per_address(settings.max_connections_per_ip), settings.forwarded_allow_ips),
+            settings.send_timeout,
         ),
         loop="none",  # the caller's loop: uvloop for `liveblog serve`
         lifespan="on",

@@ -173,3 +173,39 @@ async def test_a_flood_of_idle_connections_from_one_address_leaves_the_service_w
         for writer in flood:
             writer.close()
         await asyncio.to_thread(served.stop)
+
+
+# --- a client that stops reading a response ----------------------------------------------------
+
+
+async def test_a_stalled_sse_reader_is_let_go_though_it_never_reads_its_4408(redis_server):
+    """An SSE reader that stops reading gets 4408 from the hub, but that record cannot reach it:
+    the server cuts its connection off after ``send_timeout``, and its slot is free again."""
+    settings = replace(UNLIMITED, reader_buffer_bytes=64 * 1024, send_timeout=0.5)
+    async with running_service(redis_server.url, settings) as service:
+        await service.create_blog()
+        state = service.services
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a phone in a tunnel
+        sock.connect(("127.0.0.1", int(service.base_url.rsplit(":", 1)[1])))
+        reader, writer = await asyncio.open_connection(sock=sock)
+        writer.write(b"GET /api/v1/blogs/ukraine/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        await asyncio.wait_for(reader.readuntil(b"retry: "), PATIENCE)  # subscribed
+        writer.transport.pause_reading()  # from here on it reads nothing
+        assert state.readers.count == 1
+        big_body = "<p>" + "Eyewitness account. " * 900 + "</p>"  # ~18 KB an event
+        for _ in range(400):  # 7 MB: far more than the buffers between server and reader hold
+            await service.post(body=big_body)
+            if state.readers.count == 0:
+                break
+            await asyncio.sleep(0.05)  # the posting pace: the cut-off comes send_timeout after the buffers filled
+        assert (state.readers.count, state.hub.readers("ukraine")) == (0, 0), "the stalled reader is still held"
+        writer.transport.resume_reading()
+        tail = b""
+        try:  # what the kernel still held for it, then the end; never the response's end
+            while chunk := await asyncio.wait_for(reader.read(1 << 16), PATIENCE):
+                tail = (tail + chunk)[-4096:]
+        except ConnectionResetError:
+            pass
+        assert not tail.endswith(b"\r\n0\r\n\r\n"), "the response ended: it was not cut off"
+        writer.close()
