@@ -50,7 +50,9 @@ def create_app(
     process instead of readers silently receiving nothing. Once started, the app's
     :class:`~liveblog.services.Services` are ``app.state.services``.
     """
-    live = connections if connections is not None else Connections(settings.ws_ping_interval)
+    live = (
+        connections if connections is not None else Connections(settings.ws_ping_interval, settings.reconnect_spread_ms)
+    )
     fatal = on_fatal or _stop_process
 
     @asynccontextmanager

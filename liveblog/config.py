@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+#: A reader told to wait longer than this would look like an outage.
+MAX_RECONNECT_SPREAD_MS = 60_000
+
 
 @dataclass(frozen=True, kw_only=True)
 class Settings:
@@ -62,6 +65,9 @@ class Settings:
     #: Proxies whose X-Forwarded-For/-Proto are believed (comma-separated addresses, or "*").
     forwarded_allow_ips: str = "127.0.0.1"
     ws_ping_interval: float = 20.0
+    #: A restart's (SIGTERM's) 1012 tells each live reader when to come back: delays spread
+    #: evenly over this many milliseconds, so that a deploy is not a reconnect storm.
+    reconnect_spread_ms: int = 3000
     #: A browser session (the console's cookie) ends after this many idle seconds.
     session_idle_seconds: int = 8 * 3600
     #: Sign-ins per client address per minute (bursts of 10); more get 429.
@@ -94,6 +100,8 @@ class Settings:
                     raise SystemExit(f"LIVEBLOG_{field.name.upper()}={raw!r} is not a valid {kind.__name__}") from None
         values.update({name: value for name, value in overrides.items() if value is not None})
         settings = cls(**values)
+        if not 0 <= settings.reconnect_spread_ms <= MAX_RECONNECT_SPREAD_MS:
+            raise SystemExit(f"LIVEBLOG_RECONNECT_SPREAD_MS: between 0 and {MAX_RECONNECT_SPREAD_MS}")
         if settings.public_url:
             try:
                 check_public_url(settings.public_url)
