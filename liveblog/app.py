@@ -78,7 +78,7 @@ def create_app(
             hub=hub,
             metrics=metrics,
             pages=ShortCache(),
-            snapshots=SnapshotReads(store),
+            snapshots=SnapshotReads(store, hub.generation),
             readers=ConnectionLimiter(settings.max_readers, settings.max_readers_per_ip),
             connects=RateLimiter(connects, max(1, int(connects * 10))),
             writes=RateLimiter(writes, max(1, int(writes * 5))),

@@ -6,19 +6,33 @@ when it started (the hub holds, for each, whatever comes after the read's cursor
 :mod:`liveblog.hub`). A reader that subscribed while a read was under way waits for it to end
 and shares the next one. A reconnect storm then costs Redis about one snapshot per blog per
 round trip instead of one per reader, and the frame is encoded once for all of them.
+
+And while nothing happens on the blog, no read at all: the last snapshot is kept with the
+generation of the blog's feed (:meth:`liveblog.hub.Hub.generation`) when its read started. As
+long as the feed is at that generation, it has handed out no event since the read began, so
+whatever the log got after the snapshot's cursor is still to be handed out, to every reader
+subscribed by then: the kept snapshot is gap-free for a reader that subscribed since, as a new
+read would be. A join storm on a quiet blog (breaking news: everyone opens the page at once)
+then costs no Redis round trip and no encoding per reader at all; each event that comes
+makes the next joiner read again. Kept snapshots have a byte budget.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Callable
 from typing import NamedTuple
 
 from . import models
+from .caching import Lru
 from .hub import wait_shared
 from .models import Snapshot
 from .storage import Storage
 from .wire import Message
+
+#: Bytes of kept snapshots (the largest, 100 long entries, weigh about 1 MB).
+KEPT_BUDGET = 16 << 20
 
 
 class _Read(NamedTuple):
@@ -26,12 +40,20 @@ class _Read(NamedTuple):
     result: asyncio.Future[Message]
 
 
-class SnapshotReads:
-    """Shared snapshot reads of one process (one per app)."""
+class _Kept(NamedTuple):
+    generation: int
+    message: Message
 
-    def __init__(self, store: Storage):
+
+class SnapshotReads:
+    """Shared snapshot reads of one process (one per app); ``generation`` is the hub's
+    :meth:`~liveblog.hub.Hub.generation`."""
+
+    def __init__(self, store: Storage, generation: Callable[[str], int | None]):
         self._store = store
+        self._generation = generation
         self._reads: dict[tuple[str, int], _Read] = {}
+        self._kept: Lru[tuple[str, int], _Kept] = Lru(KEPT_BUDGET, lambda kept: len(kept.message.json))
         self._clock = itertools.count()
 
     def stamp(self) -> int:
@@ -43,6 +65,9 @@ class SnapshotReads:
         read that started after ``subscribed``."""
         key = (blog_id, size)
         while True:
+            kept = self._kept.get(key)
+            if kept is not None and kept.generation == self._generation(blog_id):
+                return kept.message
             current = self._reads.get(key)
             if current is None:
                 return await self._lead(key)
@@ -56,6 +81,7 @@ class SnapshotReads:
 
     async def _lead(self, key: tuple[str, int]) -> Message:
         read = self._reads[key] = _Read(self.stamp(), asyncio.get_running_loop().create_future())
+        generation = self._generation(key[0])  # before the read: see the module's docstring
         try:
             snapshot = await self._store.snapshot(*key)
             message = Message(
@@ -75,6 +101,8 @@ class SnapshotReads:
             raise
         else:
             read.result.set_result(message)
+            if generation is not None:
+                self._kept.put(key, _Kept(generation, message))
             return message
         finally:
             del self._reads[key]
