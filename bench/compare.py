@@ -29,7 +29,8 @@ Cases (``--cases``, comma separated):
   (p50/p90/p99/max) and the time from the first connect() to the last snapshot.
 - ``reconnect:<N>`` (liveblog only: Socket.IO has no cursor to resume from): a deploy. N readers
   of one blog (C generator with ``--resume``: a reader told 1012 comes back with its cursor after
-  the close reason's ``retry_ms``; one cut off or refused tries again after 100-300 ms), a step
+  the close reason's ``retry_ms``; one cut off or refused, or told nothing, tries again with the
+  widget's backoff, ``min(30 s, 0.5 s * 2^failures) * (0.5 + random)``), a step
   at 5 posts/s, then a storm step at 5 posts/s for ``--storm-seconds`` in which, after 2 s, the
   server gets SIGTERM and a fresh ``liveblog serve`` starts on the same port and the same Redis
   (a redis-server of the case's own, so that it outlives the restart). Reported: readers told

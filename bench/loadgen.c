@@ -12,7 +12,8 @@
  *     both take --nap-us U (default 100; 0: always block in epoll_wait): see poll_once()
  *     compare.py's also --storm W (open every reader at once, at most W connecting at a time, and
  *     report the time-to-snapshot distribution) and --resume (a reader told 1012/1001, or cut
- *     off, comes back with its cursor after the close reason's retry_ms: see the storm protocol)
+ *     off, comes back with its cursor after the close reason's retry_ms, else with the widget's
+ *     backoff: see the storm protocol)
  *
  * Reader i opens a WebSocket to 127.0.0.1:P for blog i % B ("bench" if B == 1, else "bench-<i>"),
  * BATCH at a time, each batch retried up to ATTEMPTS times. liveblog: ready at the first text frame
@@ -96,6 +97,8 @@ typedef struct {
     /* --resume */
     char cursor[72];      /* the last cursor it received ("" none) */
     int retry_ms;         /* what its last 1012/1001 asked (-1: none) */
+    uint8_t failures;     /* attempts in a row that did not get a 101 */
+    int asked_ms;         /* the retry_ms of its latest 1012/1001, for the report (-1: none) */
     uint32_t told;        /* closes with 1012/1001 */
     double closed_at;     /* monotonic, the latest such close */
     double upgraded_at;   /* CLOCK_REALTIME of its current connection's 101 */
@@ -332,9 +335,18 @@ static void schedule(uint32_t i, double due);
 static void reader_fail(Reader *r, const char *reason) {
     if (r->state == S_CLOSED) return;
     if (resume_mode && r->member) {
-        /* told when to come back, or cut off: back after retry_ms, or after 100-300 ms */
+        /* told when to come back: after retry_ms; else (cut off, refused, no retry_ms) the
+         * widget's backoff: min(30 s, 0.5 s * 2^failures) * (0.5 + random) */
         int told = r->close_code == 1012 || r->close_code == 1001;
-        double delay = told && r->retry_ms >= 0 ? r->retry_ms / 1000.0 : 0.1 + 0.2 * (rand() / (double)RAND_MAX);
+        double delay;
+        if (told && r->retry_ms >= 0) {
+            delay = r->retry_ms / 1000.0;
+        } else {
+            double base = 0.5 * (double)(1u << (r->failures < 6 ? r->failures : 6));
+            delay = (base < 30 ? base : 30) * (0.5 + rand() / (double)RAND_MAX);
+            if (r->failures < 255) r->failures++;
+        }
+        r->retry_ms = -1; /* a suggestion is for the close that made it */
         reader_close(r);
         schedule((uint32_t)(r - readers), monotonic() + delay);
         return;
@@ -645,7 +657,7 @@ static size_t frames(Reader *r, uint8_t *p, size_t n, double now) {
             r->close_code = length >= 2 ? (payload[0] << 8 | payload[1]) : 1005;
             if (resume_mode && (r->close_code == 1012 || r->close_code == 1001)) {
                 const uint8_t *at = length > 2 ? memmem(payload + 2, length - 2, "\"retry_ms\":", 11) : NULL;
-                r->retry_ms = at ? atoi((const char *)at + 11) : -1; /* the payload ends in a '}' */
+                r->retry_ms = r->asked_ms = at ? atoi((const char *)at + 11) : -1; /* the payload ends in '}' */
                 r->told++;
                 r->closed_at = monotonic();
                 r->back_at = r->frame_at = 0;
@@ -706,6 +718,7 @@ static void readable(Reader *r) {
                 r->state = S_OPEN;
                 used = end + 4 - rbuf;
                 r->upgraded_at = now;
+                r->failures = 0;
                 if (r->told && !r->back_at) r->back_at = monotonic();
             }
         }
@@ -1014,7 +1027,7 @@ static void storm_report(void) {
         Reader *r = &readers[i];
         if (!r->member || !r->told) continue;
         told++;
-        if (r->retry_ms >= 0) asked[nasked++] = r->retry_ms;
+        if (r->asked_ms >= 0) asked[nasked++] = r->asked_ms;
         if (r->back_at) back[resumed++] = r->back_at - first_close;
         if (r->frame_at) frame[framed++] = r->frame_at - first_close;
     }
@@ -1252,7 +1265,8 @@ int main(int argc, char **argv) {
     uint8_t *seen_all = calloc((size_t)nreaders * seen_bytes + 1, 1);
     if (!seen_all) die("out of memory");
     for (uint32_t i = 0; i < nreaders; i++) {
-        readers[i] = (Reader){.fd = -1, .state = S_IDLE, .close_code = -1, .blog = i % nblogs, .retry_ms = -1};
+        readers[i] = (Reader){.fd = -1, .state = S_IDLE, .close_code = -1, .blog = i % nblogs, .retry_ms = -1,
+                              .asked_ms = -1};
         readers[i].seen = seen_all + (size_t)i * seen_bytes;
     }
     if (fanout_mode) {

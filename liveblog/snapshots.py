@@ -15,6 +15,12 @@ subscribed by then: the kept snapshot is gap-free for a reader that subscribed s
 read would be. A join storm on a quiet blog (breaking news: everyone opens the page at once)
 then costs no Redis round trip and no encoding per reader at all; each event that comes
 makes the next joiner read again. Kept snapshots have a byte budget.
+
+Catch-ups are shared the same way (:meth:`SnapshotReads.catch_up`): after a deploy, thousands
+of readers come back with the same cursor (the last event before the restart), and each used to
+read and decode the same events from Redis and encode them again. Now the first of them reads,
+the others wait for that read, and its events, encoded once into one message, serve each of
+them whose blog's feed is still at the generation the read started at.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from typing import NamedTuple
 
 from . import models
 from .caching import Lru
+from .cursor import Cursor
 from .hub import wait_shared
 from .models import Snapshot
 from .storage import Storage
@@ -45,6 +52,20 @@ class _Kept(NamedTuple):
     message: Message
 
 
+class CatchUp(NamedTuple):
+    """The first events after a cursor, as one message (None: there are none), and whether
+    they are all there are (else read on from the last one's cursor)."""
+
+    message: Message | None
+    last: Cursor | None
+    complete: bool
+
+
+class _KeptCatchUp(NamedTuple):
+    generation: int
+    catch_up: CatchUp
+
+
 class SnapshotReads:
     """Shared snapshot reads of one process (one per app); ``generation`` is the hub's
     :meth:`~liveblog.hub.Hub.generation`."""
@@ -54,6 +75,8 @@ class SnapshotReads:
         self._generation = generation
         self._reads: dict[tuple[str, int], _Read] = {}
         self._kept: Lru[tuple[str, int], _Kept] = Lru(KEPT_BUDGET, lambda kept: len(kept.message.json))
+        self._catching: dict[tuple[str, str], asyncio.Future[None]] = {}
+        self._caught: Lru[tuple[str, str], _KeptCatchUp] = Lru(KEPT_BUDGET, _catch_up_size)
         self._clock = itertools.count()
 
     def stamp(self) -> int:
@@ -106,6 +129,41 @@ class SnapshotReads:
             return message
         finally:
             del self._reads[key]
+
+    async def catch_up(self, blog_id: str, cursor: Cursor, limit: int) -> CatchUp:
+        """Up to ``limit`` events after ``cursor``, for a reader subscribed to the blog: from a
+        read that began at the feed's current generation, shared with every reader that comes
+        back from the same cursor meanwhile. Raises :class:`~liveblog.storage.CursorGone` as
+        :meth:`~liveblog.storage.Storage.since` does."""
+        key = (blog_id, str(cursor))
+        while True:
+            kept = self._caught.get(key)
+            if kept is not None and kept.generation == self._generation(blog_id):
+                return kept.catch_up
+            current = self._catching.get(key)
+            if current is None:
+                return await self._lead_catch_up(key, cursor, limit)
+            await asyncio.wait([current])  # however it ends: then look again
+
+    async def _lead_catch_up(self, key: tuple[str, str], cursor: Cursor, limit: int) -> CatchUp:
+        done = self._catching[key] = asyncio.get_running_loop().create_future()
+        generation = self._generation(key[0])  # before the read, as for snapshots
+        try:
+            events = await self._store.since(key[0], cursor, limit)
+            messages = [Message.event(cursor.epoch, event) for event in events]
+            last = Cursor(cursor.epoch, events[-1].stream_id) if events else None
+            caught = CatchUp(Message.batch(messages) if messages else None, last, len(events) < limit)
+            if generation is not None:
+                self._caught.put(key, _KeptCatchUp(generation, caught))
+            return caught
+        finally:
+            del self._catching[key]
+            done.set_result(None)
+
+
+def _catch_up_size(kept: _KeptCatchUp) -> int:
+    message = kept.catch_up.message
+    return len(message.json) if message is not None else 0
 
 
 def _raws(bodies: list[bytes]) -> list[models.Raw]:

@@ -404,6 +404,37 @@ async def test_a_join_storm_on_a_quiet_blog_costs_no_snapshot_read(service, monk
     assert [m["entry"]["headline"] for m in live] == ["Entry 3"] * 41
 
 
+async def test_readers_back_from_the_same_cursor_share_one_catch_up_read(service, monkeypatch):
+    """After a deploy everyone comes back with the cursor of the last event before it: one read
+    of what they missed serves them all, each gets it once and in order, and a reader coming
+    back after a newer event gets that one too."""
+    await service.create_blog()
+    async with service.live() as first:
+        cursor = (await receive(first))["cursor"]
+    missed = [(await service.post(headline=f"Missed {n}"))["id"] for n in range(3)]
+    store = service.services.store
+    reads = Gate(store.since)
+    reads.open.set()  # not held: counted
+    monkeypatch.setattr(store, "since", reads)
+    async with service.live() as watcher:  # the blog's feed is started, and stays at its generation
+        await receive(watcher)
+        readers = await asyncio.gather(*(service.live(cursor=cursor) for _ in range(20)))
+        try:
+            caught = [[(await receive(ws))["entry"]["id"] for _ in missed] for ws in readers]
+            shared_reads = reads.calls
+            newer = (await service.post(headline="Newer"))["id"]
+            assert (await receive(watcher))["entry"]["id"] == newer  # handed out: a new generation
+            async with service.live(cursor=cursor) as late:
+                late_caught = [(await receive(late))["entry"]["id"] for _ in range(4)]
+            live = [(await receive(ws))["entry"]["id"] for ws in readers]
+        finally:
+            await asyncio.gather(*(ws.close() for ws in readers))
+    assert caught == [missed] * 20
+    assert shared_reads == 1
+    assert late_caught == [*missed, newer] and reads.calls == 2
+    assert live == [newer] * 20, "each once: live, not again from a catch-up"
+
+
 class Gate:
     """Holds a store call until opened, to cancel its caller mid-call: a reader leaving then."""
 
