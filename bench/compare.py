@@ -374,14 +374,19 @@ class Peer:
 
     def stop(self) -> int | None:
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            terminate(self.process)
         self.redis.stop()
         return self.process.returncode
+
+
+def terminate(process: subprocess.Popen) -> int:
+    """SIGTERM, as a supervisor stops a server; SIGKILL if it has not exited after STOP_TIMEOUT."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
 
 
 # --------------------------------------------------------------------------- poster (raw HTTP/1.1)
@@ -548,8 +553,7 @@ class RestartedLiveblog:
         """SIGTERM, wait for the exit, start a fresh process on the same port: how long each took."""
         assert self.process is not None
         started = time.monotonic()
-        self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(STOP_TIMEOUT)
+        code = terminate(self.process)
         stopped = time.monotonic()
         self._start()
         listening = time.monotonic()  # the same clock as the generator's CLOCK_MONOTONIC
@@ -572,12 +576,7 @@ class RestartedLiveblog:
 
     def stop(self) -> int | None:
         if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            terminate(self.process)
         self.redis.stop()
         return self.process.returncode if self.process is not None else None
 
@@ -612,11 +611,9 @@ class Case:
             seqs = range(self.next_seq, self.next_seq + entries * self.blogs)
             bodies = [entry_body(seq, self.args.body_bytes) for seq in seqs]
             paths = [f"/api/v1/blogs/{self.names[seq % self.blogs]}/entries" for seq in seqs]
-            answers = await asyncio.gather(
-                *(self.pool.request("POST", p, b) for p, b in zip(paths, bodies, strict=True))
-            )
-            if any(status != 201 for status, _ in answers):
-                raise RuntimeError(f"posting the entries: {sorted({status for status, _ in answers})}")
+            answers = await asyncio.gather(*(self._post_once(p, b) for p, b in zip(paths, bodies, strict=True)))
+            if any(status != 201 for status in answers):
+                raise RuntimeError(f"posting the entries: {sorted(set(answers))}")
             self.next_seq += entries * self.blogs
         await asyncio.sleep(0.5)
         rss_before = self.server.rss_kib()
@@ -641,6 +638,17 @@ class Case:
             "rss_readers_kib": rss_readers,
             "rss_per_reader_kib": (rss_readers - rss_before) / connected["ready"],
         }
+
+    async def _post_once(self, path: str, body: bytes) -> int:
+        """POST, tried again when a pooled connection turns out closed (its answer lost: a setup
+        entry may then be made twice, which only changes what the snapshot holds)."""
+        for attempt in range(ATTEMPTS):
+            try:
+                return (await self.pool.request("POST", path, body))[0]
+            except (OSError, asyncio.IncompleteReadError):
+                if attempt + 1 == ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
 
     async def step(self, rate: float, duration: float, label: str) -> dict:
         self.generator.send({"step": len(self.steps)})
