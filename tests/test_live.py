@@ -9,7 +9,6 @@ import socket
 from dataclasses import replace
 
 import pytest
-import redis.asyncio
 import websockets
 from conftest import RECV_TIMEOUT, UNLIMITED, receive, running_service
 
@@ -328,15 +327,7 @@ async def test_a_reader_may_ask_for_a_bigger_snapshot_up_to_100(service):
         assert len((await receive(ws))["entries"]) == 20, "out of range falls back to the default"
 
 
-async def scripts_run(redis_url: str) -> int:
-    client = redis.asyncio.Redis.from_url(redis_url)
-    try:
-        return (await client.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0)
-    finally:
-        await client.aclose()
-
-
-async def test_readers_joining_together_share_snapshot_reads(service, redis_server, monkeypatch):
+async def test_readers_joining_together_share_snapshot_reads(service, monkeypatch):
     """A reconnect storm after a restart: one snapshot read serves many readers, not one each."""
     await service.create_blog()
     for n in range(3):
@@ -358,14 +349,12 @@ async def test_readers_joining_together_share_snapshot_reads(service, redis_serv
             return subscribed[-1]
 
         monkeypatch.setattr(hub, "subscribe", counted)
-        before = await scripts_run(redis_server.url)
         url = f"{service.ws_url}/api/v1/blogs/ukraine/live"
         readers = await asyncio.gather(*(websockets.connect(url) for _ in range(40)))
         try:
             await asyncio.wait_for(all_in.wait(), RECV_TIMEOUT)
             gate.open.set()
             snapshots = [await receive(ws) for ws in readers]
-            scripts = await scripts_run(redis_server.url) - before
         finally:
             await asyncio.gather(*(ws.close() for ws in readers))
     assert all(
@@ -375,7 +364,9 @@ async def test_readers_joining_together_share_snapshot_reads(service, redis_serv
     )
     # One read for all 40 (40 without sharing), though most subscribed after it began: nothing
     # was handed out to the blog's readers since it began, so it misses nothing they would get.
-    assert gate.calls == 1 and scripts == 1, (gate.calls, scripts)
+    # (Counted at the store: Redis's own script count also has the scheduler's looks for due
+    # entries, every 0.25 s, as many as a busy machine holds the read for.)
+    assert gate.calls == 1, gate.calls
 
 
 async def test_a_join_storm_on_a_quiet_blog_costs_no_snapshot_read(service, monkeypatch):
