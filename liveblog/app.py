@@ -52,7 +52,9 @@ def create_app(
     that a supervisor restarts the process instead of readers silently receiving nothing. Once started, the app's
     :class:`~liveblog.services.Services` are ``app.state.services``.
     """
-    live = connections if connections is not None else Connections(settings.ws_ping_interval)
+    live = (
+        connections if connections is not None else Connections(settings.ws_ping_interval, settings.reconnect_spread_ms)
+    )
     fatal = on_fatal or _stop_process
 
     @asynccontextmanager
@@ -80,7 +82,7 @@ def create_app(
             hub=hub,
             metrics=metrics,
             pages=ShortCache(),
-            snapshots=SnapshotReads(store),
+            snapshots=SnapshotReads(store, hub.generation),
             readers=ConnectionLimiter(settings.max_readers, settings.max_readers_per_ip),
             connects=RateLimiter(connects, max(1, int(connects * 10))),
             writes=RateLimiter(writes, max(1, int(writes * 5))),

@@ -193,10 +193,18 @@ class _Follow:
         retry_after = None
         if isinstance(exc, ConnectionClosed):
             code = exc.rcvd.code if exc.rcvd is not None else 1006
+            reason = exc.rcvd.reason if exc.rcvd is not None else ""
             if code in _FINAL_CLOSES:
                 status, name = _FINAL_CLOSES[code]
-                reason = exc.rcvd.reason if exc.rcvd is not None else ""
                 raise LiveblogError(status, name, reason or f"the live channel closed with {code}") from exc
+            if code == _RESTART and (suggested := _suggested_delay(reason)) is not None:
+                # The server spreads its readers' returns over a window: our backoff would not.
+                self.failures = 0
+                delay = min(self.retry.cap, suggested)
+                log.warning(
+                    "following %r: the server restarts; reconnecting in %.1f s from %s", self.blog, delay, self.cursor
+                )
+                return delay
         elif isinstance(exc, InvalidStatus):
             response = exc.response
             if response.status_code < 500 and response.status_code != 429:
@@ -213,6 +221,23 @@ class _Follow:
 
 
 _RECONNECT = (ConnectionClosed, InvalidHandshake, OSError, TimeoutError)
+_RESTART = 1012
+
+
+class _Restart(msgspec.Struct):
+    retry_ms: int
+
+
+_restart = msgspec.json.Decoder(_Restart)
+
+
+def _suggested_delay(reason: str) -> float | None:
+    """Seconds a restart's 1012 asks to wait (its reason ``{"retry_ms": N, ...}``), or None."""
+    try:
+        retry_ms = _restart.decode(reason).retry_ms
+    except msgspec.DecodeError:
+        return None
+    return retry_ms / 1000 if retry_ms >= 0 else None
 
 
 # --- requests --------------------------------------------------------------------------------------

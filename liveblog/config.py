@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
+#: A reader told to wait longer than this would look like an outage.
+MAX_RECONNECT_SPREAD_MS = 60_000
+
 
 @dataclass(frozen=True, kw_only=True)
 class Settings:
@@ -73,6 +76,9 @@ class Settings:
     #: 1: permessage-deflate on the live WebSocket, gzip on SSE and the API's JSON, when the
     #: client offers them; 0: everything goes uncompressed.
     compression: int = 1
+    #: A restart's (SIGTERM's) 1012 tells each live reader when to come back: delays spread
+    #: evenly over this many milliseconds, so that a deploy is not a reconnect storm.
+    reconnect_spread_ms: int = 3000
     #: A browser session (the console's cookie) ends after this many idle seconds.
     session_idle_seconds: int = 8 * 3600
     #: Sign-ins per client address per minute (bursts of 10); more get 429.
@@ -135,6 +141,8 @@ class Settings:
         if not 1 <= settings.redis_wait_ms <= MAX_WAIT_MS:
             # Above this the client's socket timeout (5 s) would cut the WAIT off.
             raise SystemExit(f"LIVEBLOG_REDIS_WAIT_MS must be between 1 and {MAX_WAIT_MS}")
+        if not 0 <= settings.reconnect_spread_ms <= MAX_RECONNECT_SPREAD_MS:
+            raise SystemExit(f"LIVEBLOG_RECONNECT_SPREAD_MS: between 0 and {MAX_RECONNECT_SPREAD_MS}")
         if settings.public_url:
             try:
                 check_public_url(settings.public_url)

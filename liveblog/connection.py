@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import random
 import struct
 from collections.abc import Callable, Iterator
 from typing import Protocol
@@ -189,13 +190,14 @@ class Rules:
         self.state, self.close_code = State.CLOSING, code
         return close_frame(code, reason), After.AWAIT_CLOSE
 
-    def on_shutdown(self) -> tuple[bytes, After]:
-        """The process stops: tell the reader to come back (1012), and hang up."""
+    def on_shutdown(self, retry_ms: int | None = None) -> tuple[bytes, After]:
+        """The process stops: tell the reader to come back (1012), after ``retry_ms`` if given
+        (:func:`restart_reason`), and hang up."""
         if self.state is State.CLOSED:
             return _NOTHING
         written = b""
         if self.state is State.OPEN:
-            written = close_frame(CloseCode.SERVICE_RESTART, "server restarting; reconnect with your cursor")
+            written = close_frame(CloseCode.SERVICE_RESTART, restart_reason(retry_ms))
             self.close_code = CloseCode.SERVICE_RESTART
         self.state = State.CLOSING
         return written, After.HANG_UP
@@ -221,6 +223,30 @@ class Rules:
             written = close_frame(code, reason)
             self.state, self.close_code = State.CLOSING, code
         return written, After.HANG_UP
+
+
+#: The close reason of a 1012 without a suggested delay.
+RESTART_REASON = "server restarting; reconnect with your cursor"
+
+
+def restart_reason(retry_ms: int | None) -> str:
+    """The reason of a restart's 1012 (and of SSE's final ``close`` record): with a suggested
+    delay, a JSON object ``{"retry_ms": N, "reason": "…"}`` (well under the 123 bytes a close
+    reason may take), so that a reader can parse it; without one, plain words."""
+    if retry_ms is None:
+        return RESTART_REASON
+    return '{"retry_ms":%d,"reason":"%s"}' % (retry_ms, RESTART_REASON)
+
+
+def reconnect_delays(count: int, spread_ms: int) -> list[int]:
+    """``count`` reconnect delays (ms) spread uniformly over ``[0, spread_ms)``, in random order:
+    one per slot of ``spread_ms / count``, jittered inside it, so that a storm of reconnects
+    arrives at an even rate instead of in the random clumps of independent draws, and readers
+    get distinct delays while the slots are a millisecond wide or more."""
+    width = spread_ms / count if count else 0.0
+    delays = [int((slot + random.random()) * width) for slot in range(count)]
+    random.shuffle(delays)
+    return delays
 
 
 def _ping_payload(pinged_at: float) -> bytes:
@@ -296,10 +322,10 @@ class LiveConnection(Rules, asyncio.Protocol):
         answered within ``CLOSE_GRACE`` (a stalled reader never drains its backlog)."""
         self._do(*self.on_close(code, reason))
 
-    def shutdown(self) -> None:
-        """The process stops: 1012, and hang up once what is queued is sent (or after
-        ``CLOSE_GRACE`` if the reader is not reading)."""
-        self._do(*self.on_shutdown())
+    def shutdown(self, retry_ms: int | None = None) -> None:
+        """The process stops: 1012 (suggesting ``retry_ms``), and hang up once what is queued is
+        sent (or after ``CLOSE_GRACE`` if the reader is not reading)."""
+        self._do(*self.on_shutdown(retry_ms))
 
     def ping(self, now: float, timeout: float) -> None:
         self._do(*self.on_tick(now, timeout))
@@ -365,15 +391,18 @@ class DeflatingConnection(LiveConnection):
 
 
 class Closable(Protocol):
-    def shutdown(self) -> None:
-        """Tell the reader the process is stopping (1012) and end the connection."""
+    def shutdown(self, retry_ms: int | None = None) -> None:
+        """Tell the reader the process is stopping (1012; come back after ``retry_ms``) and end
+        the connection."""
 
 
 class Connections:
     """The process's live connections: each WebSocket is pinged about once per ``interval``
     seconds and dropped when a ping is unanswered for ``interval`` seconds (noticed at the next
     visit: within two intervals); at shutdown every reader, WebSocket or SSE, is told to come back
-    elsewhere (1012) at once, before anything else stops.
+    elsewhere (1012) at once, before anything else stops, each with its own reconnect delay
+    (:func:`reconnect_delays` over ``reconnect_spread_ms``), so that a deploy's readers come back
+    at an even rate rather than all in the same moment.
 
     One task pings all connections, not a timer per reader (five more objects each for the
     garbage collector to walk), spread over the interval in ``TICKS`` slices, because 10k pings at
@@ -383,8 +412,9 @@ class Connections:
 
     TICKS = 20
 
-    def __init__(self, interval: float):
+    def __init__(self, interval: float, reconnect_spread_ms: int = 0):
         self._interval = interval
+        self._spread_ms = reconnect_spread_ms
         self._connections: dict[LiveConnection, None] = {}
         self._streams: set[Closable] = set()
         self._stopping = False
@@ -400,7 +430,7 @@ class Connections:
     def watch(self, connection: LiveConnection) -> None:
         self._connections[connection] = None
         if self._stopping:  # it joined while the process stops: it is told at once, and waited for
-            connection.shutdown()
+            connection.shutdown(self._late_delay())
 
     def forget(self, connection: LiveConnection) -> None:
         self._connections.pop(connection, None)
@@ -410,7 +440,7 @@ class Connections:
         """An SSE reader: not pinged (its heartbeat is its own), but told at shutdown."""
         self._streams.add(stream)
         if self._stopping:
-            stream.shutdown()
+            stream.shutdown(self._late_delay())
 
     def forget_stream(self, stream: Closable) -> None:
         self._streams.discard(stream)
@@ -431,11 +461,14 @@ class Connections:
     def begin_shutdown(self) -> None:
         """Tell every reader, and every one that joins from now on, to come back elsewhere."""
         self._stopping = True
-        for connection in list(self._connections):
-            connection.shutdown()
-        for stream in list(self._streams):
-            stream.shutdown()
+        readers: list[Closable] = [*self._connections, *self._streams]
+        for reader, delay in zip(readers, reconnect_delays(len(readers), self._spread_ms), strict=True):
+            reader.shutdown(delay)
         self._check_empty()
+
+    def _late_delay(self) -> int:
+        """A reader that joined after the shutdown began: anywhere in the spread."""
+        return reconnect_delays(1, self._spread_ms)[0]
 
     async def wait_closed(self) -> None:
         """Once the shutdown has begun, until every reader told so has gone (each is cut off

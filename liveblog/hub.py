@@ -20,6 +20,7 @@ before the position it loaded.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -139,17 +140,23 @@ class Subscription:
         self.close(CloseCode.TOO_SLOW, "too slow: reconnect with your last cursor")
 
 
+#: Numbers a feed's :attr:`Feed.generation` from: unique across feeds, never reused.
+_generations = itertools.count()
+
+
 class Feed:
     """The local readers of one blog, where its log has been delivered up to (None until the
-    feed has started), and the last viewer count."""
+    feed has started), the last viewer count, and its generation: a number that changes (to
+    one no feed ever had) whenever the feed starts handing out events."""
 
-    __slots__ = ("subscriptions", "started", "position", "viewers")
+    __slots__ = ("subscriptions", "started", "position", "viewers", "generation")
 
     def __init__(self) -> None:
         self.subscriptions: set[Subscription] = set()
         self.started: asyncio.Future[Cursor] = asyncio.get_running_loop().create_future()
         self.position: Cursor | None = None
         self.viewers: Message | None = None
+        self.generation = next(_generations)
 
 
 class Hub:
@@ -177,6 +184,14 @@ class Hub:
     def readers(self, blog_id: str) -> int:
         feed = self.feeds.get(blog_id)
         return len(feed.subscriptions) if feed else 0
+
+    def generation(self, blog_id: str) -> int | None:
+        """The generation of ``blog_id``'s feed (None: no reader here). While it stays the same,
+        no event has been handed to its readers: a reader subscribed since misses nothing the
+        feed hands out later, so a snapshot read that started at this generation is as good for
+        it as a new one (see :mod:`liveblog.snapshots`)."""
+        feed = self.feeds.get(blog_id)
+        return feed.generation if feed is not None and feed.position is not None else None
 
     def positions(self) -> Iterator[tuple[str, Cursor]]:
         """Each started feed's blog and the position its log is delivered up to."""
@@ -283,6 +298,7 @@ class Hub:
             return
         batch = Message.batch(messages)
         started = time.perf_counter()
+        feed.generation = next(_generations)  # before anyone can subscribe without getting it
         readers = list(feed.subscriptions)
         await hand_out(readers, Subscription.push, batch)
         feed.subscriptions.difference_update([subscription for subscription in readers if subscription.closed])

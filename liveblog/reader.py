@@ -94,7 +94,13 @@ async def join(
     if cursor is not None:
         try:
             subscription.seek(stream_id_key(cursor.stream_id))
-            after = cursor
+            # The first batch is shared by everyone coming back from this cursor (a deploy).
+            caught = await snapshots.catch_up(blog_id, cursor, CATCH_UP_BATCH)
+            if caught.message is not None:
+                subscription.send(caught.message)
+            if caught.complete or caught.last is None or subscription.closed:
+                return
+            after = caught.last
             while True:
                 events = await store.since(blog_id, after, CATCH_UP_BATCH)
                 for event in events:

@@ -312,7 +312,7 @@ class Server(uvicorn.Server):
 
 def build(settings: Settings, redis_url: str, on_fatal: Callable[[], None] | None = None, **overrides: Any) -> Server:
     """The liveblog app for ``redis_url`` and the server for it (``overrides``: uvicorn settings)."""
-    connections = Connections(settings.ws_ping_interval)
+    connections = Connections(settings.ws_ping_interval, settings.reconnect_spread_ms)
     app = create_app(settings, redis_url, connections, on_fatal)
     return Server(uvicorn_config(app, settings, **overrides), app, connections)
 

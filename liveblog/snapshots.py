@@ -6,19 +6,40 @@ when it started (the hub holds, for each, whatever comes after the read's cursor
 :mod:`liveblog.hub`). A reader that subscribed while a read was under way waits for it to end
 and shares the next one. A reconnect storm then costs Redis about one snapshot per blog per
 round trip instead of one per reader, and the frame is encoded once for all of them.
+
+And while nothing happens on the blog, no read at all: the last snapshot is kept with the
+generation of the blog's feed (:meth:`liveblog.hub.Hub.generation`) when its read started. As
+long as the feed is at that generation, it has handed out no event since the read began, so
+whatever the log got after the snapshot's cursor is still to be handed out, to every reader
+subscribed by then: the kept snapshot is gap-free for a reader that subscribed since, as a new
+read would be. A join storm on a quiet blog (breaking news: everyone opens the page at once)
+then costs no Redis round trip and no encoding per reader at all; each event that comes
+makes the next joiner read again. Kept snapshots have a byte budget.
+
+Catch-ups are shared the same way (:meth:`SnapshotReads.catch_up`): after a deploy, thousands
+of readers come back with the same cursor (the last event before the restart), and each used to
+read and decode the same events from Redis and encode them again. Now the first of them reads,
+the others wait for that read, and its events, encoded once into one message, serve each of
+them whose blog's feed is still at the generation the read started at.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Callable
 from typing import NamedTuple
 
 from . import models
+from .caching import Lru
+from .cursor import Cursor
 from .hub import wait_shared
 from .models import Snapshot
 from .storage import Storage
 from .wire import Message
+
+#: Bytes of kept snapshots (the largest, 100 long entries, weigh about 1 MB).
+KEPT_BUDGET = 16 << 20
 
 
 class _Read(NamedTuple):
@@ -26,12 +47,36 @@ class _Read(NamedTuple):
     result: asyncio.Future[Message]
 
 
-class SnapshotReads:
-    """Shared snapshot reads of one process (one per app)."""
+class _Kept(NamedTuple):
+    generation: int
+    message: Message
 
-    def __init__(self, store: Storage):
+
+class CatchUp(NamedTuple):
+    """The first events after a cursor, as one message (None: there are none), and whether
+    they are all there are (else read on from the last one's cursor)."""
+
+    message: Message | None
+    last: Cursor | None
+    complete: bool
+
+
+class _KeptCatchUp(NamedTuple):
+    generation: int
+    catch_up: CatchUp
+
+
+class SnapshotReads:
+    """Shared snapshot reads of one process (one per app); ``generation`` is the hub's
+    :meth:`~liveblog.hub.Hub.generation`."""
+
+    def __init__(self, store: Storage, generation: Callable[[str], int | None]):
         self._store = store
+        self._generation = generation
         self._reads: dict[tuple[str, int], _Read] = {}
+        self._kept: Lru[tuple[str, int], _Kept] = Lru(KEPT_BUDGET, lambda kept: len(kept.message.json))
+        self._catching: dict[tuple[str, str], asyncio.Future[None]] = {}
+        self._caught: Lru[tuple[str, str], _KeptCatchUp] = Lru(KEPT_BUDGET, _catch_up_size)
         self._clock = itertools.count()
 
     def stamp(self) -> int:
@@ -43,6 +88,9 @@ class SnapshotReads:
         read that started after ``subscribed``."""
         key = (blog_id, size)
         while True:
+            kept = self._kept.get(key)
+            if kept is not None and kept.generation == self._generation(blog_id):
+                return kept.message
             current = self._reads.get(key)
             if current is None:
                 return await self._lead(key)
@@ -56,6 +104,7 @@ class SnapshotReads:
 
     async def _lead(self, key: tuple[str, int]) -> Message:
         read = self._reads[key] = _Read(self.stamp(), asyncio.get_running_loop().create_future())
+        generation = self._generation(key[0])  # before the read: see the module's docstring
         try:
             snapshot = await self._store.snapshot(*key)
             message = Message(
@@ -75,9 +124,46 @@ class SnapshotReads:
             raise
         else:
             read.result.set_result(message)
+            if generation is not None:
+                self._kept.put(key, _Kept(generation, message))
             return message
         finally:
             del self._reads[key]
+
+    async def catch_up(self, blog_id: str, cursor: Cursor, limit: int) -> CatchUp:
+        """Up to ``limit`` events after ``cursor``, for a reader subscribed to the blog: from a
+        read that began at the feed's current generation, shared with every reader that comes
+        back from the same cursor meanwhile. Raises :class:`~liveblog.storage.CursorGone` as
+        :meth:`~liveblog.storage.Storage.since` does."""
+        key = (blog_id, str(cursor))
+        while True:
+            kept = self._caught.get(key)
+            if kept is not None and kept.generation == self._generation(blog_id):
+                return kept.catch_up
+            current = self._catching.get(key)
+            if current is None:
+                return await self._lead_catch_up(key, cursor, limit)
+            await asyncio.wait([current])  # however it ends: then look again
+
+    async def _lead_catch_up(self, key: tuple[str, str], cursor: Cursor, limit: int) -> CatchUp:
+        done = self._catching[key] = asyncio.get_running_loop().create_future()
+        generation = self._generation(key[0])  # before the read, as for snapshots
+        try:
+            events = await self._store.since(key[0], cursor, limit)
+            messages = [Message.event(cursor.epoch, event) for event in events]
+            last = Cursor(cursor.epoch, events[-1].stream_id) if events else None
+            caught = CatchUp(Message.batch(messages) if messages else None, last, len(events) < limit)
+            if generation is not None:
+                self._caught.put(key, _KeptCatchUp(generation, caught))
+            return caught
+        finally:
+            del self._catching[key]
+            done.set_result(None)
+
+
+def _catch_up_size(kept: _KeptCatchUp) -> int:
+    message = kept.catch_up.message
+    return len(message.json) if message is not None else 0
 
 
 def _raws(bodies: list[bytes]) -> list[models.Raw]:

@@ -20,12 +20,14 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from . import deflate
 from .caching import accepts_gzip
+from .connection import RESTART_REASON
 from .errors import ApiError
 from .reader import admission, client_address, get_blog, join, origin_allowed, parse_cursor, snapshot_size
 from .services import services
@@ -72,14 +74,22 @@ class BufferedSink:
             self._size += len(record)
         return written
 
-    def close(self, code: int, reason: str) -> None:
+    def close(self, code: int, reason: str, retry_ms: int | None = None) -> None:
+        """End the stream with an ``event: close`` record ``{"code", "reason", "retry_ms"?}``;
+        with ``retry_ms``, a ``retry:`` field too, for an EventSource that reconnects by itself."""
         self._chunks.clear()
         self._buffered = 0
-        self._closing = b'event: close\ndata: {"code":%d,"reason":"%s"}\n\n' % (code, reason.encode())
+        record: dict[str, object] = {"code": code, "reason": reason}
+        retry = b""
+        if retry_ms is not None:
+            record["retry_ms"] = retry_ms
+            retry = b"retry: %d\n" % retry_ms
+        self._closing = retry + b"event: close\ndata: " + msgspec.json.encode(record) + b"\n\n"
         self._ready.set()
 
-    def shutdown(self) -> None:
-        self.close(CloseCode.SERVICE_RESTART, "server restarting; reconnect with your cursor")
+    def shutdown(self, retry_ms: int | None = None) -> None:
+        """The process stops: 1012, come back after ``retry_ms``."""
+        self.close(CloseCode.SERVICE_RESTART, RESTART_REASON, retry_ms)
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """What to write, as it comes; a heartbeat comment when nothing came for a while."""

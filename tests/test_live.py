@@ -9,7 +9,6 @@ import socket
 from dataclasses import replace
 
 import pytest
-import redis.asyncio
 import websockets
 from conftest import RECV_TIMEOUT, UNLIMITED, receive, running_service
 
@@ -331,21 +330,15 @@ async def test_a_reader_may_ask_for_a_bigger_snapshot_up_to_100(service):
         assert len((await receive(ws))["entries"]) == 20, "out of range falls back to the default"
 
 
-async def scripts_run(redis_url: str) -> int:
-    client = redis.asyncio.Redis.from_url(redis_url)
-    try:
-        return (await client.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0)
-    finally:
-        await client.aclose()
-
-
-async def test_readers_joining_together_share_snapshot_reads(service, redis_server, monkeypatch):
+async def test_readers_joining_together_share_snapshot_reads(service, monkeypatch):
     """A reconnect storm after a restart: one snapshot read serves many readers, not one each."""
     await service.create_blog()
     for n in range(3):
         await service.post(headline=f"Entry {n}")
     async with service.live() as first:  # the blog's feed is started: what follows are joins only
         await receive(first)
+        await service.post(headline="Entry 3")  # the snapshot the first reader got is old now
+        assert (await receive(first))["entry"]["headline"] == "Entry 3"
         store, hub = service.services.store, service.services.hub
         # The first read is held until all 40 have subscribed: they join "at the same time".
         gate = Gate(store.snapshot)
@@ -359,22 +352,81 @@ async def test_readers_joining_together_share_snapshot_reads(service, redis_serv
             return subscribed[-1]
 
         monkeypatch.setattr(hub, "subscribe", counted)
-        before = await scripts_run(redis_server.url)
         url = f"{service.ws_url}/api/v1/blogs/ukraine/live"
         readers = await asyncio.gather(*(websockets.connect(url) for _ in range(40)))
         try:
             await asyncio.wait_for(all_in.wait(), RECV_TIMEOUT)
             gate.open.set()
             snapshots = [await receive(ws) for ws in readers]
-            scripts = await scripts_run(redis_server.url) - before
         finally:
             await asyncio.gather(*(ws.close() for ws in readers))
     assert all(
-        s["type"] == "snapshot" and [e["headline"] for e in s["entries"]] == ["Entry 2", "Entry 1", "Entry 0"]
+        s["type"] == "snapshot"
+        and [e["headline"] for e in s["entries"]] == ["Entry 3", "Entry 2", "Entry 1", "Entry 0"]
         for s in snapshots
     )
-    # The held read, and one for everyone who subscribed after it began (40 without sharing).
-    assert gate.calls == 2 and scripts == 2, (gate.calls, scripts)
+    # One read for all 40 (40 without sharing), though most subscribed after it began: nothing
+    # was handed out to the blog's readers since it began, so it misses nothing they would get.
+    # (Counted at the store: Redis's own script count also has the scheduler's looks for due
+    # entries, every 0.25 s, as many as a busy machine holds the read for.)
+    assert gate.calls == 1, gate.calls
+
+
+async def test_a_join_storm_on_a_quiet_blog_costs_no_snapshot_read(service, monkeypatch):
+    """Breaking news: everyone opens the page at once, and nothing was posted since the last
+    reader joined. They all get the snapshot that reader got, without reading it again."""
+    await service.create_blog()
+    for n in range(3):
+        await service.post(headline=f"Entry {n}")
+    async with service.live() as first:
+        snapshot = await receive(first)
+        store = service.services.store
+        reads = Gate(store.snapshot)
+        reads.open.set()  # not held: counted
+        monkeypatch.setattr(store, "snapshot", reads)
+        url = f"{service.ws_url}/api/v1/blogs/ukraine/live"
+        readers = await asyncio.gather(*(websockets.connect(url) for _ in range(40)))
+        try:
+            snapshots = [await receive(ws) for ws in readers]
+            scripts = reads.calls
+            await service.post(headline="Entry 3")  # and from there on they are live
+            live = [await receive(ws) for ws in [first, *readers]]
+        finally:
+            await asyncio.gather(*(ws.close() for ws in readers))
+    assert snapshots == [snapshot] * 40
+    assert scripts == 0
+    assert [m["entry"]["headline"] for m in live] == ["Entry 3"] * 41
+
+
+async def test_readers_back_from_the_same_cursor_share_one_catch_up_read(service, monkeypatch):
+    """After a deploy everyone comes back with the cursor of the last event before it: one read
+    of what they missed serves them all, each gets it once and in order, and a reader coming
+    back after a newer event gets that one too."""
+    await service.create_blog()
+    async with service.live() as first:
+        cursor = (await receive(first))["cursor"]
+    missed = [(await service.post(headline=f"Missed {n}"))["id"] for n in range(3)]
+    store = service.services.store
+    reads = Gate(store.since)
+    reads.open.set()  # not held: counted
+    monkeypatch.setattr(store, "since", reads)
+    async with service.live() as watcher:  # the blog's feed is started, and stays at its generation
+        await receive(watcher)
+        readers = await asyncio.gather(*(service.live(cursor=cursor) for _ in range(20)))
+        try:
+            caught = [[(await receive(ws))["entry"]["id"] for _ in missed] for ws in readers]
+            shared_reads = reads.calls
+            newer = (await service.post(headline="Newer"))["id"]
+            assert (await receive(watcher))["entry"]["id"] == newer  # handed out: a new generation
+            async with service.live(cursor=cursor) as late:
+                late_caught = [(await receive(late))["entry"]["id"] for _ in range(4)]
+            live = [(await receive(ws))["entry"]["id"] for ws in readers]
+        finally:
+            await asyncio.gather(*(ws.close() for ws in readers))
+    assert caught == [missed] * 20
+    assert shared_reads == 1
+    assert late_caught == [*missed, newer] and reads.calls == 2
+    assert live == [newer] * 20, "each once: live, not again from a catch-up"
 
 
 class Gate:

@@ -10,6 +10,7 @@ code and a UTF-8 reason).
 
 from __future__ import annotations
 
+import json
 import struct
 
 import pytest
@@ -322,6 +323,14 @@ def test_the_server_closes_once_however_often_it_is_asked():
 def test_the_servers_close_reason_reaches_the_reader():
     [frame], _ = answered(Rules(MAX).on_close(CloseCode.TOO_SLOW, "too slow: reconnect with your cursor"))
     assert Close.parse(bytes(frame.data)) == Close(CloseCode.TOO_SLOW, "too slow: reconnect with your cursor")
+
+
+def test_a_shutdown_close_reason_says_when_to_come_back_in_json():
+    [frame], _ = answered(Rules(MAX).on_shutdown(retry_ms=59_999))
+    close = Close.parse(bytes(frame.data))
+    assert close.code == CloseCode.SERVICE_RESTART
+    assert json.loads(close.reason)["retry_ms"] == 59_999
+    assert len(close.reason.encode()) <= 123  # what a close frame's reason may take
 
 
 def test_at_shutdown_an_open_connection_is_told_1012_and_hung_up():

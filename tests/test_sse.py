@@ -122,7 +122,11 @@ async def test_a_stopping_server_tells_its_sse_readers_to_come_back_at_once(redi
             close = await stream.record()
             lines = [line async for line in stream.lines]  # and then the response ends
     assert close["event"] == "close"
-    assert json.loads(close["data"])["code"] == 1012
+    told = json.loads(close["data"])
+    assert told["code"] == 1012
+    # when to come back: within the spread, and the same for an EventSource that reconnects itself
+    assert 0 <= told["retry_ms"] < UNLIMITED.reconnect_spread_ms
+    assert close["retry"] == str(told["retry_ms"])
     assert lines == []
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import json
 import os
 import socket
 from collections.abc import AsyncIterator
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 import uvicorn
-from conftest import Service, running_service
+from conftest import ADMIN_TOKEN, Served, Service, running_service
 from playwright.async_api import Browser, Page, async_playwright
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -366,6 +367,64 @@ async def test_a_server_restart_resumes_without_loss(redis_server, settings, par
             posted.append(await second.post(body="<p>after the restart</p>"))
             await reader.wait_for_shown([e["id"] for e in reversed(posted)], timeout=20_000)
     assert any("cursor=" in url for url in reader.connections[connections:]), reader.connections
+
+
+#: Records, in the page, when each WebSocket was made and when (and how) each one closed.
+SOCKET_LOG = """(() => {
+  const Real = window.WebSocket, log = window.__sockets = [];
+  window.WebSocket = function (url, protocols) {
+    const ws = new Real(url, protocols);
+    log.push({ made: performance.now(), url: String(url) });
+    ws.addEventListener("close", e => log.push({ closed: performance.now(), code: e.code, reason: e.reason }));
+    return ws;
+  };
+  window.WebSocket.prototype = Real.prototype;
+})()"""
+
+
+async def test_a_deploy_tells_each_widget_when_to_come_back_and_it_waits_that_long(
+    redis_server, data_dir, partner, browser
+):
+    env = {
+        "LIVEBLOG_REDIS_URL": redis_server.url,
+        "LIVEBLOG_ADMIN_TOKEN": ADMIN_TOKEN,
+        "LIVEBLOG_RECONNECT_SPREAD_MS": "4000",
+    }
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    first = await asyncio.to_thread(Served, data_dir, env)
+    port = first.url.rsplit(":", 1)[1]
+    second = None
+    contexts = [await browser.new_context() for _ in range(2)]
+    try:
+        assert first.http.post("/api/v1/blogs", json={"id": "ukraine", "title": "Live"}, headers=admin).is_success
+        before = first.http.post("/api/v1/blogs/ukraine/entries", json={"body": "<p>before</p>"}, headers=admin)
+        readers = [Reader(await context.new_page()) for context in contexts]
+        for reader in readers:
+            await reader.page.add_init_script(SOCKET_LOG)
+            await open_widget(reader, partner, first.url)
+            await reader.wait_for_shown([before.json()["id"]])
+        first.process.send_signal(15)  # SIGTERM: a deploy
+        assert await asyncio.to_thread(first.wait) == 0
+        second = await asyncio.to_thread(Served, data_dir, env, ("--port", port))
+        after = second.http.post("/api/v1/blogs/ukraine/entries", json={"body": "<p>after</p>"}, headers=admin)
+        for reader in readers:
+            await reader.wait_for_shown([after.json()["id"], before.json()["id"]], timeout=20_000)
+        logs = [await reader.page.evaluate("window.__sockets") for reader in readers]
+    finally:
+        for context in contexts:
+            await context.close()
+        if second is not None:
+            await asyncio.to_thread(second.stop)
+    told = []
+    for log in logs:
+        closed = next(i for i, e in enumerate(log) if e.get("code") == 1012)
+        retry_ms = json.loads(log[closed]["reason"])["retry_ms"]
+        again = next(e for e in log[closed:] if "made" in e)
+        # it waited as long as it was told (not its own backoff), then resumed from its cursor
+        assert again["made"] - log[closed]["closed"] >= retry_ms - 1, (retry_ms, log)
+        assert "cursor=" in again["url"]
+        told.append(retry_ms)
+    assert len(set(told)) == 2 and all(0 <= ms < 4000 for ms in told), told
 
 
 async def test_the_widget_falls_back_to_sse_when_websockets_are_blocked(service, partner, reader):

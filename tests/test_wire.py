@@ -15,7 +15,7 @@ from websockets.frames import Close, Frame
 from websockets.frames import Opcode as WsOpcode
 from websockets.utils import apply_mask
 
-from liveblog.connection import Connections
+from liveblog.connection import Connections, reconnect_delays
 from liveblog.cursor import Cursor
 from liveblog.storage import LogEvent
 from liveblog.wire import (
@@ -182,9 +182,11 @@ class Reader:
 
     def __init__(self) -> None:
         self.told = 0
+        self.retry_ms: int | None = None
 
-    def shutdown(self) -> None:
+    def shutdown(self, retry_ms: int | None = None) -> None:
         self.told += 1
+        self.retry_ms = retry_ms
 
 
 async def has_finished(task: asyncio.Task) -> bool:
@@ -214,6 +216,31 @@ async def test_at_shutdown_every_reader_is_told_once_and_the_server_waits_until_
     gone[-1]()
     await asyncio.wait_for(closed, 5)
     assert [reader.told for reader in sockets + streams] == [1, 1, 1, 1]
+
+
+async def test_at_shutdown_each_reader_gets_its_own_reconnect_delay_within_the_spread():
+    connections = Connections(interval=5.0, reconnect_spread_ms=4000)
+    sockets, streams = [Reader() for _ in range(30)], [Reader() for _ in range(10)]
+    for reader in sockets:
+        connections.watch(reader)
+    for reader in streams:
+        connections.watch_stream(reader)
+    connections.begin_shutdown()
+    delays = sorted(reader.retry_ms for reader in sockets + streams)  # type: ignore[type-var]
+    assert len(set(delays)) == 40, "no two readers come back in the same millisecond"
+    # evenly: one per 100 ms slot of the 4 s spread, not clumped as independent draws would be
+    assert [delay // 100 for delay in delays] == list(range(40))
+    late = Reader()
+    connections.watch(late)
+    assert late.retry_ms is not None and 0 <= late.retry_ms < 4000
+
+
+def test_reconnect_delays_fill_their_slots_and_come_in_random_order():
+    delays = reconnect_delays(1000, 3000)
+    assert sorted(delay // 3 for delay in delays) == list(range(1000))
+    assert delays != sorted(delays)
+    assert reconnect_delays(0, 3000) == []
+    assert reconnect_delays(5, 0) == [0] * 5
 
 
 async def test_a_reader_that_joins_during_the_shutdown_is_told_at_once():

@@ -527,7 +527,11 @@
         var source = es = new EventSource(url);
         source.onopen = function () { status(); };
         source.onmessage = function (ev) { receive(ev.data); };
-        source.addEventListener("close", function () { drop(); retry(Math.random() * 1000); }); // 4408
+        source.addEventListener("close", function (ev) { // 4408, or a restart's 1012
+          drop();
+          var ms = suggested(ev.data);
+          retry(ms != null ? ms : Math.random() * 1000);
+        });
         source.onerror = function () { drop(); retry(); };
         return;
       }
@@ -541,8 +545,17 @@
         if (!opened && ++fails >= 2) useSse = true;
         if (ev.code === 4404) return stop(T("not_found"));
         if (ev.code === 4403) return stop(T("not_allowed"));
-        retry(ev.code === 4408 ? Math.random() * 1000 : null);
+        retry(ev.code === 4408 ? Math.random() * 1000 : ev.code === 1012 ? suggested(ev.reason) : null);
       };
+    }
+
+    // A restart's 1012 says when to come back ({"retry_ms":N,...}): the server spreads its
+    // readers' returns over a window, which our own backoff would bunch up again. Anything else:
+    // null, and the backoff decides.
+    function suggested(text) {
+      var ms;
+      try { ms = JSON.parse(text).retry_ms; } catch (e) { return null; }
+      return typeof ms === "number" && ms >= 0 ? Math.min(ms, 60000) : null;
     }
 
     function drop() {

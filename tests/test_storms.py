@@ -1,0 +1,124 @@
+"""A deploy, for real: `liveblog serve` is stopped with SIGTERM and a fresh process takes its port
+and its Redis. Each live reader is told when to come back, the delays spread over
+``LIVEBLOG_RECONNECT_SPREAD_MS``, and every reader resumes from its cursor with nothing lost and
+nothing twice: raw WebSocket clients that do what the contract says, and ``liveblog.client``'s
+``follow``. (The widget's side of the story is in tests/test_widget.py.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from pathlib import Path
+
+import pytest
+import websockets
+from conftest import ADMIN_TOKEN, Served, receive
+
+from liveblog.client import AsyncClient, Retry, Viewers
+from liveblog.embedded import EmbeddedRedis
+
+SPREAD_MS = 2000
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+pytestmark = pytest.mark.slow
+
+
+def post(served: Served, body: str) -> dict:
+    response = served.http.post("/api/v1/blogs/ukraine/entries", json={"body": body}, headers=ADMIN)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+class Follower:
+    """``AsyncClient.follow`` in a task: what it received, in order."""
+
+    def __init__(self, url: str):
+        # patient: the new process may take a while to start, and follow counts failed connects
+        self.client = AsyncClient(url, retry=Retry(attempts=30, cap=3.0))
+        self.messages: list[dict] = []
+        self.snapshot = asyncio.Event()
+        self.task = asyncio.create_task(self._follow())
+
+    async def _follow(self) -> None:
+        async for message in self.client.follow("ukraine"):
+            if not isinstance(message, Viewers):  # outside the log
+                self.messages.append({"type": message.type, "cursor": message.cursor})
+                self.snapshot.set()
+
+    async def until(self, cursor: str) -> None:
+        while not self.messages or self.messages[-1]["cursor"] != cursor:
+            if self.task.done():
+                self.task.result()
+            await asyncio.sleep(0.02)
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+        await self.client.aclose()
+
+
+async def test_a_deploy_spreads_its_readers_returns_and_each_resumes_with_nothing_lost_or_twice(
+    data_dir: Path, redis_server: EmbeddedRedis, caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level(logging.WARNING, "liveblog.client")
+    env = {
+        "LIVEBLOG_REDIS_URL": redis_server.url,
+        "LIVEBLOG_ADMIN_TOKEN": ADMIN_TOKEN,
+        "LIVEBLOG_RECONNECT_SPREAD_MS": str(SPREAD_MS),
+    }
+    first = await asyncio.to_thread(Served, data_dir, env)
+    port = first.url.rsplit(":", 1)[1]
+    assert first.http.post("/api/v1/blogs", json={"id": "ukraine", "title": "Live"}, headers=ADMIN).status_code == 201
+    post(first, "<p>before the deploy</p>")
+    live = f"{first.ws_url}/api/v1/blogs/ukraine/live"
+    raw = [await websockets.connect(live) for _ in range(4)]
+    cursors = [(await receive(ws))["cursor"] for ws in raw]
+    followers = [Follower(first.url) for _ in range(2)]
+    second: Served | None = None
+    try:
+        await asyncio.wait_for(asyncio.gather(*(f.snapshot.wait() for f in followers)), 20)
+
+        first.process.send_signal(15)  # SIGTERM, as a deploy's supervisor sends it
+        delays = []
+        for ws in raw:
+            await asyncio.wait_for(ws.wait_closed(), 10)
+            assert ws.close_code == 1012
+            delays.append(json.loads(ws.close_reason)["retry_ms"])
+        assert await asyncio.to_thread(first.wait) == 0
+
+        second = await asyncio.to_thread(Served, data_dir, env, ("--port", port))
+        missed = [post(second, f"<p>while they were away {i}</p>") for i in range(3)]
+
+        async def come_back(cursor: str, retry_ms: int) -> list[str]:
+            await asyncio.sleep(retry_ms / 1000)  # what the 1012 asked of this reader
+            async with websockets.connect(f"{live}?cursor={cursor}") as ws:
+                return [(await receive(ws))["entry"]["id"] for _ in missed]
+
+        caught_up = await asyncio.gather(*(come_back(c, d) for c, d in zip(cursors, delays, strict=True)))
+        last = post(second, "<p>after the deploy</p>")
+        stream = second.http.get("/api/v1/blogs/ukraine/entries", params={"since": cursors[0]}).json()["events"]
+        await asyncio.wait_for(asyncio.gather(*(f.until(stream[-1]["cursor"]) for f in followers)), 30)
+    finally:
+        for ws in raw:
+            await ws.close()
+        for follower in followers:
+            await follower.stop()
+        if second is not None:
+            await asyncio.to_thread(second.stop)
+
+    # Told when to come back: each its own moment, within the spread.
+    assert len(set(delays)) == len(delays), delays
+    assert all(0 <= delay < SPREAD_MS for delay in delays), delays
+    # Came back from their cursors: what they missed, once each, in order.
+    assert caught_up == [[entry["id"] for entry in missed]] * len(raw)
+    # follow honoured its delay (not its own backoff), and missed nothing, doubled nothing.
+    told = [float(m) for m in re.findall(r"the server restarts; reconnecting in ([\d.]+) s", caplog.text)]
+    assert len(told) == len(followers), caplog.text
+    assert all(0 <= delay < SPREAD_MS / 1000 for delay in told), told
+    expected = [event["cursor"] for event in stream]
+    assert [e["entry"]["id"] for e in stream] == [e["id"] for e in [*missed, last]]
+    for follower in followers:
+        assert follower.messages[0]["type"] == "snapshot"
+        assert [m["cursor"] for m in follower.messages[1:]] == expected
