@@ -37,38 +37,33 @@ def add_commands(commands: Any) -> None:
     remote.add_argument("--url", help=f"the service (LIVEBLOG_URL, default {DEFAULT_URL})")
     remote.add_argument("--token", help=f"bearer token (LIVEBLOG_TOKEN; on a loopback URL, default ./{LOCAL_TOKEN})")
 
-    blogs = commands.add_parser("blogs", help="create, list or end blogs", description="Create, list or end blogs.")
-    blog_commands = blogs.add_subparsers(dest="action", required=True)
-    create = blog_commands.add_parser("create", parents=[remote], help="create a blog; prints it")
+    def group(name: str, what: str) -> Any:
+        parser = commands.add_parser(name, help=what, description=what.capitalize() + ".")
+        return parser.add_subparsers(dest="action", required=True)
+
+    def command(group: Any, name: str, what: str, function: Callable[..., Any]) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = group.add_parser(name, parents=[remote], help=what)
+        parser.set_defaults(main=functools.partial(run, function))
+        return parser
+
+    blogs = group("blogs", "create, list or end blogs")
+    create = command(blogs, "create", "create a blog; prints it", _create_blog)
     create.add_argument("id", help="the blog's slug, e.g. ukraine")
     create.add_argument("--title", required=True)
     create.add_argument("--description", default="")
     create.add_argument("--language", default="en")
     create.add_argument("--timezone", default="UTC", help="IANA name for its pages' times")
     create.add_argument("--embed-origin", action="append", default=[], help="an origin that may embed it (repeat)")
-    create.set_defaults(main=functools.partial(run, _create_blog))
-    blog_commands.add_parser("list", parents=[remote], help="one JSON line per blog").set_defaults(
-        main=functools.partial(run, _list_blogs)
-    )
-    end = blog_commands.add_parser("end", parents=[remote], help="end a blog's coverage; prints it")
-    end.add_argument("id")
-    end.set_defaults(main=functools.partial(run, _end_blog))
+    command(blogs, "list", "one JSON line per blog", _list_blogs)
+    command(blogs, "end", "end a blog's coverage; prints it", _end_blog).add_argument("id")
 
-    tokens = commands.add_parser(
-        "tokens", help="mint, list or revoke tokens", description="Mint, list or revoke tokens."
-    )
-    token_commands = tokens.add_subparsers(dest="action", required=True)
-    mint = token_commands.add_parser("mint", parents=[remote], help="mint a token; prints it with its secret, once")
+    tokens = group("tokens", "mint, list or revoke tokens")
+    mint = command(tokens, "mint", "mint a token; prints it with its secret, once", _mint)
     mint.add_argument("--name", required=True, help="the byline its entries get")
     mint.add_argument("--role", required=True, choices=["editor", "reporter", "contributor"])
     mint.add_argument("--blog", action="append", default=[], help="a blog it may write to (repeat)")
-    mint.set_defaults(main=functools.partial(run, _mint))
-    token_commands.add_parser("list", parents=[remote], help="one JSON line per token").set_defaults(
-        main=functools.partial(run, _list_tokens)
-    )
-    revoke = token_commands.add_parser("revoke", parents=[remote], help="revoke a token, at once")
-    revoke.add_argument("id")
-    revoke.set_defaults(main=functools.partial(run, _revoke))
+    command(tokens, "list", "one JSON line per token", _list_tokens)
+    command(tokens, "revoke", "revoke a token, at once", _revoke).add_argument("id")
 
     post = commands.add_parser(
         "post", parents=[remote], help="post an entry", description="Post an entry; prints it. Retried safely."

@@ -13,23 +13,19 @@ import math
 import re
 import secrets
 from datetime import UTC, datetime
-from typing import TypeVar
 
 import msgspec
-from msgspec import Struct
-from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
-from . import auth, blogs, entries, sessions
+from . import auth, blogs, edge, entries, sessions
 from .caching import Prepared, ShortCache, revalidatable
 from .cursor import BadCursor, Cursor
-from .errors import ApiError, validation_error
+from .errors import ApiError
 from .live import live
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .models import (
-    SLUG_PATTERN,
     Blog,
     BlogCreate,
     BlogPatch,
@@ -56,19 +52,11 @@ from .store import fingerprint, key_digest
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T", bound=Struct)
-
-_SLUG = re.compile(SLUG_PATTERN)
 _ENTRY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 _IF_MATCH = re.compile(r'^(?:W/)?"?([0-9]{1,9})"?\Z')
-_NUMBER = re.compile(r"^[0-9]{1,9}\Z")
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}\Z")
 _TAG = re.compile(r"^[^\x00-\x1f\x7f]{1,40}\Z")
-_STREAM_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}\Z")
-#: Staff answers: never kept by a shared cache.
-PRIVATE = {"Cache-Control": "private, no-store"}
 UNPUBLISHED = ("draft", "submitted", "scheduled", "retracted")
-MAX_PAGE = 100
 MAX_EVENTS = 1000
 
 
@@ -80,20 +68,9 @@ def _store(request: Request) -> Storage:
     return services(request).store
 
 
-def _json(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(body, status, headers=headers, media_type="application/json")
-
-
 def _reader_json(request: Request, body: bytes) -> Response:
     """A public, CORS-enabled, revalidatable JSON response."""
     return revalidatable(request, body, "application/json", {"Access-Control-Allow-Origin": "*"})
-
-
-def _blog_id(request: Request) -> str:
-    blog_id: str = request.path_params["blog"]
-    if not _SLUG.match(blog_id):
-        raise ApiError(404, "not_found", "no such blog")
-    return blog_id
 
 
 def _entry_id(request: Request) -> str:
@@ -101,38 +78,6 @@ def _entry_id(request: Request) -> str:
     if not _ENTRY_ID.match(entry_id):
         raise ApiError(404, "not_found", "no such entry")
     return entry_id
-
-
-async def _body(request: Request) -> bytes:
-    """The request body, refusing (413) anything over the configured limit before reading it all."""
-    limit = services(request).settings.max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and (not (declared.isascii() and declared.isdigit()) or int(declared) > limit):
-        raise ApiError(413, "too_large", f"request body is over the {limit}-byte limit")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, "too_large", f"request body is over the {limit}-byte limit")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _decode(kind: type[T], body: bytes) -> T:
-    try:
-        return decode(kind, body)
-    except msgspec.ValidationError as exc:
-        raise validation_error(exc) from None
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "malformed_json", f"request body is not valid JSON: {exc}") from None
-
-
-async def _principal(request: Request) -> auth.Principal:
-    return await sessions.principal(request)
-
-
-def _forbid(message: str) -> ApiError:
-    return ApiError(403, "forbidden", message)
 
 
 def _hide_others_work(principal: auth.Principal, entry: Entry, owner: str | None) -> None:
@@ -154,14 +99,14 @@ def _if_match(request: Request) -> int:
 
 def _entry_response(body: bytes, status: int, **headers: str) -> Response:
     version = msgspec.json.decode(body, type=dict)["version"]
-    return _json(body, status, headers={"ETag": f'"{version}"', **headers})
+    return edge.json(body, status, headers={"ETag": f'"{version}"', **headers})
 
 
 # --- health ---------------------------------------------------------------------------------------
 
 
 async def healthz(request: Request) -> Response:
-    return _json(b'{"status":"ok"}')
+    return edge.json(b'{"status":"ok"}')
 
 
 async def readyz(request: Request) -> Response:
@@ -170,8 +115,8 @@ async def readyz(request: Request) -> Response:
     except Exception as exc:  # any failure to reach Redis means "not ready", which is the answer
         # The detail (a socket path, a host name) is for the operator's log, not for whoever asks.
         log.warning("not ready: Redis does not answer: %s", exc)
-        return _json(b'{"status":"unavailable","reason":"storage unreachable"}', 503)
-    return _json(b'{"status":"ready"}')
+        return edge.json(b'{"status":"unavailable","reason":"storage unreachable"}', 503)
+    return edge.json(b'{"status":"ready"}')
 
 
 async def metrics(request: Request) -> Response:
@@ -182,46 +127,46 @@ async def metrics(request: Request) -> Response:
 
 
 async def list_blogs(request: Request) -> Response:
-    principal = await _principal(request)
+    principal = await edge.principal(request)
     bodies = await _store(request).list_blogs()
     visible = [
         Raw(body)
         for body in bodies
         if principal.is_admin or msgspec.json.decode(body, type=dict)["id"] in principal.blogs
     ]
-    return _json(encoder.encode({"blogs": visible}))
+    return edge.json(encoder.encode({"blogs": visible}))
 
 
 async def create_blog(request: Request) -> Response:
-    principal = await _principal(request)
-    create = _decode(BlogCreate, await _body(request))
+    principal = await edge.principal(request)
+    create = edge.decode(BlogCreate, await edge.body(request))
     if not principal.can_manage(create.id):
-        raise _forbid("only admins (or an editor scoped to this blog id) create blogs")
+        raise edge.forbid("only admins (or an editor scoped to this blog id) create blogs")
     try:
         body = await _store(request).create_blog(blogs.create(create, now()), epoch=secrets.token_hex(4))
         services(request).pages.forget(create.id)
     except Conflict as exc:
         raise ApiError(409, "exists", str(exc), "$.id") from None
-    return _json(body, 201, headers={"Location": f"/api/v1/blogs/{create.id}"})
+    return edge.json(body, 201, headers={"Location": f"/api/v1/blogs/{create.id}"})
 
 
 async def get_blog(request: Request) -> Response:
-    return _reader_json(request, await _store(request).get_blog_json(_blog_id(request)))
+    return _reader_json(request, await _store(request).get_blog_json(edge.blog_id(request)))
 
 
 async def patch_blog(request: Request) -> Response:
-    principal = await _principal(request)
-    blog_id = _blog_id(request)
+    principal = await edge.principal(request)
+    blog_id = edge.blog_id(request)
     if not principal.can_manage(blog_id):
-        raise _forbid("only editors of this blog and admins change it")
-    patch = _decode(BlogPatch, await _body(request))
+        raise edge.forbid("only editors of this blog and admins change it")
+    patch = edge.decode(BlogPatch, await edge.body(request))
     store = _store(request)
     for _ in range(5):  # compare-and-set: re-apply the patch if another editor wrote in between
         try:
             read = await store.get_blog_json(blog_id)
             written = await store.replace_blog(read, blogs.edit(decode(Blog, read), patch, now()))
             services(request).pages.forget(blog_id)
-            return _json(written.json)
+            return edge.json(written.json)
         except Conflict:
             continue
     raise ApiError(409, "conflict", "the blog is being edited by others; retry")
@@ -231,15 +176,15 @@ async def patch_blog(request: Request) -> Response:
 
 
 async def list_entries(request: Request) -> Response:
-    blog_id = _blog_id(request)
+    blog_id = edge.blog_id(request)
     params = request.query_params
     store = _store(request)
     if "status" in params:
         return await _list_work(request, blog_id, params["status"])
     if "since" in params:
-        limit = _int(params, "limit", 500, MAX_EVENTS)
+        limit = edge.int_param(params, "limit", 500, MAX_EVENTS)
         return _reader_json(request, await _events_since(store, blog_id, params["since"], limit))
-    limit = _int(params, "limit", 20, MAX_PAGE)
+    limit = edge.int_param(params, "limit", 20, edge.MAX_PAGE)
     before = params.get("before")
     if before is not None and not _ENTRY_ID.match(before):
         raise ApiError(400, "bad_before", "before must be an entry id", "before")
@@ -268,18 +213,18 @@ def _entry_page(page: Page) -> bytes:
 async def _list_work(request: Request, blog_id: str, status: str) -> Response:
     """Staff: the blog's unpublished entries in one status (contributors and reporters see
     their own), newest first."""
-    principal = await _principal(request)
+    principal = await edge.principal(request)
     if status not in UNPUBLISHED:
         raise ApiError(400, "bad_status", f"status must be one of {', '.join(UNPUBLISHED)}", "status")
     if not principal.can_post(blog_id):
-        raise _forbid(f"this token has no access to {blog_id!r}")
+        raise edge.forbid(f"this token has no access to {blog_id!r}")
     await _store(request).get_blog_json(blog_id)  # 404 for no such blog
-    limit = _int(request.query_params, "limit", 100, MAX_PAGE)
+    limit = edge.int_param(request.query_params, "limit", 100, edge.MAX_PAGE)
     work = await _store(request).list_work(blog_id)
     shown = [entry for entry, owner in work if entry.status == status and principal.can_see_work(blog_id, owner)][
         :limit
     ]
-    return _json(encoder.encode({"entries": shown}), headers=PRIVATE)
+    return edge.json(encoder.encode({"entries": shown}), headers=edge.PRIVATE)
 
 
 async def _events_since(store: Storage, blog_id: str, text: str, limit: int) -> bytes:
@@ -295,36 +240,29 @@ async def _events_since(store: Storage, blog_id: str, text: str, limit: int) -> 
     return encoder.encode(EventPage(last, [Raw(event.with_cursor(cursor.epoch)) for event in events]))
 
 
-def _int(params: QueryParams, name: str, default: int, maximum: int) -> int:
-    raw = params.get(name)
-    if raw is None:
-        return default
-    if not _NUMBER.match(raw) or not 1 <= int(raw) <= maximum:
-        raise ApiError(400, f"bad_{name}", f"{name} must be an integer from 1 to {maximum}", name)
-    return int(raw)
-
-
 async def get_entry(request: Request) -> Response:
     """A published entry, for anyone; with a token, also unpublished work the token may see."""
-    blog_id, entry_id = _blog_id(request), _entry_id(request)
+    blog_id, entry_id = edge.blog_id(request), _entry_id(request)
     if "authorization" not in request.headers:
         return _reader_json(request, await _store(request).get_public_entry(blog_id, entry_id))
-    principal = await _principal(request)
+    principal = await edge.principal(request)
     entry, owner = await _store(request).get_entry(blog_id, entry_id)
     _hide_others_work(principal, entry, owner)
-    return _entry_response(encoder.encode(entry), 200, **PRIVATE)
+    return _entry_response(encoder.encode(entry), 200, **edge.PRIVATE)
 
 
 async def entry_versions(request: Request) -> Response:
     """Every published version of a published entry, oldest first (staff: also of a retracted one)."""
-    blog_id, entry_id = _blog_id(request), _entry_id(request)
+    blog_id, entry_id = edge.blog_id(request), _entry_id(request)
     store = _store(request)
     if "authorization" in request.headers:
-        principal = await _principal(request)
+        principal = await edge.principal(request)
         entry, owner = await store.get_entry(blog_id, entry_id)
         _hide_others_work(principal, entry, owner)
         rows = await store.versions(blog_id, entry_id)
-        return _json(encoder.encode({"entry": entry_id, "versions": [Raw(row) for row in rows]}), headers=PRIVATE)
+        return edge.json(
+            encoder.encode({"entry": entry_id, "versions": [Raw(row) for row in rows]}), headers=edge.PRIVATE
+        )
     await store.get_public_entry(blog_id, entry_id)
     rows = await store.versions(blog_id, entry_id)
     return _reader_json(request, encoder.encode({"entry": entry_id, "versions": [Raw(row) for row in rows]}))
@@ -343,13 +281,13 @@ async def create_entry(request: Request) -> Response:
 
 
 async def _create_entry(request: Request) -> Response:
-    principal = await _principal(request)
+    principal = await edge.principal(request)
     _throttle_writes(request, principal)
-    blog_id = _blog_id(request)
+    blog_id = edge.blog_id(request)
     if not principal.can_post(blog_id):
-        raise _forbid(f"this token may not post to {blog_id!r}")
-    raw = await _body(request)
-    create = _decode(EntryCreate, raw)
+        raise edge.forbid(f"this token may not post to {blog_id!r}")
+    raw = await edge.body(request)
+    create = edge.decode(EntryCreate, raw)
     idempotency = None
     if (key := request.headers.get("idempotency-key")) is not None:
         if not _IDEMPOTENCY_KEY.match(key):
@@ -385,7 +323,7 @@ async def _apply(request: Request, change: Change, owner: str, idempotency: tupl
 
 async def _editable(request: Request) -> tuple[Entry, str | None, int]:
     """The entry a write names, its owner, and the version the writer saw (``If-Match``)."""
-    blog_id, entry_id = _blog_id(request), _entry_id(request)
+    blog_id, entry_id = edge.blog_id(request), _entry_id(request)
     entry, owner = await _store(request).get_entry(blog_id, entry_id)
     expected = _if_match(request)
     return entry, owner, expected
@@ -397,9 +335,9 @@ def _stale(current: int | None) -> ApiError:
 
 
 async def patch_entry(request: Request) -> Response:
-    principal = await _principal(request)
+    principal = await edge.principal(request)
     _throttle_writes(request, principal)
-    patch = _decode(EntryPatch, await _body(request))
+    patch = edge.decode(EntryPatch, await edge.body(request))
     entry, owner, expected = await _editable(request)
     _hide_others_work(principal, entry, owner)
     shown = None
@@ -416,14 +354,14 @@ async def patch_entry(request: Request) -> Response:
 async def delete_entry(request: Request) -> Response:
     """Retract (readers see the entry go, with the optional ``retraction_note``), or with
     ``?purge=true`` take it down: no output returns any version of its text afterwards."""
-    principal = await _principal(request)
+    principal = await edge.principal(request)
     _throttle_writes(request, principal)
     purge = request.query_params.get("purge", "false")
     if purge not in ("true", "false"):
         raise ApiError(400, "bad_purge", "purge must be true or false", "purge")
-    raw = await _body(request)
-    note = _decode(EntryDelete, raw).retraction_note if raw.strip() else None
-    blog_id, entry_id = _blog_id(request), _entry_id(request)
+    raw = await edge.body(request)
+    note = edge.decode(EntryDelete, raw).retraction_note if raw.strip() else None
+    blog_id, entry_id = edge.blog_id(request), _entry_id(request)
     entry, owner = await _store(request).get_entry(blog_id, entry_id)
     _hide_others_work(principal, entry, owner)
     if purge == "true":
@@ -444,53 +382,45 @@ async def delete_entry(request: Request) -> Response:
     return Response(status_code=204)
 
 
-def _is_record_id(text: str) -> bool:
-    """A stream id Redis takes (both parts below 2**64); ``0-0`` has nothing before it."""
-    if not _STREAM_ID.match(text):
-        return False
-    parts = [int(part) for part in text.split("-")]
-    return max(parts) < 2**64
-
-
 async def audit(request: Request) -> Response:
     """Editors and admins: who did what to which entry and when, newest first."""
-    principal = await _principal(request)
-    blog_id = _blog_id(request)
+    principal = await edge.principal(request)
+    blog_id = edge.blog_id(request)
     if not (principal.is_editor and principal.can_post(blog_id)):
-        raise _forbid("only editors of this blog and admins read its audit trail")
+        raise edge.forbid("only editors of this blog and admins read its audit trail")
     await _store(request).get_blog_json(blog_id)
-    limit = _int(request.query_params, "limit", 100, MAX_PAGE)
+    limit = edge.int_param(request.query_params, "limit", 100, edge.MAX_PAGE)
     before = request.query_params.get("before")
-    if before is not None and not _is_record_id(before):
+    if before is not None and not edge.is_record_id(before):
         raise ApiError(400, "bad_before", "before must be the id of an audit record", "before")
     records, next_id = await _store(request).audit(blog_id, limit, before)
-    return _json(encoder.encode({"records": [Raw(r) for r in records], "next": next_id}), headers=PRIVATE)
+    return edge.json(encoder.encode({"records": [Raw(r) for r in records], "next": next_id}), headers=edge.PRIVATE)
 
 
 # --- tokens ---------------------------------------------------------------------------------------
 
 
 async def create_token(request: Request) -> Response:
-    principal = await _principal(request)
+    principal = await edge.principal(request)
     if not principal.is_admin:
-        raise _forbid("only admins mint tokens")
-    record, shown = auth.mint(_decode(TokenCreate, await _body(request)), now())
+        raise edge.forbid("only admins mint tokens")
+    record, shown = auth.mint(edge.decode(TokenCreate, await edge.body(request)), now())
     await _store(request).add_token(record)
-    return _json(encoder.encode(shown), 201, headers={"Cache-Control": "no-store"})
+    return edge.json(encoder.encode(shown), 201, headers={"Cache-Control": "no-store"})
 
 
 async def list_tokens(request: Request) -> Response:
-    principal = await _principal(request)
+    principal = await edge.principal(request)
     if not principal.is_admin:
-        raise _forbid("only admins list tokens")
+        raise edge.forbid("only admins list tokens")
     tokens = await _store(request).list_tokens()
-    return _json(encoder.encode({"tokens": tokens}), headers=PRIVATE)
+    return edge.json(encoder.encode({"tokens": tokens}), headers=edge.PRIVATE)
 
 
 async def revoke_token(request: Request) -> Response:
-    principal = await _principal(request)
+    principal = await edge.principal(request)
     if not principal.is_admin:
-        raise _forbid("only admins revoke tokens")
+        raise edge.forbid("only admins revoke tokens")
     if not await _store(request).revoke_token(request.path_params["token"][:64]):
         raise ApiError(404, "not_found", "no such token")
     return Response(status_code=204)
@@ -519,13 +449,13 @@ async def sign_in(request: Request) -> Response:
         )
     if request.headers.get("origin") not in (None, sessions.own_origin(request)):
         raise ApiError(403, "cross_origin", "sign in from this service's own pages")
-    text = _decode(SessionCreate, await _body(request)).token
+    text = edge.decode(SessionCreate, await edge.body(request)).token
     try:
         principal = await sessions.principal_of_token(request, text)
     except auth.BadToken as exc:
         raise ApiError(401, "unauthorized", str(exc), "$.token") from None
     session_id = await sessions.start(request, principal)
-    response = _json(_whoami(principal), 201, headers=PRIVATE)
+    response = edge.json(_whoami(principal), 201, headers=edge.PRIVATE)
     response.set_cookie(
         sessions.COOKIE,
         session_id,
@@ -538,7 +468,7 @@ async def sign_in(request: Request) -> Response:
 
 
 async def whoami(request: Request) -> Response:
-    return _json(_whoami(await _principal(request)), headers=PRIVATE)
+    return edge.json(_whoami(await edge.principal(request)), headers=edge.PRIVATE)
 
 
 async def sign_out(request: Request) -> Response:
@@ -546,7 +476,7 @@ async def sign_out(request: Request) -> Response:
     if request.headers.get("origin") not in (None, sessions.own_origin(request)):
         raise ApiError(403, "cross_origin", "sign out from this service's own pages")
     await sessions.end(request)
-    response = Response(status_code=204, headers=PRIVATE)
+    response = Response(status_code=204, headers=edge.PRIVATE)
     response.delete_cookie(sessions.COOKIE, path="/", httponly=True, samesite="strict")
     return response
 

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .api import MAX_PAGE, PRIVATE, _blog_id, _body, _decode, _forbid, _int, _is_record_id, _json, _principal
+from . import edge
 from .errors import ApiError
 from .models import StoredDelivery, WebhookCreate, encoder
 from .services import services
@@ -22,10 +22,10 @@ _WEBHOOK_ID = re.compile(r"^[0-9a-f]{12}\Z")
 
 
 async def _admin_store(request: Request) -> tuple[WebhookStore, str]:
-    principal = await _principal(request)
+    principal = await edge.principal(request)
     if not principal.is_admin:
-        raise _forbid("only admins manage webhooks")
-    return services(request).webhooks, _blog_id(request)
+        raise edge.forbid("only admins manage webhooks")
+    return services(request).webhooks, edge.blog_id(request)
 
 
 def _webhook_id(request: Request) -> str:
@@ -38,7 +38,7 @@ def _webhook_id(request: Request) -> str:
 async def create_webhook(request: Request) -> Response:
     """``POST …/webhooks`` ``{"url","events","secret"?}`` → 201, with the secret shown once."""
     hooks, blog_id = await _admin_store(request)
-    create = _decode(WebhookCreate, await _body(request))
+    create = edge.decode(WebhookCreate, await edge.body(request))
     try:
         check_url(create.url, AllowList.parse(services(request).settings.webhook_hosts))
     except BadUrl as exc:
@@ -49,13 +49,13 @@ async def create_webhook(request: Request) -> Response:
     except TooMany as exc:
         raise ApiError(409, "too_many_webhooks", f"{exc}; remove one first") from None
     location = f"/api/v1/blogs/{blog_id}/webhooks/{hook.id}"
-    return _json(encoder.encode(shown), 201, headers={"Location": location, "Cache-Control": "no-store"})
+    return edge.json(encoder.encode(shown), 201, headers={"Location": location, "Cache-Control": "no-store"})
 
 
 async def list_webhooks(request: Request) -> Response:
     hooks, blog_id = await _admin_store(request)
     await services(request).store.get_blog_json(blog_id)  # 404 for no such blog
-    return _json(encoder.encode({"webhooks": await hooks.listed(blog_id)}), headers=PRIVATE)
+    return edge.json(encoder.encode({"webhooks": await hooks.listed(blog_id)}), headers=edge.PRIVATE)
 
 
 async def delete_webhook(request: Request) -> Response:
@@ -71,9 +71,9 @@ async def list_deliveries(request: Request) -> Response:
     hooks, blog_id = await _admin_store(request)
     webhook_id = _webhook_id(request)
     await hooks.get(blog_id, webhook_id)
-    limit = _int(request.query_params, "limit", 50, MAX_PAGE)
+    limit = edge.int_param(request.query_params, "limit", 50, edge.MAX_PAGE)
     found = await hooks.deliveries(blog_id, webhook_id, limit)
-    return _json(encoder.encode({"deliveries": found}), headers=PRIVATE)
+    return edge.json(encoder.encode({"deliveries": found}), headers=edge.PRIVATE)
 
 
 async def replay_delivery(request: Request) -> Response:
@@ -82,7 +82,7 @@ async def replay_delivery(request: Request) -> Response:
     hooks, blog_id = await _admin_store(request)
     webhook_id = _webhook_id(request)
     delivery_id: str = request.path_params["delivery"]
-    if not _is_record_id(delivery_id):
+    if not edge.is_record_id(delivery_id):
         raise ApiError(404, "not_found", "no such delivery")
     member = f"{webhook_id} {delivery_id}"
     stored = await hooks.delivery(blog_id, member)
@@ -93,7 +93,7 @@ async def replay_delivery(request: Request) -> Response:
     )
     again = StoredDelivery(delivery=delivery, body=stored.body)
     await hooks.record(blog_id, member, again, 0)
-    return _json(encoder.encode(again.delivery), 202, headers=PRIVATE)
+    return edge.json(encoder.encode(again.delivery), 202, headers=edge.PRIVATE)
 
 
 routes = [
