@@ -237,14 +237,13 @@ class Deliverer:
     async def _attempt(self, blog_id: str, hook: Webhook, member: str, stored: StoredDelivery) -> None:
         """One POST of a delivery, and its outcome kept: delivered, retried later, or given up.
 
-        An entry purged since the event is not sent: no output returns a purged entry's text."""
+        An entry purged since the event is not sent, and its delivery is forgotten: no output
+        returns, and nothing keeps, a purged entry's text. (The purge removed every delivery made
+        before it; this is one made from an event read just before the purge.)"""
         body = stored.body.encode()
         event = msgspec.json.decode(body, type=_Event)
         if event.entry is not None and not await self._hooks.entry_exists(blog_id, event.entry.id):
-            gone = msgspec.structs.replace(
-                stored.delivery, state="failed", next_attempt_at=None, last_error="not sent: the entry was purged"
-            )
-            await self._hooks.record(blog_id, member, StoredDelivery(delivery=gone, body=stored.body), None)
+            await self._hooks.forget(blog_id, member)
             self._metrics.webhook_deliveries.labels("purged").inc()
             return
         status, error = await self._post(hook, body, event.id)

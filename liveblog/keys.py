@@ -142,6 +142,12 @@ def recent_deliveries(blog_id: str, webhook_id: str) -> str:
     return _blog(blog_id, f"recent:{webhook_id}")
 
 
+def alerts(blog_id: str) -> str:
+    """Hash: entry id -> the ids of the outbox events that carried it (space-separated), so a
+    purge can delete them and every delivery made of them."""
+    return _blog(blog_id, "alerts")
+
+
 def retries(blog_id: str) -> str:
     """Sorted set: ``"<webhook id> <outbox id>"`` of deliveries to try again, scored by when (ms).
     A delivery being tried is leased: its score moves past the try's end, so that if its process

@@ -208,7 +208,7 @@ class Store:
         now_tagged = list(dict.fromkeys(entry.tags))
         lost = [name for name in dict.fromkeys(change.previous_tags) if name not in now_tagged]
         extra = [keys.versions(entry.blog, entry.id), *(keys.tag(entry.blog, name) for name in now_tagged + lost)]
-        extra += [keys.outbox(entry.blog), keys.webhooks(entry.blog)]
+        extra += [keys.outbox(entry.blog), keys.webhooks(entry.blog), keys.alerts(entry.blog)]
         if idempotency and change.expected_version == 0:
             extra.append(keys.idempotency(entry.blog, idempotency[0]))
         fingerprint = idempotency[1] if idempotency else ""
@@ -290,7 +290,14 @@ class Store:
         for _ in range(5):  # the idempotency key is named by a read; a retry of its write moves it
             idem = await self.redis.hget(keys.idempotency_of(blog_id), entry_id)
             tags = [keys.tag(blog_id, name) for name in dict.fromkeys(purge.tags)]
-            extra = [keys.versions(blog_id, entry_id), *tags, *([_s(idem)] if idem is not None else [])]
+            hooks = [keys.outbox(blog_id), keys.webhooks(blog_id), keys.deliveries(blog_id), keys.retries(blog_id)]
+            extra = [
+                keys.versions(blog_id, entry_id),
+                *tags,
+                *hooks,
+                keys.alerts(blog_id),
+                *([_s(idem)] if idem is not None else []),
+            ]
             status, *rest = await self._run(
                 "purge_entry",
                 blog_id,

@@ -40,7 +40,15 @@ class WebhookStore:
         self.redis = client
         self._scripts = {
             name: client.register_script(_script(name))
-            for name in ("add_webhook", "remove_webhook", "fanout", "lease", "record_delivery", "ack")
+            for name in (
+                "add_webhook",
+                "remove_webhook",
+                "fanout",
+                "lease",
+                "record_delivery",
+                "forget_delivery",
+                "ack",
+            )
         }
 
     # --- the registry (the admin API) ----------------------------------------------------------
@@ -211,6 +219,10 @@ class WebhookStore:
             keys=[keys.retries(blog_id), keys.deliveries(blog_id)], args=[lease_ms, count]
         )
         return [(_s(member), body) for member, body in zip(flat[::2], flat[1::2], strict=True)]
+
+    async def forget(self, blog_id: str, member: str) -> None:
+        """Remove a delivery and its retry: it is as if it was never made."""
+        await self._scripts["forget_delivery"](keys=[keys.deliveries(blog_id), keys.retries(blog_id)], args=[member])
 
     async def record(self, blog_id: str, member: str, stored: StoredDelivery, retry_in_ms: int | None) -> None:
         """Keep a delivery's new state; try it again in ``retry_in_ms`` (None: never)."""

@@ -47,9 +47,19 @@ end
 
 -- Append webhook events ARGV[first..last] to the blog's outbox stream (for the deliverers'
 -- consumer group), but only if the blog has webhooks: a blog without any keeps no outbox.
+-- Returns the new events' ids, space-separated ('' for none).
 local function append_alerts(outbox_key, webhooks_key, maxlen, first, last)
-  if first > last or redis.call('HLEN', webhooks_key) == 0 then return end
+  if first > last or redis.call('HLEN', webhooks_key) == 0 then return '' end
+  local ids = {}
   for i = first, last do
-    redis.call('XADD', outbox_key, 'MAXLEN', '~', maxlen, '*', 'e', ARGV[i])
+    ids[#ids + 1] = redis.call('XADD', outbox_key, 'MAXLEN', '~', maxlen, '*', 'e', ARGV[i])
   end
+  return table.concat(ids, ' ')
+end
+
+-- Note in hash `alerts_key` that entry `id`'s outbox events include `ids` (space-separated).
+local function note_alerts(alerts_key, id, ids)
+  if ids == '' then return end
+  local known = redis.call('HGET', alerts_key, id)
+  redis.call('HSET', alerts_key, id, known and (known .. ' ' .. ids) or ids)
 end

@@ -1,9 +1,12 @@
 -- A takedown (storage.Purge). KEYS[11] the entry's versions list, KEYS[12..11+n] its tag index
--- keys, then its idempotency key as the caller read it from KEYS[10] (optional).
+-- keys, then the blog's webhook outbox, webhooks, deliveries, retries and alerts, then the
+-- entry's idempotency key as the caller read it from KEYS[10] (optional).
 -- ARGV: 1 entry id, 2 expected version ('' for any), 3 tombstone event JSON, 4 audit JSON,
 -- 5 log maxlen, 6 audit maxlen, 7 n.
 local tag_keys = tonumber(ARGV[7])
-local idem_key = KEYS[12 + tag_keys]
+local outbox_key, webhooks_key = KEYS[12 + tag_keys], KEYS[13 + tag_keys]
+local deliveries_key, retries_key = KEYS[14 + tag_keys], KEYS[15 + tag_keys]
+local alerts_key, idem_key = KEYS[16 + tag_keys], KEYS[17 + tag_keys]
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'not_found'} end
 local id = ARGV[1]
 local current = find_entry(id)
@@ -37,6 +40,20 @@ if trail then
   end
   redis.call('HDEL', KEYS[8], id)
   log_id = append_event(ARGV[3], tonumber(ARGV[5]))
+end
+-- And every webhook event that carried it, with the deliveries made of them (their bodies are
+-- the entry's text): none is sent, replayed or kept.
+local alerts = redis.call('HGET', alerts_key, id)
+if alerts then
+  local hooks = redis.call('HKEYS', webhooks_key)
+  for outbox_id in string.gmatch(alerts, '%S+') do
+    redis.call('XDEL', outbox_key, outbox_id)
+    for _, hook in ipairs(hooks) do
+      redis.call('HDEL', deliveries_key, hook .. ' ' .. outbox_id)
+      redis.call('ZREM', retries_key, hook .. ' ' .. outbox_id)
+    end
+  end
+  redis.call('HDEL', alerts_key, id)
 end
 append_audit(ARGV[4], tonumber(ARGV[6]))
 return {'ok', log_id}

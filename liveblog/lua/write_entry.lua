@@ -1,6 +1,7 @@
 -- One change to an entry (storage.Change). KEYS[11] the entry's versions list, KEYS[12..11+n]
 -- tag index keys (the first m for the tags it has now, the rest for those it lost), then the
--- blog's webhook outbox and webhooks, then its idempotency key (new entries, optional).
+-- blog's webhook outbox, webhooks and alerts (entry -> outbox ids), then its idempotency key
+-- (new entries, optional).
 -- ARGV: 1 entry id, 2 expected version ('0': new), 3 entry JSON, 4 'public' | 'work',
 -- 5 score, 6 pinned ('1'/'0'), 7 event JSON or '', 8 version row JSON or '', 9 audit JSON,
 -- 10 log maxlen, 11 audit maxlen, 12 owner token id, 13 idempotency TTL (s),
@@ -8,7 +9,7 @@
 -- 19 outbox maxlen, 20.. webhook events.
 local tag_keys, current_tags = tonumber(ARGV[17]), tonumber(ARGV[18])
 local outbox_key, webhooks_key = KEYS[12 + tag_keys], KEYS[13 + tag_keys]
-local idem_key = KEYS[14 + tag_keys]
+local alerts_key, idem_key = KEYS[14 + tag_keys], KEYS[15 + tag_keys]
 local blog = redis.call('HGET', KEYS[1], 'blog')
 if not blog then return {'not_found'} end
 local id = ARGV[1]
@@ -64,7 +65,7 @@ if ARGV[8] ~= '' then
   redis.call('LTRIM', KEYS[11], -tonumber(ARGV[15]), -1)
 end
 append_audit(ARGV[9], tonumber(ARGV[11]))
-append_alerts(outbox_key, webhooks_key, tonumber(ARGV[19]), 20, #ARGV)
+note_alerts(alerts_key, id, append_alerts(outbox_key, webhooks_key, tonumber(ARGV[19]), 20, #ARGV))
 if idem_key then
   redis.call('SET', idem_key, ARGV[14] .. '\n' .. ARGV[3], 'EX', ARGV[13])
   redis.call('HSET', KEYS[10], id, idem_key)
