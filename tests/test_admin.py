@@ -7,14 +7,13 @@ import json
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
 import pytest
-from conftest import ADMIN_TOKEN, RECV_TIMEOUT, Served, Service
+from conftest import ADMIN_TOKEN, RECV_TIMEOUT, Served, Service, free_port
 
 
 def cli(
@@ -115,12 +114,6 @@ def test_usage_errors_exit_2_and_every_command_has_help():
         assert shown.returncode == 0 and "--url" in shown.stdout and "--token" in shown.stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class Follow:
     """`liveblog follow` in a child process; a thread reads its lines as they come."""
 
@@ -151,7 +144,7 @@ class Follow:
 
 @pytest.mark.slow
 def test_follow_prints_each_event_once_across_a_service_restart_and_its_own(data_dir: Path, redis_server, tmp_path):
-    port = str(_free_port())
+    port = str(free_port())
     env = {"LIVEBLOG_ADMIN_TOKEN": ADMIN_TOKEN, "LIVEBLOG_REDIS_URL": redis_server.url}
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     served = Served(data_dir, env=env, args=("--port", port))

@@ -39,6 +39,7 @@ from conftest import (
     Served,
     Service,
     assert_error,
+    free_port,
     receive,
     running_service,
 )
@@ -170,12 +171,6 @@ def nginx_version(binary: str) -> tuple[int, ...]:
     return tuple(int(n) for n in re.search(r"nginx/(\d+(?:\.\d+)*)", banner).group(1).split("."))
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def render_for_test(compose: dict, *, listen_port: int, backends: list[str], prefix: Path, log_level: str) -> str:
     """deploy/nginx.conf as shipped, with only what ties it to Docker and to the machine's own
     nginx swapped for this test's processes and directory:
@@ -279,7 +274,7 @@ class Nginx:
 def start_nginx(binary: str, compose: dict, backends: list[str], log_level: str = "notice") -> tuple[Nginx, int]:
     """nginx on the rendered config, in a prefix of its own; and the port it listens on."""
     for _ in range(5):  # a free port can be taken by someone else before nginx binds it
-        port, prefix = _free_port(), _nginx_prefix()
+        port, prefix = free_port(), _nginx_prefix()
         try:
             (prefix / "nginx.conf").write_text(
                 render_for_test(compose, listen_port=port, backends=backends, prefix=prefix, log_level=log_level)
@@ -570,7 +565,7 @@ def test_nginx_accepts_the_config_with_the_test_apps_swapped_in_and_warns_of_not
         conf = prefix / "nginx.conf"
         conf.write_text(
             render_for_test(
-                compose, listen_port=_free_port(), backends=["127.0.0.1:1"], prefix=prefix, log_level="notice"
+                compose, listen_port=free_port(), backends=["127.0.0.1:1"], prefix=prefix, log_level="notice"
             )
         )
         checked = _nginx_t(nginx_binary, prefix, conf)
@@ -765,7 +760,7 @@ def test_the_proxy_does_not_cut_off_quiet_live_readers(compose, nginx_binary):
     """Which location nginx serves each live path from, as its debug log says (Debian builds nginx
     ``--with-debug``), and that location's timeouts, as ``nginx -T`` shows them: a quiet period
     longer than nginx's default (60 s) is not waited out for real."""
-    nginx, port = start_nginx(nginx_binary, compose, backends=[f"127.0.0.1:{_free_port()}"], log_level="debug")
+    nginx, port = start_nginx(nginx_binary, compose, backends=[f"127.0.0.1:{free_port()}"], log_level="debug")
     probes = [*_sample_paths(LIVE), *_sample_paths(EVENTS), "/api/v1/blogs/live/entries", "/"]
     try:
         for path in probes:  # no app behind it: each gets a 502, after nginx picked its location
