@@ -53,7 +53,7 @@ def max_workers() -> int:
 REUSEPORT = sys.platform == "linux"
 
 
-def listen(host: str, port: int) -> socket.socket:
+def listen(host: str, port: int, share: bool = False) -> socket.socket:
     """The parent's socket on ``host:port`` (port 0: the kernel picks one, once, here).
 
     On Linux every worker listens on a socket of its own on that port, with ``SO_REUSEPORT``, and
@@ -68,11 +68,15 @@ def listen(host: str, port: int) -> socket.socket:
 
     ``SO_REUSEPORT`` would let us share the port with another process of the same user (another
     liveblog on the same port, say) without a word; binding a plain socket first makes that fail.
+    ``share`` (``--reuse-port``) skips that check: the operator asked for a port shared with a
+    ``liveblog serve --reuse-port`` being replaced (Linux only).
     """
+    if share and not REUSEPORT:
+        raise SystemExit("--reuse-port (LIVEBLOG_REUSE_PORT) with --workers needs Linux's SO_REUSEPORT")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
-        if REUSEPORT:
+        if REUSEPORT and not share:
             with socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP) as probe:
                 probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 probe.bind((host, port))
@@ -90,14 +94,15 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def _worker_socket(parent: socket.socket) -> socket.socket:
-    """Runs in a worker: its own listening socket on the parent's port (see :func:`listen`)."""
+    """Runs in a worker: its own socket on the parent's port (see :func:`listen`), bound only:
+    uvicorn makes it listen once the worker's app has started, so that the kernel queues no
+    connection on a worker that cannot serve it yet."""
     if not REUSEPORT:
         return parent
     sock = socket.socket(parent.family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind(parent.getsockname())
-    sock.listen(BACKLOG)
     parent.close()
     return sock
 

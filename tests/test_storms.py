@@ -2,7 +2,8 @@
 and its Redis. Each live reader is told when to come back, the delays spread over
 ``LIVEBLOG_RECONNECT_SPREAD_MS``, and every reader resumes from its cursor with nothing lost and
 nothing twice: raw WebSocket clients that do what the contract says, and ``liveblog.client``'s
-``follow``. (The widget's side of the story is in tests/test_widget.py.)
+``follow``. With ``--reuse-port`` the new process starts before the old one stops, and the port
+never stops listening. (The widget's side of the story is in tests/test_widget.py.)
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ import asyncio
 import json
 import logging
 import re
+import socket
+import threading
 from pathlib import Path
 
+import httpx
 import pytest
 import websockets
 from conftest import ADMIN_TOKEN, Served, receive
@@ -122,3 +126,92 @@ async def test_a_deploy_spreads_its_readers_returns_and_each_resumes_with_nothin
     for follower in followers:
         assert follower.messages[0]["type"] == "snapshot"
         assert [m["cursor"] for m in follower.messages[1:]] == expected
+
+
+class Prober:
+    """Connects to the port again and again, on a thread of its own, counting the connections
+    the kernel refused (nobody listening) among those it tried, until stopped."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.tried = self.refused = 0
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._probe, daemon=True)
+        self.thread.start()
+
+    def _probe(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=5).close()
+            except ConnectionRefusedError:
+                self.refused += 1
+            except OSError:
+                pass  # reset or timed out: not a closed port, and not what this prober is for
+            self.tried += 1
+            self.stopping.wait(0.002)  # pacing, so that the prober leaves the CPU to the servers
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(10)
+
+
+async def test_a_deploy_with_reuse_port_never_closes_the_port_and_every_reader_resumes(
+    data_dir: Path, redis_server: EmbeddedRedis
+):
+    # Blue/green on one host: the new `liveblog serve` (new code) starts on the port of the
+    # running one; once it serves, the old one gets SIGTERM and its readers move over.
+    env = {
+        "LIVEBLOG_REDIS_URL": redis_server.url,
+        "LIVEBLOG_ADMIN_TOKEN": ADMIN_TOKEN,
+        "LIVEBLOG_REUSE_PORT": "1",
+        "LIVEBLOG_RECONNECT_SPREAD_MS": str(SPREAD_MS),
+        "LIVEBLOG_CONNECTS_PER_IP_PER_SECOND": "100000",  # the prober is one address
+    }
+    first = await asyncio.to_thread(Served, data_dir, env)
+    port = first.url.rsplit(":", 1)[1]
+    assert first.http.post("/api/v1/blogs", json={"id": "ukraine", "title": "Live"}, headers=ADMIN).status_code == 201
+    post(first, "<p>before the deploy</p>")
+    live = f"{first.ws_url}/api/v1/blogs/ukraine/live"
+    raw = [await websockets.connect(live) for _ in range(4)]
+    for ws in raw:
+        assert (await receive(ws))["type"] == "snapshot"
+    prober = Prober(int(port))
+    second: Served | None = None
+    try:
+        second = await asyncio.to_thread(Served, data_dir, env, ("--port", port))
+        # Both serve the port now; a post reaches whichever the kernel picks, readers get it.
+        with httpx.Client(base_url=first.url, timeout=10) as client:
+            response = client.post("/api/v1/blogs/ukraine/entries", json={"body": "<p>both up</p>"}, headers=ADMIN)
+            assert response.status_code == 201, response.text
+        cursors = [(await receive(ws))["cursor"] for ws in raw]
+
+        first.process.send_signal(15)
+        delays = []
+        for ws in raw:
+            await asyncio.wait_for(ws.wait_closed(), 10)
+            assert ws.close_code == 1012
+            delays.append(json.loads(ws.close_reason)["retry_ms"])
+        assert await asyncio.to_thread(first.wait) == 0
+        probed_until_the_old_one_exited = prober.tried
+        missed = [post(second, f"<p>while they were away {i}</p>") for i in range(3)]
+
+        async def come_back(cursor: str, retry_ms: int) -> list[str]:
+            await asyncio.sleep(retry_ms / 1000)  # what the 1012 asked of this reader
+            async with websockets.connect(f"{live}?cursor={cursor}") as ws:
+                return [(await receive(ws))["entry"]["id"] for _ in missed]
+
+        caught_up = await asyncio.gather(*(come_back(c, d) for c, d in zip(cursors, delays, strict=True)))
+    finally:
+        prober.stop()
+        for ws in raw:
+            await ws.close()
+        if second is not None:
+            await asyncio.to_thread(second.stop)
+        if first.process.poll() is None:
+            await asyncio.to_thread(first.stop)
+
+    # Every reader resumed from its cursor: what it missed, once each, in order.
+    assert caught_up == [[entry["id"] for entry in missed]] * len(raw)
+    # The port never stopped listening: probed all along, before and after the old process went.
+    assert 0 < probed_until_the_old_one_exited < prober.tried
+    assert prober.refused == 0, f"{prober.refused} of {prober.tried} connections refused"
