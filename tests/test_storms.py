@@ -12,14 +12,12 @@ import asyncio
 import json
 import logging
 import re
-import socket
-import threading
 from pathlib import Path
 
 import httpx
 import pytest
 import websockets
-from conftest import ADMIN_TOKEN, Served, receive
+from conftest import ADMIN_TOKEN, Prober, Served, receive
 
 from liveblog.client import AsyncClient, Retry, Viewers
 from liveblog.embedded import EmbeddedRedis
@@ -126,33 +124,6 @@ async def test_a_deploy_spreads_its_readers_returns_and_each_resumes_with_nothin
     for follower in followers:
         assert follower.messages[0]["type"] == "snapshot"
         assert [m["cursor"] for m in follower.messages[1:]] == expected
-
-
-class Prober:
-    """Connects to the port again and again, on a thread of its own, counting the connections
-    the kernel refused (nobody listening) among those it tried, until stopped."""
-
-    def __init__(self, port: int):
-        self.port = port
-        self.tried = self.refused = 0
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._probe, daemon=True)
-        self.thread.start()
-
-    def _probe(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=5).close()
-            except ConnectionRefusedError:
-                self.refused += 1
-            except OSError:
-                pass  # reset or timed out: not a closed port, and not what this prober is for
-            self.tried += 1
-            self.stopping.wait(0.002)  # pacing, so that the prober leaves the CPU to the servers
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.thread.join(10)
 
 
 async def test_a_deploy_with_reuse_port_never_closes_the_port_and_every_reader_resumes(
