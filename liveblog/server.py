@@ -49,12 +49,6 @@ _handshake_log.setLevel(logging.WARNING)
 ASGIApp = Callable[..., Any]
 Message = MutableMapping[str, Any]
 
-#: Connections the kernel queues for the process before it drops new ones (``listen()``'s backlog,
-#: capped by ``net.core.somaxconn``, 4096 on Linux ≥ 5.4). A reconnect storm arrives faster than a
-#: process seats readers; a dropped SYN is retried by the client only after 1 s, then 3 s, then
-#: 7 s, so a queue too short turns a busy second into a reader back seconds later.
-BACKLOG = 4096
-
 
 class LiveProtocol(asyncio.Protocol):
     """A WebSocket upgrade, from the request uvicorn hands over to the ``websocket.accept``.
@@ -351,7 +345,6 @@ def uvicorn_config(app: ASGIApp, settings: Settings, **overrides: Any) -> uvicor
             settings.send_timeout,
         ),
         loop="none",  # the caller's loop: uvloop for `liveblog serve`
-        backlog=BACKLOG,  # uvicorn calls listen() again on the sockets it is given
         lifespan="on",
         ws_max_size=settings.ws_max_message_bytes,
         ws_per_message_deflate=bool(settings.compression),
@@ -384,7 +377,7 @@ def bind(host: str, port: int, reuse_port: bool = False) -> socket.socket:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
         if not reuse_port:
-            sock.listen(BACKLOG)
+            sock.listen(2048)
         sock.setblocking(False)
     except BaseException:
         sock.close()

@@ -33,7 +33,6 @@ from dataclasses import dataclass
 
 from .embedded import die_with_parent
 from .metrics import worker_exited
-from .server import BACKLOG
 
 log = logging.getLogger("liveblog.workers")
 
@@ -44,6 +43,7 @@ STOP_TIMEOUT = 15.0
 #: A worker that dies within this long of being started is replaced after this long, not at once,
 #: so that one failing on start cannot fork in a tight loop.
 RESTART_DELAY = 1.0
+BACKLOG = 2048
 
 #: The worker's body: serve on the socket, call ``ready()`` once serving, return when stopped.
 WorkerBody = Callable[[socket.socket, Callable[[], None]], None]
