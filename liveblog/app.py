@@ -53,7 +53,9 @@ def create_app(
     :class:`~liveblog.services.Services` are ``app.state.services``.
     """
     live = (
-        connections if connections is not None else Connections(settings.ws_ping_interval, settings.reconnect_spread_ms)
+        connections
+        if connections is not None
+        else Connections(settings.ws_ping_interval, settings.reconnect_spread_ms, settings.reconnect_floor_ms)
     )
     fatal = on_fatal or _stop_process
 

@@ -11,6 +11,7 @@ import gc
 import logging
 import os
 import secrets
+import shutil
 import signal
 import socket
 from collections.abc import Callable, Coroutine
@@ -64,13 +65,33 @@ def _listen(settings: Settings) -> socket.socket:
     """The service's port, bound before anything starts; a port in use is one line and exit 1."""
     try:
         if settings.workers > 1:
-            return workers.listen(settings.host, settings.port)
-        return bind(settings.host, settings.port)
+            return workers.listen(settings.host, settings.port, share=bool(settings.reuse_port))
+        return bind(settings.host, settings.port, reuse_port=bool(settings.reuse_port))
     except OSError as exc:
         raise SystemExit(
             f"liveblog: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc} "
-            "(is something else on that port? choose another with --port or LIVEBLOG_PORT)"
+            "(is something else on that port? choose another with --port or LIVEBLOG_PORT; "
+            "to replace a liveblog serve without a gap, start both with --reuse-port)"
         ) from None
+
+
+def _needs_data_dir(settings: Settings) -> bool:
+    """Whether this process must hold the data directory alone: it runs the embedded Redis, or
+    may create the admin token there. With ``--reuse-port`` an old and a new process share the
+    directory while they hand over; they share a Redis of the operator's, and read a token that
+    exists already."""
+    if not settings.redis_url:
+        return True
+    if settings.admin_token:
+        return False
+    return not (settings.reuse_port and (settings.data_dir / "admin-token").exists())
+
+
+def metrics_dir(settings: Settings) -> Path:
+    """Where ``--workers N`` share their metrics: one directory per group. With ``--reuse-port``
+    two groups overlap during a handover, and each empties its directory when it starts."""
+    name = f"metrics-{os.getpid()}" if settings.reuse_port else "metrics"
+    return settings.data_dir / name
 
 
 def _admin_token(settings: Settings) -> str:
@@ -154,9 +175,14 @@ def _supervise(settings: Settings, redis_url: str, listening: socket.socket) -> 
 
 def serve(settings: Settings) -> None:
     raise_descriptor_limit()
+    if settings.reuse_port and not settings.redis_url:
+        raise SystemExit(
+            "liveblog: --reuse-port (LIVEBLOG_REUSE_PORT) needs LIVEBLOG_REDIS_URL: the old and the new "
+            "process serve one Redis while they hand over, and an embedded one stops with its process"
+        )
     # The port first: one in use fails before anything starts.
     listening = _listen(settings)
-    if not settings.redis_url or not settings.admin_token:
+    if _needs_data_dir(settings):
         _lock_data_dir(settings.data_dir)
     settings = replace(settings, admin_token=_admin_token(settings))
     embedded = None
@@ -180,6 +206,8 @@ def serve(settings: Settings) -> None:
         if embedded is not None:
             embedded.stop()
             print("Embedded redis-server stopped.", flush=True)
+        if settings.workers > 1 and settings.reuse_port:
+            shutil.rmtree(metrics_dir(settings), ignore_errors=True)  # named after this process: nobody's next
     if code:
         raise SystemExit(code)
 
@@ -205,6 +233,13 @@ def main(argv: list[str] | None = None) -> None:
         "--log-format", choices=["text", "json"], help="log lines for people or machines (LIVEBLOG_LOG_FORMAT)"
     )
     run.add_argument("--workers", type=int, help="processes serving the port, one Redis (LIVEBLOG_WORKERS, default 1)")
+    run.add_argument(
+        "--reuse-port",
+        action="store_const",
+        const=1,
+        help="share the port with another liveblog serve --reuse-port, to replace it without a gap; "
+        "needs LIVEBLOG_REDIS_URL (LIVEBLOG_REUSE_PORT)",
+    )
     run.set_defaults(main=functools.partial(_serve_command, run))
     admin.add_commands(commands)  # blogs, tokens, post, follow: over the HTTP API
     add_commands(commands)  # export, import, archive: straight to the store
@@ -221,6 +256,7 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         redis_url=args.redis_url,
         log_format=args.log_format,
         workers=args.workers,
+        reuse_port=args.reuse_port,
     )
     most = workers.max_workers()
     if not 1 <= settings.workers <= most:
@@ -229,7 +265,7 @@ def _serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
             f"one per CPU is plenty), not {settings.workers}"
         )
     if settings.workers > 1:
-        metrics.share_between_workers(settings.data_dir / "metrics")  # may re-execute this command
+        metrics.share_between_workers(metrics_dir(settings))  # may re-execute this command
     logs.configure(settings.log_format, pid=settings.workers > 1)
     serve(settings)
 

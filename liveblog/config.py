@@ -79,6 +79,14 @@ class Settings:
     #: A restart's (SIGTERM's) 1012 tells each live reader when to come back: delays spread
     #: evenly over this many milliseconds, so that a deploy is not a reconnect storm.
     reconnect_spread_ms: int = 3000
+    #: The shortest of those delays: they are spread over ``[floor, floor + spread)``. For a
+    #: restart that leaves the port closed for a while (stop, then start), this many ms sends no
+    #: reader back before the new process listens; a handover (``reuse_port``) needs none.
+    reconnect_floor_ms: int = 0
+    #: 1: listen with ``SO_REUSEPORT``, so that a new ``liveblog serve`` can start on the port of a
+    #: running one (same user, same flag) before the old one is stopped: a deploy without a gap.
+    #: 0: a second process on the port is refused, as a mistake would be.
+    reuse_port: int = 0
     #: A browser session (the console's cookie) ends after this many idle seconds.
     session_idle_seconds: int = 8 * 3600
     #: Sign-ins per client address per minute (bursts of 10); more get 429.
@@ -143,6 +151,10 @@ class Settings:
             raise SystemExit(f"LIVEBLOG_REDIS_WAIT_MS must be between 1 and {MAX_WAIT_MS}")
         if not 0 <= settings.reconnect_spread_ms <= MAX_RECONNECT_SPREAD_MS:
             raise SystemExit(f"LIVEBLOG_RECONNECT_SPREAD_MS: between 0 and {MAX_RECONNECT_SPREAD_MS}")
+        if not 0 <= settings.reconnect_floor_ms <= MAX_RECONNECT_SPREAD_MS:
+            raise SystemExit(f"LIVEBLOG_RECONNECT_FLOOR_MS: between 0 and {MAX_RECONNECT_SPREAD_MS}")
+        if settings.reuse_port not in (0, 1):
+            raise SystemExit("LIVEBLOG_REUSE_PORT: 0 or 1")
         if settings.public_url:
             try:
                 check_public_url(settings.public_url)

@@ -238,13 +238,14 @@ def restart_reason(retry_ms: int | None) -> str:
     return '{"retry_ms":%d,"reason":"%s"}' % (retry_ms, RESTART_REASON)
 
 
-def reconnect_delays(count: int, spread_ms: int) -> list[int]:
-    """``count`` reconnect delays (ms) spread uniformly over ``[0, spread_ms)``, in random order:
-    one per slot of ``spread_ms / count``, jittered inside it, so that a storm of reconnects
-    arrives at an even rate instead of in the random clumps of independent draws, and readers
-    get distinct delays while the slots are a millisecond wide or more."""
+def reconnect_delays(count: int, spread_ms: int, floor_ms: int = 0) -> list[int]:
+    """``count`` reconnect delays (ms) spread uniformly over ``[floor_ms, floor_ms + spread_ms)``,
+    in random order: one per slot of ``spread_ms / count``, jittered inside it, so that a storm of
+    reconnects arrives at an even rate instead of in the random clumps of independent draws, and
+    readers get distinct delays while the slots are a millisecond wide or more. The floor keeps
+    every reader away for as long as a restart leaves the port closed."""
     width = spread_ms / count if count else 0.0
-    delays = [int((slot + random.random()) * width) for slot in range(count)]
+    delays = [floor_ms + int((slot + random.random()) * width) for slot in range(count)]
     random.shuffle(delays)
     return delays
 
@@ -401,8 +402,9 @@ class Connections:
     seconds and dropped when a ping is unanswered for ``interval`` seconds (noticed at the next
     visit: within two intervals); at shutdown every reader, WebSocket or SSE, is told to come back
     elsewhere (1012) at once, before anything else stops, each with its own reconnect delay
-    (:func:`reconnect_delays` over ``reconnect_spread_ms``), so that a deploy's readers come back
-    at an even rate rather than all in the same moment.
+    (:func:`reconnect_delays` over ``reconnect_spread_ms``, none shorter than
+    ``reconnect_floor_ms``), so that a deploy's readers come back at an even rate rather than all
+    in the same moment, and not before the port listens again.
 
     One task pings all connections, not a timer per reader (five more objects each for the
     garbage collector to walk), spread over the interval in ``TICKS`` slices, because 10k pings at
@@ -412,9 +414,10 @@ class Connections:
 
     TICKS = 20
 
-    def __init__(self, interval: float, reconnect_spread_ms: int = 0):
+    def __init__(self, interval: float, reconnect_spread_ms: int = 0, reconnect_floor_ms: int = 0):
         self._interval = interval
         self._spread_ms = reconnect_spread_ms
+        self._floor_ms = reconnect_floor_ms
         self._connections: dict[LiveConnection, None] = {}
         self._streams: set[Closable] = set()
         self._stopping = False
@@ -462,13 +465,13 @@ class Connections:
         """Tell every reader, and every one that joins from now on, to come back elsewhere."""
         self._stopping = True
         readers: list[Closable] = [*self._connections, *self._streams]
-        for reader, delay in zip(readers, reconnect_delays(len(readers), self._spread_ms), strict=True):
+        for reader, delay in zip(readers, reconnect_delays(len(readers), self._spread_ms, self._floor_ms), strict=True):
             reader.shutdown(delay)
         self._check_empty()
 
     def _late_delay(self) -> int:
         """A reader that joined after the shutdown began: anywhere in the spread."""
-        return reconnect_delays(1, self._spread_ms)[0]
+        return reconnect_delays(1, self._spread_ms, self._floor_ms)[0]
 
     async def wait_closed(self) -> None:
         """Once the shutdown has begun, until every reader told so has gone (each is cut off

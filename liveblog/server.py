@@ -305,14 +305,29 @@ class Server(uvicorn.Server):
         return found
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for sock in sockets or []:
+            leave_port(sock)
         self.connections.begin_shutdown()
         await super().shutdown(sockets)
         await self.connections.wait_closed()
 
 
+def leave_port(sock: socket.socket) -> None:
+    """Stop taking connections on ``sock`` at once, if it shares its port (``SO_REUSEPORT``) with
+    another process: the kernel then hands every new connection to the others. Done before the
+    readers are told to come back (1012), so that none comes back to a process that is leaving:
+    a connection queued here but not yet accepted would be reset when the socket closes."""
+    if not (hasattr(socket, "SO_REUSEPORT") and sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)):
+        return  # the port's only listener (or one socket shared by workers): uvicorn closes it
+    try:
+        sock.shutdown(socket.SHUT_RD)  # Linux: a listening socket stops listening, leaves the group
+    except OSError as exc:
+        log.warning("could not stop listening on %s before the shutdown: %s", sock.getsockname(), exc)
+
+
 def build(settings: Settings, redis_url: str, on_fatal: Callable[[], None] | None = None, **overrides: Any) -> Server:
     """The liveblog app for ``redis_url`` and the server for it (``overrides``: uvicorn settings)."""
-    connections = Connections(settings.ws_ping_interval, settings.reconnect_spread_ms)
+    connections = Connections(settings.ws_ping_interval, settings.reconnect_spread_ms, settings.reconnect_floor_ms)
     app = create_app(settings, redis_url, connections, on_fatal)
     return Server(uvicorn_config(app, settings, **overrides), app, connections)
 
@@ -346,16 +361,23 @@ def uvicorn_config(app: ASGIApp, settings: Settings, **overrides: Any) -> uvicor
     return uvicorn.Config(ProxyHeadersMiddleware(served, trusted_hosts=settings.forwarded_allow_ips), **options)
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening socket on ``host:port`` (port 0: any free one); its port is the server's."""
+def bind(host: str, port: int, reuse_port: bool = False) -> socket.socket:
+    """A listening socket on ``host:port`` (port 0: any free one); its port is the server's.
+
+    ``reuse_port``: the socket joins the port's ``SO_REUSEPORT`` group (other processes of this
+    user that asked for it too), and is only bound: uvicorn makes it listen once the app has
+    started, so the kernel sends it no connection before this process can serve it."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say so, and without it
     # every response waits out the client's delayed ACK (40 ms).
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
-        sock.listen(2048)
+        if not reuse_port:
+            sock.listen(2048)
         sock.setblocking(False)
     except BaseException:
         sock.close()

@@ -5,6 +5,11 @@ see :mod:`liveblog.cli`), then forks the workers and supervises them: each worke
 single ``liveblog serve`` runs (the app, its hub, uvicorn) on that port (see :func:`listen`).
 A worker that dies is replaced; its readers reconnect with their cursor and lose nothing.
 SIGTERM or SIGINT to the parent stops the workers gracefully (readers are closed with 1012).
+SIGHUP replaces the workers without closing the port: N new ones start, and once all of them
+serve the old ones are stopped as SIGTERM stops them; their readers come back to the new ones.
+The new workers are forked from the parent, so they run the code and settings the parent
+started with: SIGHUP renews the processes (their memory, their Redis connections), it does not
+deploy new code; for that, ``--reuse-port`` and a new ``liveblog serve`` (see the README).
 A worker also stops when its parent dies, even by SIGKILL (Linux: ``PR_SET_PDEATHSIG``), so
 none is ever orphaned.
 
@@ -53,7 +58,7 @@ def max_workers() -> int:
 REUSEPORT = sys.platform == "linux"
 
 
-def listen(host: str, port: int) -> socket.socket:
+def listen(host: str, port: int, share: bool = False) -> socket.socket:
     """The parent's socket on ``host:port`` (port 0: the kernel picks one, once, here).
 
     On Linux every worker listens on a socket of its own on that port, with ``SO_REUSEPORT``, and
@@ -68,11 +73,15 @@ def listen(host: str, port: int) -> socket.socket:
 
     ``SO_REUSEPORT`` would let us share the port with another process of the same user (another
     liveblog on the same port, say) without a word; binding a plain socket first makes that fail.
+    ``share`` (``--reuse-port``) skips that check: the operator asked for a port shared with a
+    ``liveblog serve --reuse-port`` being replaced (Linux only).
     """
+    if share and not REUSEPORT:
+        raise SystemExit("--reuse-port (LIVEBLOG_REUSE_PORT) with --workers needs Linux's SO_REUSEPORT")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
-        if REUSEPORT:
+        if REUSEPORT and not share:
             with socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP) as probe:
                 probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 probe.bind((host, port))
@@ -90,14 +99,15 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def _worker_socket(parent: socket.socket) -> socket.socket:
-    """Runs in a worker: its own listening socket on the parent's port (see :func:`listen`)."""
+    """Runs in a worker: its own socket on the parent's port (see :func:`listen`), bound only:
+    uvicorn makes it listen once the worker's app has started, so that the kernel queues no
+    connection on a worker that cannot serve it yet."""
     if not REUSEPORT:
         return parent
     sock = socket.socket(parent.family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind(parent.getsockname())
-    sock.listen(BACKLOG)
     parent.close()
     return sock
 
@@ -125,7 +135,7 @@ def _woken(signum: int, frame: object) -> None:
 class Supervisor:
     """Starts ``count`` workers running ``body`` on ``sock`` and keeps that many running."""
 
-    HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
+    HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP)
 
     def __init__(self, count: int, sock: socket.socket, body: WorkerBody):
         self.count, self.sock, self.body = count, sock, body
@@ -136,6 +146,8 @@ class Supervisor:
         self.exit_code = 0
         self.announced = False  # all workers have served once: from now on, a dead one is replaced
         self.ready_lines = b""  # what workers wrote on the ready pipe, up to a partial line
+        self.fresh: set[int] = set()  # after SIGHUP: the new workers, until all of them serve
+        self.retiring: set[int] = set()  # workers told to stop because new ones replace them
 
     def run(self, on_serving: Callable[[list[int]], None]) -> int:
         """Supervise until told to stop; ``on_serving(pids)`` is called once all workers first serve.
@@ -156,6 +168,7 @@ class Supervisor:
                     selector.select(self._timeout())
                     self._handle_signals()
                     self._handle_ready()
+                    self._retire_replaced()
                     if not self.announced and self.stop_deadline is None and self._all_serving():
                         self.announced = True
                         on_serving(sorted(self.workers))
@@ -183,6 +196,8 @@ class Supervisor:
         for signum in received:
             if signum == signal.SIGCHLD:
                 self._reap()
+            elif signum == signal.SIGHUP:
+                self._replace()
             else:
                 self._stop(f"{signal.Signals(signum).name} received")
 
@@ -196,6 +211,26 @@ class Supervisor:
             if (worker := self.workers.get(pid)) is not None:
                 worker.serving = True
 
+    def _replace(self) -> None:
+        """SIGHUP: start as many new workers as are asked for; the old ones stop once all serve."""
+        if self.stop_deadline is not None or not self.announced or self.fresh:
+            log.warning("SIGHUP received while the workers are starting, stopping or being replaced: ignored")
+            return
+        self.fresh = {self._start() for _ in range(self.count)}
+        log.info("SIGHUP received: started workers %s; the old ones stop once they all serve", sorted(self.fresh))
+
+    def _retire_replaced(self) -> None:
+        if not self.fresh or not all(self.workers[pid].serving for pid in self.fresh):
+            return
+        old = sorted(set(self.workers) - self.fresh - self.retiring)
+        print(f"{len(self.fresh)} new workers serving, pids {' '.join(map(str, sorted(self.fresh)))}", flush=True)
+        log.info("workers %s replaced by %s: stopping them", old, sorted(self.fresh))
+        for pid in old:
+            _signal(pid, signal.SIGTERM)
+        self.retiring.update(old)
+        self.fresh = set()
+        self.restarts.clear()  # a replacement due for an old worker that died: the new ones are all there
+
     def _reap(self) -> None:
         """Collect the workers that exited (only those: the embedded Redis is reaped by its owner)."""
         for pid, worker in list(self.workers.items()):
@@ -207,7 +242,25 @@ class Supervisor:
                 continue
             del self.workers[pid]
             worker_exited(pid)
+            if pid in self.retiring:
+                self.retiring.discard(pid)
+                log.info("replaced worker %d exited with %s", pid, _describe(status))
+                continue
             if self.stop_deadline is not None:
+                continue
+            if pid in self.fresh:
+                # A new worker that cannot start: keep the old ones, which still serve.
+                log.error(
+                    "new worker %d exited with %s before serving; keeping workers %s",
+                    pid,
+                    _describe(status),
+                    sorted(set(self.workers) - self.fresh),
+                )
+                self.fresh.discard(pid)
+                for other in self.fresh:
+                    _signal(other, signal.SIGTERM)
+                self.retiring.update(self.fresh)
+                self.fresh = set()
                 continue
             if not self.announced:
                 log.error("worker %d exited with %s while the workers were starting; stopping", pid, _describe(status))
@@ -239,6 +292,7 @@ class Supervisor:
         log.info("%s: stopping %d workers", why, len(self.workers))
         self.stop_deadline = time.monotonic() + STOP_TIMEOUT
         self.restarts.clear()
+        self.fresh = set()  # a replacement under way: the new workers stop with the others
         for pid in self.workers:
             # SIGTERM, whatever the parent got: a second SIGINT would make uvicorn skip its
             # graceful shutdown, and Ctrl-C in a terminal already sent every worker one.

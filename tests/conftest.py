@@ -349,3 +349,30 @@ async def redis_state(url: str) -> dict[bytes, bytes]:
     async with aioredis.Redis.from_url(url) as client:
         found = sorted(await client.keys("*"))
         return {key: await client.dump(key) for key in found if key != b"liveblog:tokens-used"}
+
+
+class Prober:
+    """Connects to the port again and again, on a thread of its own, counting the connections
+    the kernel refused (nobody listening) among those it tried, until stopped."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.tried = self.refused = 0
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._probe, daemon=True)
+        self.thread.start()
+
+    def _probe(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=5).close()
+            except ConnectionRefusedError:
+                self.refused += 1
+            except OSError:
+                pass  # reset or timed out: not a closed port, and not what this prober is for
+            self.tried += 1
+            self.stopping.wait(0.002)  # pacing, so that the prober leaves the CPU to the servers
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(10)

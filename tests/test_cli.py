@@ -220,3 +220,31 @@ def test_the_service_says_which_data_directory_it_uses_and_when_it_made_it(tmp_p
     again = Served(tmp_path / relative)
     again.stop()
     assert f"Data directory: {(tmp_path / relative).resolve()}\n" in again.text
+
+
+def test_reuse_port_without_a_redis_of_its_own_is_one_line_and_exit_1(data_dir: Path):
+    # An embedded Redis stops with its process: two processes handing over need one that stays.
+    result = _serve_once(data_dir, "--port", "0", "--reuse-port")
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("liveblog: --reuse-port (LIVEBLOG_REUSE_PORT) needs LIVEBLOG_REDIS_URL"), line
+    assert not data_dir.exists(), "nothing started, nothing made"
+
+
+def test_a_service_without_reuse_port_never_shares_the_port_of_one_with_it(data_dir: Path, redis_server):
+    env = {"LIVEBLOG_REDIS_URL": redis_server.url, "LIVEBLOG_ADMIN_TOKEN": "t" * 32}
+    first = Served(data_dir, {**env, "LIVEBLOG_REUSE_PORT": "1"})
+    port = first.url.rsplit(":", 1)[1]
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "liveblog.cli", "serve", "--data-dir", str(data_dir), "--port", port],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        assert first.stop() == 0
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "Address already in use" in line and "start both with --reuse-port" in line, line

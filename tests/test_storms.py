@@ -2,7 +2,8 @@
 and its Redis. Each live reader is told when to come back, the delays spread over
 ``LIVEBLOG_RECONNECT_SPREAD_MS``, and every reader resumes from its cursor with nothing lost and
 nothing twice: raw WebSocket clients that do what the contract says, and ``liveblog.client``'s
-``follow``. (The widget's side of the story is in tests/test_widget.py.)
+``follow``. With ``--reuse-port`` the new process starts before the old one stops, and the port
+never stops listening. (The widget's side of the story is in tests/test_widget.py.)
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import logging
 import re
 from pathlib import Path
 
+import httpx
 import pytest
 import websockets
-from conftest import ADMIN_TOKEN, Served, receive
+from conftest import ADMIN_TOKEN, Prober, Served, receive
 
 from liveblog.client import AsyncClient, Retry, Viewers
 from liveblog.embedded import EmbeddedRedis
@@ -29,6 +31,33 @@ def post(served: Served, body: str) -> dict:
     response = served.http.post("/api/v1/blogs/ukraine/entries", json={"body": body}, headers=ADMIN)
     assert response.status_code == 201, response.text
     return response.json()
+
+
+async def a_blog_and_four_readers(
+    data_dir: Path, env: dict[str, str]
+) -> tuple[Served, str, str, list[websockets.ClientConnection]]:
+    """`liveblog serve` with a blog, an entry and four raw live readers (their snapshot unread):
+    the process, its port, the live URL and the readers."""
+    first = await asyncio.to_thread(Served, data_dir, env)
+    assert first.http.post("/api/v1/blogs", json={"id": "ukraine", "title": "Live"}, headers=ADMIN).status_code == 201
+    post(first, "<p>before the deploy</p>")
+    live = f"{first.ws_url}/api/v1/blogs/ukraine/live"
+    return first, first.url.rsplit(":", 1)[1], live, [await websockets.connect(live) for _ in range(4)]
+
+
+async def told_to_come_back(ws: websockets.ClientConnection) -> int:
+    """The reader is closed with 1012: the delay it was told to wait (ms)."""
+    await asyncio.wait_for(ws.wait_closed(), 10)
+    assert ws.close_code == 1012
+    return int(json.loads(ws.close_reason)["retry_ms"])
+
+
+async def come_back(live: str, cursor: str, retry_ms: int, count: int) -> list[str]:
+    """What a raw reader does after its 1012: wait as told, reconnect from its cursor; the ids of
+    the ``count`` entries it is then sent."""
+    await asyncio.sleep(retry_ms / 1000)
+    async with websockets.connect(f"{live}?cursor={cursor}") as ws:
+        return [(await receive(ws))["entry"]["id"] for _ in range(count)]
 
 
 class Follower:
@@ -68,12 +97,7 @@ async def test_a_deploy_spreads_its_readers_returns_and_each_resumes_with_nothin
         "LIVEBLOG_ADMIN_TOKEN": ADMIN_TOKEN,
         "LIVEBLOG_RECONNECT_SPREAD_MS": str(SPREAD_MS),
     }
-    first = await asyncio.to_thread(Served, data_dir, env)
-    port = first.url.rsplit(":", 1)[1]
-    assert first.http.post("/api/v1/blogs", json={"id": "ukraine", "title": "Live"}, headers=ADMIN).status_code == 201
-    post(first, "<p>before the deploy</p>")
-    live = f"{first.ws_url}/api/v1/blogs/ukraine/live"
-    raw = [await websockets.connect(live) for _ in range(4)]
+    first, port, live, raw = await a_blog_and_four_readers(data_dir, env)
     cursors = [(await receive(ws))["cursor"] for ws in raw]
     followers = [Follower(first.url) for _ in range(2)]
     second: Served | None = None
@@ -81,22 +105,14 @@ async def test_a_deploy_spreads_its_readers_returns_and_each_resumes_with_nothin
         await asyncio.wait_for(asyncio.gather(*(f.snapshot.wait() for f in followers)), 20)
 
         first.process.send_signal(15)  # SIGTERM, as a deploy's supervisor sends it
-        delays = []
-        for ws in raw:
-            await asyncio.wait_for(ws.wait_closed(), 10)
-            assert ws.close_code == 1012
-            delays.append(json.loads(ws.close_reason)["retry_ms"])
+        delays = [await told_to_come_back(ws) for ws in raw]
         assert await asyncio.to_thread(first.wait) == 0
 
         second = await asyncio.to_thread(Served, data_dir, env, ("--port", port))
         missed = [post(second, f"<p>while they were away {i}</p>") for i in range(3)]
-
-        async def come_back(cursor: str, retry_ms: int) -> list[str]:
-            await asyncio.sleep(retry_ms / 1000)  # what the 1012 asked of this reader
-            async with websockets.connect(f"{live}?cursor={cursor}") as ws:
-                return [(await receive(ws))["entry"]["id"] for _ in missed]
-
-        caught_up = await asyncio.gather(*(come_back(c, d) for c, d in zip(cursors, delays, strict=True)))
+        caught_up = await asyncio.gather(
+            *(come_back(live, c, d, len(missed)) for c, d in zip(cursors, delays, strict=True))
+        )
         last = post(second, "<p>after the deploy</p>")
         stream = second.http.get("/api/v1/blogs/ukraine/entries", params={"since": cursors[0]}).json()["events"]
         await asyncio.wait_for(asyncio.gather(*(f.until(stream[-1]["cursor"]) for f in followers)), 30)
@@ -122,3 +138,52 @@ async def test_a_deploy_spreads_its_readers_returns_and_each_resumes_with_nothin
     for follower in followers:
         assert follower.messages[0]["type"] == "snapshot"
         assert [m["cursor"] for m in follower.messages[1:]] == expected
+
+
+async def test_a_deploy_with_reuse_port_never_closes_the_port_and_every_reader_resumes(
+    data_dir: Path, redis_server: EmbeddedRedis
+):
+    # Blue/green on one host: the new `liveblog serve` (new code) starts on the port of the
+    # running one; once it serves, the old one gets SIGTERM and its readers move over.
+    env = {
+        "LIVEBLOG_REDIS_URL": redis_server.url,
+        "LIVEBLOG_ADMIN_TOKEN": ADMIN_TOKEN,
+        "LIVEBLOG_REUSE_PORT": "1",
+        "LIVEBLOG_RECONNECT_SPREAD_MS": str(SPREAD_MS),
+        "LIVEBLOG_CONNECTS_PER_IP_PER_SECOND": "100000",  # the prober is one address
+    }
+    first, port, live, raw = await a_blog_and_four_readers(data_dir, env)
+    for ws in raw:
+        assert (await receive(ws))["type"] == "snapshot"
+    prober = Prober(int(port))
+    second: Served | None = None
+    try:
+        second = await asyncio.to_thread(Served, data_dir, env, ("--port", port))
+        # Both serve the port now; a post reaches whichever the kernel picks, readers get it.
+        with httpx.Client(base_url=first.url, timeout=10) as client:
+            response = client.post("/api/v1/blogs/ukraine/entries", json={"body": "<p>both up</p>"}, headers=ADMIN)
+            assert response.status_code == 201, response.text
+        cursors = [(await receive(ws))["cursor"] for ws in raw]
+
+        first.process.send_signal(15)
+        delays = [await told_to_come_back(ws) for ws in raw]
+        assert await asyncio.to_thread(first.wait) == 0
+        probed_until_the_old_one_exited = prober.tried
+        missed = [post(second, f"<p>while they were away {i}</p>") for i in range(3)]
+        caught_up = await asyncio.gather(
+            *(come_back(live, c, d, len(missed)) for c, d in zip(cursors, delays, strict=True))
+        )
+    finally:
+        prober.stop()
+        for ws in raw:
+            await ws.close()
+        if second is not None:
+            await asyncio.to_thread(second.stop)
+        if first.process.poll() is None:
+            await asyncio.to_thread(first.stop)
+
+    # Every reader resumed from its cursor: what it missed, once each, in order.
+    assert caught_up == [[entry["id"] for entry in missed]] * len(raw)
+    # The port never stopped listening: probed all along, before and after the old process went.
+    assert 0 < probed_until_the_old_one_exited < prober.tried
+    assert prober.refused == 0, f"{prober.refused} of {prober.tried} connections refused"

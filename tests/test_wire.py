@@ -243,6 +243,21 @@ def test_reconnect_delays_fill_their_slots_and_come_in_random_order():
     assert reconnect_delays(5, 0) == [0] * 5
 
 
+async def test_with_a_floor_no_reader_is_sent_back_before_it():
+    # A restart with a gap: nobody listens for the first 2.5 s, so nobody is told to come sooner.
+    connections = Connections(interval=5.0, reconnect_spread_ms=1000, reconnect_floor_ms=2500)
+    readers = [Reader() for _ in range(50)]
+    for reader in readers:
+        connections.watch(reader)
+    connections.begin_shutdown()
+    late = Reader()
+    connections.watch(late)
+    delays = sorted(reader.retry_ms for reader in [*readers, late])  # type: ignore[type-var]
+    assert 2500 <= delays[0] and delays[-1] < 3500, delays
+    # still evenly, one per 20 ms slot above the floor
+    assert sorted((reader.retry_ms - 2500) // 20 for reader in readers) == list(range(50))  # type: ignore[operator]
+
+
 async def test_a_reader_that_joins_during_the_shutdown_is_told_at_once():
     connections = Connections(interval=5.0)
     connections.watch(Reader())

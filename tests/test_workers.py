@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import websockets
-from conftest import ADMIN_TOKEN, Served
+from conftest import ADMIN_TOKEN, Prober, Served
 from test_faults import _async, _post_with_retries, _stream, reconnect_after, stop, until
 
 pytestmark = [pytest.mark.skipif(sys.platform != "linux", reason="reads /proc"), pytest.mark.slow]
@@ -218,6 +218,34 @@ async def test_a_killed_worker_is_replaced_and_its_readers_resume_losing_nothing
                 assert len(reader.ports) == 1, "readers of the other worker never noticed"
     assert served.process.returncode == 0
     assert len(log) == 20
+    assert_each_got_every_event_once_in_order(readers, log)
+
+
+async def test_sighup_replaces_every_worker_without_closing_the_port_and_readers_resume(data_dir: Path):
+    served = await asyncio.to_thread(Served, data_dir, {**ENV, "LIVEBLOG_RECONNECT_SPREAD_MS": "500"}, TWO_WORKERS)
+    old = worker_pids(served)
+    # cut stays empty: a reader whose reconnect is refused or reset fails the test
+    async with readers_until_sigterm(served, 16) as readers:
+        await post_and_catch_up(served, readers, range(5))
+        prober = Prober(port_of(served))
+        try:
+            served.process.send_signal(signal.SIGHUP)
+            line = await asyncio.to_thread(served.wait_for_line, lambda line: "2 new workers serving" in line)
+            new = [int(pid) for pid in re.findall(r"\d+", line.rsplit("pids", 1)[1])]
+            await until(lambda: _async(all(gone(pid) for pid in old)))
+            probed_until_the_old_ones_exited = prober.tried
+            log = await post_and_catch_up(served, readers, range(5, 10))
+        finally:
+            prober.stop()
+        assert sorted(children(served.process.pid)) == sorted(
+            [*new, int((data_dir / "redis" / "redis.pid").read_text())]
+        )
+        assert set(held(served, readers, new).values()) <= set(new), "every reader moved to a new worker"
+        assert all(reader.close_codes == [1012] for reader in readers), "told once to come back, then stayed"
+    assert not set(new) & set(old)
+    assert 0 < probed_until_the_old_ones_exited < prober.tried
+    assert prober.refused == 0, f"{prober.refused} of {prober.tried} connections refused"
+    assert served.process.returncode == 0
     assert_each_got_every_event_once_in_order(readers, log)
 
 
