@@ -8,6 +8,7 @@ atomic, what it raises, what a caller may rely on.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal, NamedTuple, Protocol
 
@@ -256,6 +257,10 @@ class Storage(Protocol):
 
     async def position(self, blog_id: str) -> Cursor:
         """Where the blog's log is now; :class:`NotFound`."""
+
+    async def positions(self, blog_ids: Sequence[str]) -> dict[str, Cursor | None]:
+        """Where each blog's log is now (None: the blog does not exist), read together: on one
+        Redis in one round trip, whatever the number of blogs."""
 
     async def count_viewers(self, blog_id: str, process_id: str, readers: int, fresh_ms: int) -> int:
         """Report this process's ``readers`` of a blog; the total over every process that

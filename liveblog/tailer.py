@@ -19,9 +19,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import tasks
-from .cursor import Cursor, stream_id_key
+from .cursor import stream_id_key
 from .metrics import Metrics
-from .storage import NotFound, NotReplicated, Storage
+from .storage import NotReplicated, Storage
 from .topology import LAYOUT_CHANGED, Topology
 
 if TYPE_CHECKING:
@@ -150,17 +150,19 @@ class Tailer:
 
         A flush, or a Redis restart without (or with lagging) persistence, gives a blog a new epoch
         or a log that ends before where we read. Readers would otherwise wait silently on a log
-        that is gone.
+        that is gone. Every blog's position is read in one round trip: this loop delivers nothing
+        while it waits, and a hundred reads one after another held every blog's readers up by
+        about that many round trips (bench/RESULTS.md, "many blogs").
         """
-        for blog_id in blogs:
-            feed = self._hub.feeds.get(blog_id)
-            if feed is None or (cursor := feed.position) is None:
-                continue
-            try:
-                current: Cursor | None = await self._store.position(blog_id)
-            except NotFound:
-                current = None
+        feeds = {blog_id: feed for blog_id in blogs if (feed := self._hub.feeds.get(blog_id)) is not None}
+        cursors = {blog_id: feed.position for blog_id, feed in feeds.items() if feed.position is not None}
+        if not cursors:
+            return
+        found = await self._store.positions(list(cursors))
+        for blog_id, cursor in cursors.items():
+            current = found[blog_id]
             if current is not None and current.epoch == cursor.epoch:
                 if stream_id_key(current.stream_id) >= stream_id_key(cursor.stream_id):
                     continue
-            self._hub.reset(blog_id, current)
+            if self._hub.feeds.get(blog_id) is feeds[blog_id]:  # not a feed started since
+                self._hub.reset(blog_id, current)

@@ -18,6 +18,7 @@ import redis as sync_redis
 import websockets
 from conftest import ADMIN_TOKEN, UNLIMITED, Served, receive, running_service
 
+from liveblog import keys
 from liveblog.embedded import EmbeddedRedis
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -272,6 +273,25 @@ async def test_sigterm_finishes_requests_in_flight_closes_readers_with_1012_and_
         assert [e["body"] for e in entries] == ["<p>filed just as the deploy began</p>"]
     finally:
         again.stop()
+
+
+async def test_a_blog_whose_log_is_lost_with_nothing_posted_after_restarts_only_its_readers(service, redis_server):
+    """The tailer's periodic check (every blog's position, read together in one round trip)
+    finds the lost log by itself: no new post has to reveal it. Readers of the other blogs,
+    checked in the same round trip, stay connected and keep getting their entries."""
+    blogs = ["ukraine", "gaza", "sudan"]
+    for blog_id in blogs:
+        await service.create_blog(blog_id)
+    async with service.live("ukraine") as lost, service.live("gaza") as kept, service.live("sudan") as other:
+        for reader in (lost, kept, other):
+            assert (await receive(reader))["type"] == "snapshot"
+        with sync_redis.Redis.from_url(redis_server.url) as client:
+            client.delete(*keys.blog_keys("ukraine"))  # as a restore from an older backup would
+        await asyncio.wait_for(lost.wait_closed(), 15)  # within a check interval (5 s)
+        assert lost.close_code == 1012, "readers of a lost log are told to reconnect"
+        for blog_id, reader in (("gaza", kept), ("sudan", other)):
+            posted = await service.post(blog_id, body=f"<p>still live in {blog_id}</p>")
+            assert (await receive(reader))["entry"]["id"] == posted["id"]
 
 
 async def test_redis_losing_its_data_gives_readers_a_fresh_snapshot_never_a_silent_gap(service, redis_server):
