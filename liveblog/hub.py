@@ -30,7 +30,7 @@ from .cursor import Cursor, stream_id_key
 from .metrics import Metrics
 from .presence import Presence
 from .storage import LogEvent, Storage
-from .tailer import Tailer
+from .tailer import BEHIND, GATHER, Tailer
 from .topology import Topology
 from .wire import CloseCode, Message
 
@@ -172,13 +172,17 @@ class Hub:
         block_ms: int = 250,
         verify_every: float = 5.0,
         viewers_every: float = 5.0,
+        behind: float = BEHIND,
+        gather: float = GATHER,
     ):
         self._store = store
         self._topology = topology
         self._metrics = metrics
         self._limit = reader_limit
         self.feeds: dict[str, Feed] = {}
-        self._tailer = Tailer(store, topology, metrics, self, block_ms=block_ms, verify_every=verify_every)
+        self._tailer = Tailer(
+            store, topology, metrics, self, block_ms=block_ms, verify_every=verify_every, behind=behind, gather=gather
+        )
         self._presence = Presence(store, metrics, self, every=viewers_every)
 
     def readers(self, blog_id: str) -> int:

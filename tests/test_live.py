@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import socket
@@ -15,6 +16,8 @@ from conftest import RECV_TIMEOUT, UNLIMITED, receive, running_service
 import liveblog.hub
 import liveblog.snapshots
 from liveblog.guard import SEND_BUFFER
+from liveblog.hub import Hub
+from liveblog.metrics import Metrics
 
 
 async def test_snapshot_has_latest_entries_newest_first_and_the_pinned_ones(service):
@@ -568,3 +571,33 @@ async def test_a_reader_that_sends_pongs_of_its_own_and_never_reads_is_let_go(re
             while message["type"] != "event":
                 message = await receive(answering)
             assert message["entry"]["id"] == entry["id"]
+
+
+async def test_a_tailer_that_is_behind_gathers_the_next_events_into_one_write_per_reader(service):
+    """Under overload a read whose events already waited (here: any wait at all) makes the next
+    read wait a window, and what was posted meanwhile reaches the reader in one write, once and
+    in order."""
+    await service.create_blog()
+    services = service.services
+    metrics = Metrics()
+    hub = Hub(services.store, services.topology, metrics, behind=0.0, gather=2.0)
+    running = asyncio.create_task(hub.run())
+    sink = Recorder()
+    try:
+        async with asyncio.timeout(10):
+            subscription = await hub.subscribe("ukraine", sink)
+            subscription.go_live()
+            first = await service.post(headline="One")
+            await sink.received.wait()
+            sink.received.clear()
+            later = [await service.post(headline=headline) for headline in ("Two", "Three", "Four")]
+            await sink.received.wait()
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+    assert [[json.loads(part.json)["entry"]["id"] for part in message.parts] for message in sink.messages] == [
+        [first["id"]],
+        [posted["id"] for posted in later],
+    ]
+    assert metrics.registry.get_sample_value("liveblog_tailer_gathers_total") == 1
