@@ -600,4 +600,6 @@ async def test_a_tailer_that_is_behind_gathers_the_next_events_into_one_write_pe
         [first["id"]],
         [posted["id"] for posted in later],
     ]
-    assert metrics.registry.get_sample_value("liveblog_tailer_gathers_total") == 1
+    # At least the window after "One"; the read after it may count as behind too (by the few ms
+    # between the window's start and "Two"), which a threshold of 0 s cannot tell apart.
+    assert (metrics.registry.get_sample_value("liveblog_tailer_gathers_total") or 0) >= 1
