@@ -15,7 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from functools import partial
-from typing import Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -132,8 +132,10 @@ class ShortCache:
         self._variants: dict[str, set[object]] = {}
         #: Bodies being built, by (blog, variant): whoever asks meanwhile waits for that one.
         self._building: dict[tuple[str, object], asyncio.Future[Prepared]] = {}
-        #: Every build still running (the loop keeps only weak references to tasks).
-        self._running: set[asyncio.Future[Prepared]] = set()
+        #: Raw bodies being read, by (blog, variant): whoever misses meanwhile shares that read.
+        self._fetching: dict[tuple[str, object], asyncio.Future[bytes]] = {}
+        #: Every build and read still running (the loop keeps only weak references to tasks).
+        self._running: set[asyncio.Future[Any]] = set()
         #: The bytes held, as :attr:`budget` counts them.
         self.size = 0
         #: Bodies :meth:`prepared` set out to build.
@@ -176,6 +178,35 @@ class ShortCache:
     def expire(self) -> None:
         """Free what has expired now (the app's sweeper calls this once a second)."""
         self._expire(time.monotonic())
+
+    async def fetched(self, blog_id: str, variant: object, fetch: Callable[[], Awaitable[bytes]]) -> bytes:
+        """The raw body cached for (blog, variant), else what ``fetch`` returns, kept.
+
+        Single-flight: everyone who misses while a fetch is under way waits for that one (a
+        join storm's thousands of readers of a cold blog cost one Redis read, not one each while
+        the first is in flight); one that gives up (its reader left) does not stop it. A failed
+        fetch fails everyone who waited for it and keeps nothing; a fetch the blog was written to
+        during (:meth:`forget`) is handed to those who waited for it, but not kept.
+        """
+        found = self.get(blog_id, variant)
+        if found is not None:
+            return found
+        key = (blog_id, variant)
+        fetching = self._fetching.get(key)
+        if fetching is None:
+            fetching = self._fetching[key] = asyncio.ensure_future(fetch())
+            self._running.add(fetching)
+            fetching.add_done_callback(partial(self._fetched, key))
+        return await asyncio.shield(fetching)
+
+    def _fetched(self, key: tuple[str, object], fetching: asyncio.Future[bytes]) -> None:
+        self._running.discard(fetching)
+        failed = fetching.cancelled() or fetching.exception() is not None  # (and the exception is seen)
+        if self._fetching.get(key) is not fetching:
+            return  # forgotten meanwhile: it may predate the write
+        del self._fetching[key]
+        if not failed:
+            self.put(*key, fetching.result())
 
     async def prepared(self, blog_id: str, variant: object, build: Callable[[], Awaitable[bytes]]) -> Prepared:
         """The body cached for (blog, variant), else what ``build`` returns, prepared and kept.
@@ -228,6 +259,8 @@ class ShortCache:
             self._drop((blog_id, variant))
         for key in [key for key in self._building if key[0] == blog_id]:
             del self._building[key]
+        for key in [key for key in self._fetching if key[0] == blog_id]:
+            del self._fetching[key]
 
     def __len__(self) -> int:
         return len(self._bodies)
