@@ -194,6 +194,8 @@ class GuardedHttp(asyncio.Protocol):
         if parser is not None and parser.should_upgrade() and is_websocket(self._headers):
             method = parser.get_method().decode("ascii")
             self._upgrade = Upgrade(method, self._target, parser.get_http_version(), self._headers)
+        # Not kept past the head: a keep-alive connection would hold its last request's headers.
+        self._target, self._headers = b"", []
         self._stop_clock()  # the body, the response and any WebSocket after it keep their own time
 
     # -- the head's clock
