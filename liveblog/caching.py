@@ -191,22 +191,7 @@ class ShortCache:
         found = self.get(blog_id, variant)
         if found is not None:
             return found
-        key = (blog_id, variant)
-        fetching = self._fetching.get(key)
-        if fetching is None:
-            fetching = self._fetching[key] = asyncio.ensure_future(fetch())
-            self._running.add(fetching)
-            fetching.add_done_callback(partial(self._fetched, key))
-        return await asyncio.shield(fetching)
-
-    def _fetched(self, key: tuple[str, object], fetching: asyncio.Future[bytes]) -> None:
-        self._running.discard(fetching)
-        failed = fetching.cancelled() or fetching.exception() is not None  # (and the exception is seen)
-        if self._fetching.get(key) is not fetching:
-            return  # forgotten meanwhile: it may predate the write
-        del self._fetching[key]
-        if not failed:
-            self.put(*key, fetching.result())
+        return await asyncio.shield(self._share(self._fetching, (blog_id, variant), fetch))
 
     async def prepared(self, blog_id: str, variant: object, build: Callable[[], Awaitable[bytes]]) -> Prepared:
         """The body cached for (blog, variant), else what ``build`` returns, prepared and kept.
@@ -230,29 +215,42 @@ class ShortCache:
         return await asyncio.shield(self._build(key, build))
 
     def _build(self, key: tuple[str, object], build: Callable[[], Awaitable[bytes]]) -> asyncio.Future[Prepared]:
-        building = self._building.get(key)
-        if building is None:
+        if key not in self._building:
             self.builds += 1
-            building = self._building[key] = asyncio.ensure_future(self._prepare(build))
-            self._running.add(building)
-            building.add_done_callback(partial(self._built, key))
-        return building
+        return self._share(self._building, key, partial(self._prepare, build))
 
     @staticmethod
     async def _prepare(build: Callable[[], Awaitable[bytes]]) -> Prepared:
         # zlib and blake2b let go of the GIL: live readers are served while a big page compresses.
         return await asyncio.to_thread(Prepared.of, await build())
 
-    def _built(self, key: tuple[str, object], building: asyncio.Future[Prepared]) -> None:
-        self._running.discard(building)
-        failed = building.cancelled() or building.exception() is not None  # (and the exception is seen)
-        if self._building.get(key) is not building:
+    def _share(
+        self,
+        flights: dict[tuple[str, object], asyncio.Future[T]],
+        key: tuple[str, object],
+        start: Callable[[], Awaitable[T]],
+    ) -> asyncio.Future[T]:
+        """The work under way for ``key`` in ``flights``, else ``start()`` begun (as a task of
+        its own: a caller that gives up does not stop it), its result kept once it ends."""
+        flight = flights.get(key)
+        if flight is None:
+            flight = flights[key] = asyncio.ensure_future(start())
+            self._running.add(flight)
+            flight.add_done_callback(partial(self._landed, flights, key))
+        return flight
+
+    def _landed(
+        self, flights: dict[tuple[str, object], asyncio.Future[T]], key: tuple[str, object], flight: asyncio.Future[T]
+    ) -> None:
+        self._running.discard(flight)
+        failed = flight.cancelled() or flight.exception() is not None  # (and the exception is seen)
+        if flights.get(key) is not flight:
             return  # forgotten meanwhile: it may predate the write
-        del self._building[key]
+        del flights[key]
         if failed:
             self._drop(key)  # no stale body for what is not there any more (a purged entry's page)
         else:
-            self.put(*key, building.result())
+            self.put(*key, flight.result())
 
     def forget(self, blog_id: str) -> None:
         for variant in list(self._variants.get(blog_id, ())):
@@ -285,6 +283,8 @@ class ShortCache:
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+#: What ShortCache keeps: raw bodies and prepared ones.
+T = TypeVar("T", bytes, Prepared)
 
 
 class Lru(Generic[K, V]):
