@@ -2,11 +2,16 @@
 
 httptools accepts request heads of any size; a client sending megabytes of headers would cost that
 much memory per connection. The guard reads the same bytes with an httptools parser of its own
-(counting, never interpreting) and refuses a head over ``MAX_HEAD_BYTES`` with 431, in the
-contract's error shape, before uvicorn's protocol has buffered it. Everything else is uvicorn's:
-the guard forwards every call of the ``asyncio.Protocol`` interface to it unchanged. Plugged in
-through uvicorn's ``http`` setting, which takes a protocol class built with ``config``,
-``server_state`` and ``app_state`` as keywords.
+(counting) and refuses a head over ``MAX_HEAD_BYTES`` with 431, in the contract's error shape,
+before uvicorn's protocol has buffered it. Everything else is uvicorn's: the guard forwards every
+call of the ``asyncio.Protocol`` interface to it unchanged, and makes it only for a connection's
+first request that needs it. Plugged in through uvicorn's ``http`` setting, which takes a
+protocol class built with ``config``, ``server_state`` and ``app_state`` as keywords.
+
+Except for a WebSocket upgrade as a connection's first request: the guard has parsed that head
+already, so it hands it, parsed, to the WebSocket protocol (:meth:`liveblog.server.LiveProtocol.upgrade`)
+as uvicorn would hand it over as bytes, and neither uvicorn's protocol nor a second parse is paid
+for; a join storm is thousands of such heads a second.
 
 The guard also keeps time: a connection must bring a whole request head within ``head_timeout``
 seconds of opening, and each later request within ``head_timeout`` of its first byte. A client
