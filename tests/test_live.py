@@ -398,6 +398,30 @@ async def test_a_join_storm_on_a_quiet_blog_costs_no_snapshot_read(service, monk
     assert [m["entry"]["headline"] for m in live] == ["Entry 3"] * 41
 
 
+async def test_a_join_storm_on_a_cold_blog_reads_the_blog_once(service, monkeypatch):
+    """Breaking news on a blog nobody has read for a while: every reader that joins while the
+    blog's record is being read waits for that read instead of making its own."""
+    await service.create_blog()
+    await service.post(headline="Entry 0")
+    service.services.pages.forget("ukraine")  # cold: nothing of it in the page cache
+    store = service.services.store
+    reads = Gate(store.get_blog_json)  # held: every reader joins while the first read is in flight
+    monkeypatch.setattr(store, "get_blog_json", reads)
+    url = f"{service.ws_url}/api/v1/blogs/ukraine/live"
+    # A reader is past its 101 only once its join is waiting on the blog's record: the handshake
+    # and the join up to that read are one step of the server's loop.
+    readers = await asyncio.gather(*(websockets.connect(url) for _ in range(30)))
+    try:
+        held = reads.calls
+        reads.open.set()
+        snapshots = [await receive(ws) for ws in readers]
+    finally:
+        await asyncio.gather(*(ws.close() for ws in readers))
+    assert held == 1, "every joiner waits on the read under way"
+    assert reads.calls == 1
+    assert [[e["headline"] for e in s["entries"]] for s in snapshots] == [["Entry 0"]] * 30
+
+
 async def test_readers_back_from_the_same_cursor_share_one_catch_up_read(service, monkeypatch):
     """After a deploy everyone comes back with the cursor of the last event before it: one read
     of what they missed serves them all, each gets it once and in order, and a reader coming
