@@ -373,6 +373,7 @@ async def delete_entry(request: Request) -> Response:
         except Conflict as exc:
             raise _stale(exc.current_version) from None
         services(request).pages.forget(blog_id)
+        services(request).snapshots.forget(blog_id)
         return Response(status_code=204)
     expected = _if_match(request)
     change = entries.retract(entry, owner, note, principal, now())

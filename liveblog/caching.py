@@ -320,5 +320,10 @@ class Lru(Generic[K, V]):
             self.size -= dropped
             self.evictions += 1
 
+    def drop(self, keep: Callable[[K], bool]) -> None:
+        """Forget every value whose key ``keep`` says no to."""
+        for key in [key for key in self._values if not keep(key)]:
+            self.size -= self._values.pop(key)[1]
+
     def __len__(self) -> int:
         return len(self._values)

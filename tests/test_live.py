@@ -14,7 +14,10 @@ from conftest import RECV_TIMEOUT, UNLIMITED, receive, running_service
 
 import liveblog.hub
 import liveblog.snapshots
+from liveblog.cursor import Cursor
 from liveblog.guard import SEND_BUFFER
+from liveblog.snapshots import SnapshotReads
+from liveblog.storage import CursorGone
 
 
 async def test_snapshot_has_latest_entries_newest_first_and_the_pinned_ones(service):
@@ -592,3 +595,68 @@ async def test_a_reader_that_sends_pongs_of_its_own_and_never_reads_is_let_go(re
             while message["type"] != "event":
                 message = await receive(answering)
             assert message["entry"]["id"] == entry["id"]
+
+
+class HeldDispatch:
+    """Holds the tailer's hand-outs while closed: the moment between a write and its hand-out,
+    made as long as a test needs (a lagging tailer)."""
+
+    def __init__(self, dispatch):
+        self.dispatch = dispatch
+        self.open = asyncio.Event()
+        self.waiting = asyncio.Event()
+
+    async def __call__(self, *args):
+        if not self.open.is_set():
+            self.waiting.set()
+            await self.open.wait()
+        return await self.dispatch(*args)
+
+
+async def test_after_a_purge_no_kept_snapshot_or_catch_up_has_its_text(service, monkeypatch):
+    """A takedown's 204 means nothing this process serves has the text any more, even before
+    its tailer hands out the tombstone: not the snapshot kept for joiners, not a kept catch-up."""
+    await service.create_blog()
+    async with service.live() as first:
+        cursor = (await receive(first))["cursor"]
+    secret = await service.post(headline="SECRET-TEXT")
+    async with service.live() as watcher:  # the feed stays at one generation: snapshots are kept
+        assert "SECRET-TEXT" in json.dumps(await receive(watcher))
+        async with service.live(cursor=cursor) as back:  # a catch-up from before the post, kept
+            assert (await receive(back))["entry"]["id"] == secret["id"]
+        held = HeldDispatch(service.services.hub.dispatch)
+        monkeypatch.setattr(service.services.hub, "dispatch", held)
+        purged = await service.http.delete(
+            f"/api/v1/blogs/ukraine/entries/{secret['id']}?purge=true", headers=service.auth()
+        )
+        assert purged.status_code == 204
+        await asyncio.wait_for(held.waiting.wait(), RECV_TIMEOUT)  # the tombstone, not handed out
+        async with service.live() as late:
+            late_snapshot = await receive(late)
+        async with service.live(cursor=cursor) as late_back:
+            late_caught = await receive(late_back)
+        held.open.set()
+        assert (await receive(watcher))["event"] == "entry.deleted"
+    assert "SECRET-TEXT" not in json.dumps(late_snapshot)
+    assert "SECRET-TEXT" not in json.dumps(late_caught)
+
+
+async def test_readers_back_from_a_gone_cursor_share_the_one_answer(service, monkeypatch):
+    """Everyone coming back with a cursor of a log that was recreated (say) learns it from one
+    read, not from one read each in turn while the rest queue behind it."""
+    await service.create_blog()
+    async with service.live() as first:
+        cursor = (await receive(first))["cursor"]
+    gone = Cursor("gone", Cursor.parse(cursor).stream_id)
+    store = service.services.store
+    reads = Gate(store.since)
+    monkeypatch.setattr(store, "since", reads)
+    snapshots = SnapshotReads(store, lambda blog: 1)
+    back = [asyncio.create_task(snapshots.catch_up("ukraine", gone, 10)) for _ in range(20)]
+    await asyncio.wait_for(reads.entered.wait(), RECV_TIMEOUT)
+    for _ in range(3):
+        await asyncio.sleep(0)  # not a wait for time: one turn of the loop for each to queue
+    reads.open.set()
+    answers = await asyncio.gather(*back, return_exceptions=True)
+    assert all(isinstance(answer, CursorGone) for answer in answers)
+    assert reads.calls == 1
