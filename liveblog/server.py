@@ -47,6 +47,7 @@ from .handshake import HeadParser, Opening, Upgrade
 from .live import LiveRoute
 from .services import Services
 from .wire import CloseCode, Opcode, frame
+from .workers import leave_port
 
 log = logging.getLogger(__name__)
 
@@ -301,19 +302,6 @@ class Server(uvicorn.Server):
         self.connections.begin_shutdown()
         await super().shutdown(sockets)
         await self.connections.wait_closed()
-
-
-def leave_port(sock: socket.socket) -> None:
-    """Stop taking connections on ``sock`` at once, if it shares its port (``SO_REUSEPORT``) with
-    another process: the kernel then hands every new connection to the others. Done before the
-    readers are told to come back (1012), so that none comes back to a process that is leaving:
-    a connection queued here but not yet accepted would be reset when the socket closes."""
-    if not (hasattr(socket, "SO_REUSEPORT") and sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)):
-        return  # the port's only listener (or one socket shared by workers): uvicorn closes it
-    try:
-        sock.shutdown(socket.SHUT_RD)  # Linux: a listening socket stops listening, leaves the group
-    except OSError as exc:
-        log.warning("could not stop listening on %s before the shutdown: %s", sock.getsockname(), exc)
 
 
 def build(settings: Settings, redis_url: str, on_fatal: Callable[[], None] | None = None, **overrides: Any) -> Server:
