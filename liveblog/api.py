@@ -74,10 +74,7 @@ def _reader_json(request: Request, body: bytes) -> Response:
 
 
 def _entry_id(request: Request) -> str:
-    entry_id: str = request.path_params["entry"]
-    if not _ENTRY_ID.match(entry_id):
-        raise ApiError(404, "not_found", "no such entry")
-    return entry_id
+    return edge.path_id(request, "entry", _ENTRY_ID)
 
 
 def _hide_others_work(principal: auth.Principal, entry: Entry, owner: str | None) -> None:
