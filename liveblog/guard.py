@@ -55,6 +55,10 @@ SEND_BUFFER = 64 * 1024
 HEAD_TIMEOUT = 10.0
 #: Seconds a response may wait on a client that reads nothing (see the module's docstring).
 SEND_TIMEOUT = 60.0
+#: Seconds a refused connection (408, 431) is kept half-open after its answer, reading and
+#: dropping what the client still sends, so that its kernel does not answer those bytes with a
+#: reset that could destroy the answer before the client reads it (RFC 9112 §9.6).
+LINGER = 2.0
 
 
 class HeadTooLarge(Exception):
@@ -90,6 +94,7 @@ class GuardedHttp(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._send_timer: asyncio.TimerHandle | None = None
         self._turned_away = False  # refused at the door: uvicorn's protocol never saw it
+        self._lingering = False  # answered and half-closed: what still arrives is dropped
 
     # -- asyncio.Protocol, forwarded
 
@@ -105,7 +110,7 @@ class GuardedHttp(asyncio.Protocol):
         self._start_clock()  # the first request's head is due from now
 
     def data_received(self, data: bytes) -> None:
-        if self._transport is not None and self._transport.is_closing():
+        if self._lingering or (self._transport is not None and self._transport.is_closing()):
             return  # refused
         if self._parser is None:  # an Upgrade that uvicorn did not take (else it has the transport now)
             self._parser = httptools.HttpRequestParser(self)
@@ -154,7 +159,8 @@ class GuardedHttp(asyncio.Protocol):
         protocol.upgrade(upgrade)
 
     def eof_received(self) -> None:
-        if self._inner is not None:
+        # Returning None lets asyncio close the transport: a lingering client is done sending.
+        if self._inner is not None and not self._lingering:
             self._inner.eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -220,11 +226,9 @@ class GuardedHttp(asyncio.Protocol):
             return
         if self._requests == 1 and self._in_head:  # else nothing was asked, or a response may be under way
             body = error_body("request_timeout", f"the request head did not arrive within {self.head_timeout:g} s")
-            self._transport.write(
-                b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
-                b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
-            )
-        self._transport.close()
+            self._answer_and_close(b"408 Request Timeout", body)
+        else:
+            self._transport.close()
 
     # -- the response's clock
 
@@ -251,12 +255,26 @@ class GuardedHttp(asyncio.Protocol):
         assert self._transport is not None
         if self._requests == 1:
             body = error_body("head_too_large", f"request line and headers are over {MAX_HEAD_BYTES} bytes")
-            self._transport.write(
-                b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
-                b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
-            )
-        # else an earlier request's response may still be on its way: a 431 would land inside it
-        self._transport.close()
+            self._answer_and_close(b"431 Request Header Fields Too Large", body)
+        else:  # an earlier request's response may still be on its way: a 431 would land inside it
+            self._transport.close()
+
+    def _answer_and_close(self, status: bytes, body: bytes) -> None:
+        """Answer the connection's first request with ``status`` and close it the staged way:
+        write side first, then, after the client's end or ``LINGER`` seconds, the rest."""
+        transport = self._transport
+        assert transport is not None
+        transport.write(
+            b"HTTP/1.1 %s\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (status, len(body), body)
+        )
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self._lingering = True
+        self._stop_clock()
+        self._timer = asyncio.get_running_loop().call_later(LINGER, transport.close)
 
 
 def guarded(
