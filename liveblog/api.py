@@ -74,10 +74,7 @@ def _reader_json(request: Request, body: bytes) -> Response:
 
 
 def _entry_id(request: Request) -> str:
-    entry_id: str = request.path_params["entry"]
-    if not _ENTRY_ID.match(entry_id):
-        raise ApiError(404, "not_found", "no such entry")
-    return entry_id
+    return edge.path_id(request, "entry", _ENTRY_ID)
 
 
 def _hide_others_work(principal: auth.Principal, entry: Entry, owner: str | None) -> None:
@@ -373,6 +370,7 @@ async def delete_entry(request: Request) -> Response:
         except Conflict as exc:
             raise _stale(exc.current_version) from None
         services(request).pages.forget(blog_id)
+        services(request).snapshots.forget(blog_id)
         return Response(status_code=204)
     expected = _if_match(request)
     change = entries.retract(entry, owner, note, principal, now())

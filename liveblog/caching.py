@@ -15,7 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from functools import partial
-from typing import Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -132,8 +132,10 @@ class ShortCache:
         self._variants: dict[str, set[object]] = {}
         #: Bodies being built, by (blog, variant): whoever asks meanwhile waits for that one.
         self._building: dict[tuple[str, object], asyncio.Future[Prepared]] = {}
-        #: Every build still running (the loop keeps only weak references to tasks).
-        self._running: set[asyncio.Future[Prepared]] = set()
+        #: Raw bodies being read, by (blog, variant): whoever misses meanwhile shares that read.
+        self._fetching: dict[tuple[str, object], asyncio.Future[bytes]] = {}
+        #: Every build and read still running (the loop keeps only weak references to tasks).
+        self._running: set[asyncio.Future[Any]] = set()
         #: The bytes held, as :attr:`budget` counts them.
         self.size = 0
         #: Bodies :meth:`prepared` set out to build.
@@ -177,6 +179,20 @@ class ShortCache:
         """Free what has expired now (the app's sweeper calls this once a second)."""
         self._expire(time.monotonic())
 
+    async def fetched(self, blog_id: str, variant: object, fetch: Callable[[], Awaitable[bytes]]) -> bytes:
+        """The raw body cached for (blog, variant), else what ``fetch`` returns, kept.
+
+        Single-flight: everyone who misses while a fetch is under way waits for that one (a
+        join storm's thousands of readers of a cold blog cost one Redis read, not one each while
+        the first is in flight); one that gives up (its reader left) does not stop it. A failed
+        fetch fails everyone who waited for it and keeps nothing; a fetch the blog was written to
+        during (:meth:`forget`) is handed to those who waited for it, but not kept.
+        """
+        found = self.get(blog_id, variant)
+        if found is not None:
+            return found
+        return await asyncio.shield(self._share(self._fetching, (blog_id, variant), fetch))
+
     async def prepared(self, blog_id: str, variant: object, build: Callable[[], Awaitable[bytes]]) -> Prepared:
         """The body cached for (blog, variant), else what ``build`` returns, prepared and kept.
 
@@ -199,35 +215,50 @@ class ShortCache:
         return await asyncio.shield(self._build(key, build))
 
     def _build(self, key: tuple[str, object], build: Callable[[], Awaitable[bytes]]) -> asyncio.Future[Prepared]:
-        building = self._building.get(key)
-        if building is None:
+        if key not in self._building:
             self.builds += 1
-            building = self._building[key] = asyncio.ensure_future(self._prepare(build))
-            self._running.add(building)
-            building.add_done_callback(partial(self._built, key))
-        return building
+        return self._share(self._building, key, partial(self._prepare, build))
 
     @staticmethod
     async def _prepare(build: Callable[[], Awaitable[bytes]]) -> Prepared:
         # zlib and blake2b let go of the GIL: live readers are served while a big page compresses.
         return await asyncio.to_thread(Prepared.of, await build())
 
-    def _built(self, key: tuple[str, object], building: asyncio.Future[Prepared]) -> None:
-        self._running.discard(building)
-        failed = building.cancelled() or building.exception() is not None  # (and the exception is seen)
-        if self._building.get(key) is not building:
+    def _share(
+        self,
+        flights: dict[tuple[str, object], asyncio.Future[T]],
+        key: tuple[str, object],
+        start: Callable[[], Awaitable[T]],
+    ) -> asyncio.Future[T]:
+        """The work under way for ``key`` in ``flights``, else ``start()`` begun (as a task of
+        its own: a caller that gives up does not stop it), its result kept once it ends."""
+        flight = flights.get(key)
+        if flight is None:
+            flight = flights[key] = asyncio.ensure_future(start())
+            self._running.add(flight)
+            flight.add_done_callback(partial(self._landed, flights, key))
+        return flight
+
+    def _landed(
+        self, flights: dict[tuple[str, object], asyncio.Future[T]], key: tuple[str, object], flight: asyncio.Future[T]
+    ) -> None:
+        self._running.discard(flight)
+        failed = flight.cancelled() or flight.exception() is not None  # (and the exception is seen)
+        if flights.get(key) is not flight:
             return  # forgotten meanwhile: it may predate the write
-        del self._building[key]
+        del flights[key]
         if failed:
             self._drop(key)  # no stale body for what is not there any more (a purged entry's page)
         else:
-            self.put(*key, building.result())
+            self.put(*key, flight.result())
 
     def forget(self, blog_id: str) -> None:
         for variant in list(self._variants.get(blog_id, ())):
             self._drop((blog_id, variant))
         for key in [key for key in self._building if key[0] == blog_id]:
             del self._building[key]
+        for key in [key for key in self._fetching if key[0] == blog_id]:
+            del self._fetching[key]
 
     def __len__(self) -> int:
         return len(self._bodies)
@@ -252,6 +283,8 @@ class ShortCache:
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+#: What ShortCache keeps: raw bodies and prepared ones.
+T = TypeVar("T", bytes, Prepared)
 
 
 class Lru(Generic[K, V]):
@@ -286,6 +319,11 @@ class Lru(Generic[K, V]):
             _, (_, dropped) = self._values.popitem(last=False)
             self.size -= dropped
             self.evictions += 1
+
+    def drop(self, keep: Callable[[K], bool]) -> None:
+        """Forget every value whose key ``keep`` says no to."""
+        for key in [key for key in self._values if not keep(key)]:
+            self.size -= self._values.pop(key)[1]
 
     def __len__(self) -> int:
         return len(self._values)

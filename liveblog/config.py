@@ -14,6 +14,8 @@ from urllib.parse import unquote, urlsplit
 
 #: A reader told to wait longer than this would look like an outage.
 MAX_RECONNECT_SPREAD_MS = 60_000
+#: The longest head or send timeout (s): an hour is already "never" for a client.
+MAX_TIMEOUT = 3600.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -149,6 +151,10 @@ class Settings:
         if not 1 <= settings.redis_wait_ms <= MAX_WAIT_MS:
             # Above this the client's socket timeout (5 s) would cut the WAIT off.
             raise SystemExit(f"LIVEBLOG_REDIS_WAIT_MS must be between 1 and {MAX_WAIT_MS}")
+        for name in ("head_timeout", "send_timeout"):
+            # 0 or less would cut every client off at once, with no word at start.
+            if not 0 < getattr(settings, name) <= MAX_TIMEOUT:
+                raise SystemExit(f"LIVEBLOG_{name.upper()}: seconds, above 0 and at most {MAX_TIMEOUT:g}")
         if not 0 <= settings.reconnect_spread_ms <= MAX_RECONNECT_SPREAD_MS:
             raise SystemExit(f"LIVEBLOG_RECONNECT_SPREAD_MS: between 0 and {MAX_RECONNECT_SPREAD_MS}")
         if not 0 <= settings.reconnect_floor_ms <= MAX_RECONNECT_SPREAD_MS:

@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 #: Admissions between sweeps of every address's closed transports.
 SWEEP_EVERY = 1024
+#: Addresses whose trust is remembered (then forgotten all at once, and learnt again).
+TRUST_KEPT = 4096
 
 
 class Doors:
@@ -35,6 +37,9 @@ class Doors:
         self._trusted = [ipaddress.ip_network(item, strict=False) for item in _addresses(trusted)]
         self._open: dict[str, set[asyncio.BaseTransport]] = {}
         self._admitted = 0
+        #: Whether an address is trusted, as found: parsing it and testing every network was a
+        #: visible share of a join storm's accepts, and a storm comes from few addresses (a proxy).
+        self._trust: dict[str, bool] = {}
 
     def admit(self, transport: asyncio.BaseTransport) -> bool:
         """Whether ``transport``, just accepted, may stay open (else the caller closes it)."""
@@ -66,6 +71,14 @@ class Doors:
     def _is_trusted(self, address: str) -> bool:
         if self._trust_all:
             return True
+        found = self._trust.get(address)
+        if found is None:
+            if len(self._trust) >= TRUST_KEPT:
+                self._trust.clear()
+            found = self._trust[address] = self._find_trusted(address)
+        return found
+
+    def _find_trusted(self, address: str) -> bool:
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:

@@ -37,12 +37,17 @@ def json(body: bytes, status: int = 200, headers: dict[str, str] | None = None) 
     return Response(body, status, headers=headers, media_type="application/json")
 
 
+def path_id(request: Request, name: str, pattern: re.Pattern[str]) -> str:
+    """Path parameter ``name``; one that nothing could be named is a 404, as an unknown one is."""
+    value: str = request.path_params[name]
+    if not pattern.match(value):
+        raise ApiError(404, "not_found", f"no such {name}")
+    return value
+
+
 def blog_id(request: Request) -> str:
-    """The path's blog id; one that no blog could have is a 404, as an unknown blog is."""
-    blog_id: str = request.path_params["blog"]
-    if not _SLUG.match(blog_id):
-        raise ApiError(404, "not_found", "no such blog")
-    return blog_id
+    """The path's blog id (see :func:`path_id`)."""
+    return path_id(request, "blog", _SLUG)
 
 
 async def body(request: Request) -> bytes:

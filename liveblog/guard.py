@@ -2,11 +2,16 @@
 
 httptools accepts request heads of any size; a client sending megabytes of headers would cost that
 much memory per connection. The guard reads the same bytes with an httptools parser of its own
-(counting, never interpreting) and refuses a head over ``MAX_HEAD_BYTES`` with 431, in the
-contract's error shape, before uvicorn's protocol has buffered it. Everything else is uvicorn's:
-the guard forwards every call of the ``asyncio.Protocol`` interface to it unchanged. Plugged in
-through uvicorn's ``http`` setting, which takes a protocol class built with ``config``,
-``server_state`` and ``app_state`` as keywords.
+(counting) and refuses a head over ``MAX_HEAD_BYTES`` with 431, in the contract's error shape,
+before uvicorn's protocol has buffered it. Everything else is uvicorn's: the guard forwards every
+call of the ``asyncio.Protocol`` interface to it unchanged, and makes it only for a connection's
+first request that needs it. Plugged in through uvicorn's ``http`` setting, which takes a
+protocol class built with ``config``, ``server_state`` and ``app_state`` as keywords.
+
+Except for a WebSocket upgrade as a connection's first request: the guard has parsed that head
+already, so it hands it, parsed, to the WebSocket protocol (:meth:`liveblog.server.LiveProtocol.upgrade`)
+as uvicorn would hand it over as bytes, and neither uvicorn's protocol nor a second parse is paid
+for; a join storm is thousands of such heads a second.
 
 The guard also keeps time: a connection must bring a whole request head within ``head_timeout``
 seconds of opening, and each later request within ``head_timeout`` of its first byte. A client
@@ -26,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from typing import Any
+from typing import Any, cast
 
 import httptools
 import uvicorn
@@ -34,6 +39,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .doors import Doors
 from .errors import error_body
+from .handshake import Upgrade, Upgrades, is_websocket
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +55,10 @@ SEND_BUFFER = 64 * 1024
 HEAD_TIMEOUT = 10.0
 #: Seconds a response may wait on a client that reads nothing (see the module's docstring).
 SEND_TIMEOUT = 60.0
+#: Seconds a refused connection (408, 431) is kept half-open after its answer, reading and
+#: dropping what the client still sends, so that its kernel does not answer those bytes with a
+#: reset that could destroy the answer before the client reads it (RFC 9112 §9.6).
+LINGER = 2.0
 
 
 class HeadTooLarge(Exception):
@@ -64,19 +74,27 @@ class GuardedHttp(asyncio.Protocol):
     send_timeout = SEND_TIMEOUT
     #: Who may connect (None: everyone); :func:`guarded` sets the server's.
     doors: Doors | None = None
+    #: The protocol WebSocket upgrades are handed to, parsed (None: uvicorn hands them over).
+    websocket: type[Upgrades] | None = None
 
     def __init__(self, config: uvicorn.Config, server_state: Any, app_state: dict[str, Any], **more: Any):
         # ``more``: what else a uvicorn release passes its protocol classes (the loop, in some)
-        self._inner = HttpToolsProtocol(config=config, server_state=server_state, app_state=app_state)
+        self._made = (config, server_state, app_state)
+        #: uvicorn's protocol, made for the first request that is not a WebSocket upgrade.
+        self._inner: HttpToolsProtocol | None = None
         self._parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
         self._head_bytes = 0  # the head's parts httptools has reported
         self._head_received = 0  # bytes received while the head was incomplete
         self._in_head = False
         self._requests = 0
+        self._target = b""  # the head being parsed: what an upgrade is handed over with
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._upgrade: Upgrade | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._send_timer: asyncio.TimerHandle | None = None
         self._turned_away = False  # refused at the door: uvicorn's protocol never saw it
+        self._lingering = False  # answered and half-closed: what still arrives is dropped
 
     # -- asyncio.Protocol, forwarded
 
@@ -90,10 +108,9 @@ class GuardedHttp(asyncio.Protocol):
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         self._start_clock()  # the first request's head is due from now
-        self._inner.connection_made(transport)  # type: ignore[arg-type]
 
     def data_received(self, data: bytes) -> None:
-        if self._transport is not None and self._transport.is_closing():
+        if self._lingering or (self._transport is not None and self._transport.is_closing()):
             return  # refused
         if self._parser is None:  # an Upgrade that uvicorn did not take (else it has the transport now)
             self._parser = httptools.HttpRequestParser(self)
@@ -101,6 +118,10 @@ class GuardedHttp(asyncio.Protocol):
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._parser = None
+            upgrade, self._upgrade = self._upgrade, None
+            if upgrade is not None and self._inner is None and self.websocket is not None:
+                self._hand_over(self.websocket, upgrade)
+                return
         except httptools.HttpParserCallbackError:
             self._refuse()
             return
@@ -114,33 +135,56 @@ class GuardedHttp(asyncio.Protocol):
             if self._head_received > MAX_HEAD_BYTES:
                 self._refuse()
                 return
-        self._inner.data_received(data)
+        self._http().data_received(data)
+
+    def _http(self) -> HttpToolsProtocol:
+        """uvicorn's protocol for this connection, made (and given the transport) on first use."""
+        if self._inner is None:
+            config, server_state, app_state = self._made
+            self._inner = HttpToolsProtocol(config=config, server_state=server_state, app_state=app_state)
+            self._inner.connection_made(self._transport)  # type: ignore[arg-type]
+        return self._inner
+
+    def _hand_over(self, websocket: type[Upgrades], upgrade: Upgrade) -> None:
+        """Give the transport to the WebSocket protocol with the head parsed here, as uvicorn
+        would with the head as bytes (made the same way, then the transport, then the head);
+        what came after the head is dropped, as uvicorn drops it (RFC 6455 §4.1: nothing is
+        sent before the response)."""
+        transport = self._transport
+        assert transport is not None
+        config, server_state, app_state = self._made
+        protocol = websocket(config=config, server_state=server_state, app_state=app_state)
+        protocol.connection_made(transport)
+        transport.set_protocol(cast(asyncio.BaseProtocol, protocol))  # an asyncio.Protocol, as uvicorn's are
+        protocol.upgrade(upgrade)
 
     def eof_received(self) -> None:
-        if not self._turned_away:
+        # Returning None lets asyncio close the transport: a lingering client is done sending.
+        if self._inner is not None and not self._lingering:
             self._inner.eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_clock()
         self._stop_send_clock()
-        if not self._turned_away:
+        if self._inner is not None:
             self._inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
         if self._send_timer is None:
             self._send_timer = asyncio.get_running_loop().call_later(self.send_timeout, self._not_reading)
-        if not self._turned_away:
+        if self._inner is not None:
             self._inner.pause_writing()
 
     def resume_writing(self) -> None:
         self._stop_send_clock()
-        if not self._turned_away:
+        if self._inner is not None:
             self._inner.resume_writing()
 
     # -- httptools callbacks (of the guard's own parser), for heads complete within one chunk
 
     def on_message_begin(self) -> None:
         self._head_bytes = self._head_received = 0
+        self._target, self._headers = b"", []
         self._in_head = True
         self._requests += 1
         if self._requests > 1:
@@ -148,12 +192,21 @@ class GuardedHttp(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self._count(len(url))
+        self._target += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._count(len(name) + len(value) + 4)  # ": " and CRLF
+        # As uvicorn reads them: names in lower case, no trailing whitespace (RFC 9110 §5.5).
+        self._headers.append((name.lower(), value.rstrip(b" \t")))
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        parser = self._parser
+        if parser is not None and parser.should_upgrade() and is_websocket(self._headers):
+            method = parser.get_method().decode("ascii")
+            self._upgrade = Upgrade(method, self._target, parser.get_http_version(), self._headers)
+        # Not kept past the head: a keep-alive connection would hold its last request's headers.
+        self._target, self._headers = b"", []
         self._stop_clock()  # the body, the response and any WebSocket after it keep their own time
 
     # -- the head's clock
@@ -173,11 +226,9 @@ class GuardedHttp(asyncio.Protocol):
             return
         if self._requests == 1 and self._in_head:  # else nothing was asked, or a response may be under way
             body = error_body("request_timeout", f"the request head did not arrive within {self.head_timeout:g} s")
-            self._transport.write(
-                b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
-                b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
-            )
-        self._transport.close()
+            self._answer_and_close(b"408 Request Timeout", body)
+        else:
+            self._transport.close()
 
     # -- the response's clock
 
@@ -204,17 +255,34 @@ class GuardedHttp(asyncio.Protocol):
         assert self._transport is not None
         if self._requests == 1:
             body = error_body("head_too_large", f"request line and headers are over {MAX_HEAD_BYTES} bytes")
-            self._transport.write(
-                b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
-                b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
-            )
-        # else an earlier request's response may still be on its way: a 431 would land inside it
-        self._transport.close()
+            self._answer_and_close(b"431 Request Header Fields Too Large", body)
+        else:  # an earlier request's response may still be on its way: a 431 would land inside it
+            self._transport.close()
+
+    def _answer_and_close(self, status: bytes, body: bytes) -> None:
+        """Answer the connection's first request with ``status`` and close it the staged way:
+        write side first, then, after the client's end or ``LINGER`` seconds, the rest."""
+        transport = self._transport
+        assert transport is not None
+        transport.write(
+            b"HTTP/1.1 %s\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (status, len(body), body)
+        )
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self._lingering = True
+        self._stop_clock()
+        self._timer = asyncio.get_running_loop().call_later(LINGER, transport.close)
 
 
-def guarded(head_timeout: float, doors: Doors, send_timeout: float = SEND_TIMEOUT) -> type[GuardedHttp]:
+def guarded(
+    head_timeout: float, doors: Doors, send_timeout: float = SEND_TIMEOUT, websocket: type[Upgrades] | None = None
+) -> type[GuardedHttp]:
     """:class:`GuardedHttp` allowing ``head_timeout`` seconds for a request head, ``send_timeout``
-    for a client to read some of a response, and admitting connections through ``doors``
-    (uvicorn's ``http`` setting takes a class, so the settings become one)."""
-    attributes = {"head_timeout": head_timeout, "send_timeout": send_timeout, "doors": doors}
+    for a client to read some of a response, admitting connections through ``doors`` and handing
+    WebSocket upgrades, parsed, to ``websocket`` (uvicorn's ``http`` setting takes a class, so
+    the settings become one)."""
+    attributes = {"head_timeout": head_timeout, "send_timeout": send_timeout, "doors": doors, "websocket": websocket}
     return type("GuardedHttp", (GuardedHttp,), attributes)

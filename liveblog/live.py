@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
+from collections.abc import Callable, MutableMapping
+from typing import Any
 
 from prometheus_client import Gauge
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.applications import Starlette
 from starlette.websockets import WebSocket
 
 from .connection import CONNECTION_EXTENSION, LiveConnection
@@ -27,6 +31,35 @@ from .storage import NotFound
 from .wire import CloseCode
 
 log = logging.getLogger(__name__)
+
+#: The live channel's path, as ``api.routes`` declares it (Starlette's ``{blog}``: no slash).
+PATH = re.compile(r"/api/v1/blogs/(?P<blog>[^/]+)/live")
+
+
+class LiveRoute:
+    """``app``, except that the live channel's upgrades are answered by :func:`live` directly.
+
+    A join storm is thousands of upgrades a second, and Starlette's middleware stack, router
+    and ``websocket_session`` around :func:`live` cost as much as the join itself; none of them
+    does anything for it (compression leaves WebSockets alone; the exception handlers see no
+    exception of the live channel's). So this ASGI app, in front of Starlette's (and behind the
+    access log and the proxy headers, as before), sees the path first; everything else, the
+    staff channel's WebSocket included, goes on to ``app``. Under a ``root_path`` it stands
+    aside: Starlette's router is what knows how that prefix is matched.
+    """
+
+    def __init__(self, app: Starlette):
+        self.app = app
+
+    async def __call__(
+        self, scope: MutableMapping[str, Any], receive: Callable[..., Any], send: Callable[..., Any]
+    ) -> None:
+        if scope["type"] == "websocket" and not scope.get("root_path") and (found := PATH.fullmatch(scope["path"])):
+            scope["app"] = self.app  # as Starlette sets it: services() finds the app's state through it
+            scope["path_params"] = {"blog": found["blog"]}
+            await live(WebSocket(scope, receive, send))
+        else:
+            await self.app(scope, receive, send)
 
 
 async def live(websocket: WebSocket) -> None:

@@ -113,7 +113,8 @@ class Metrics:
         self.webhook_deliveries = Counter(
             "liveblog_webhook_deliveries",
             "Webhook delivery attempts by outcome: delivered, http_error, connect_error, timeout, "
-            "refused (a private address), gave_up (the last retry failed), purged (not sent: the entry was purged)",
+            "refused (a private address), gave_up (the last retry failed), "
+            "purged (the entry was purged: not sent, and forgotten)",
             ["outcome"],
             registry=self.registry,
         )

@@ -4,6 +4,7 @@ from where, and how it is brought up to date without a gap.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 
@@ -49,15 +50,14 @@ def admission(state: Services, client: str) -> ApiError | None:
 async def get_blog(state: Services, blog_id: str) -> Blog:
     """The blog a reader asked for; an id that cannot be a blog is simply not found.
 
-    Kept in the page cache for its second: readers joining in a storm ask for it thousands of
-    times. Changes through this process are seen at once, through others within that second.
+    Kept in the page cache for its second, and read once for everyone who asks while it is not
+    there (:meth:`~liveblog.caching.ShortCache.fetched`): readers joining in a storm ask for it
+    thousands of times. Changes through this process are seen at once, through others within
+    that second.
     """
     if not _SLUG.match(blog_id):
         raise NotFound(f"blog {blog_id!r} does not exist")
-    pages = state.pages
-    if (body := pages.get(blog_id, "blog")) is None:
-        body = await state.store.get_blog_json(blog_id)
-        pages.put(blog_id, "blog", body)
+    body = await state.pages.fetched(blog_id, "blog", functools.partial(state.store.get_blog_json, blog_id))
     return decode(Blog, body)
 
 

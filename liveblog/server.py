@@ -4,10 +4,18 @@ ASGI's ``await send(...)`` costs one await per reader per message and, under uvi
 that reader's transport is paused, so one stalled phone would hold up the loop that serves
 everyone; and an ASGI WebSocket holds a task, its frames and queues for as long as it is open.
 So a WebSocket upgrade goes to :class:`LiveProtocol`, plugged in through uvicorn's ``ws``
-setting: it answers the handshake with websockets' sans-I/O ``ServerProtocol`` and serves the
-handshake and the join as ASGI, like any route; at ``websocket.accept`` the transport is handed
-to a :class:`~liveblog.connection.LiveConnection`, which writes already-framed messages straight
-to the transport and reports the backlog, the shape ``websockets.broadcast()`` and picows use.
+setting: it checks the handshake (:mod:`liveblog.handshake`) and serves the handshake and the
+join as ASGI, like any route; at ``websocket.accept`` it writes the 101 itself and hands the
+transport to a :class:`~liveblog.connection.LiveConnection`, which writes already-framed messages
+straight to the transport and reports the backlog, the shape ``websockets.broadcast()`` and
+picows use.
+
+A join is cheap because its head is parsed once: the guard at the door (:mod:`liveblog.guard`)
+parses every request with httptools anyway, and hands an upgrade, parsed, straight to
+:meth:`LiveProtocol.upgrade`, without uvicorn's HTTP protocol; and the live route itself is
+answered by :class:`~liveblog.live.LiveRoute`, in front of Starlette's middleware and router.
+(An upgrade on a connection that served HTTP first still comes the documented way, as bytes
+from uvicorn, and is parsed here.)
 
 Only public APIs of uvicorn and websockets are used; ``docs/serving.md`` lists them.
 """
@@ -22,15 +30,12 @@ from collections.abc import Callable, MutableMapping
 from typing import Any, cast
 from urllib.parse import unquote
 
+import httptools
 import uvicorn
 from starlette.applications import Starlette
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
-from websockets.datastructures import Headers
-from websockets.exceptions import SecurityError
-from websockets.http11 import Request, Response
-from websockets.server import ServerProtocol
 
-from . import deflate
+from . import deflate, handshake
 from .access import AccessLog
 from .app import create_app
 from .config import Settings
@@ -38,30 +43,32 @@ from .connection import CONNECTION_EXTENSION, Connections, DeflatingConnection, 
 from .doors import Doors, per_address
 from .errors import error_body
 from .guard import guarded
+from .handshake import HeadParser, Opening, Upgrade
+from .live import LiveRoute
 from .services import Services
 from .wire import CloseCode, Opcode, frame
+from .workers import leave_port
 
 log = logging.getLogger(__name__)
-#: websockets' handshake logs each connection opened at INFO: at 10k readers, only warnings.
-_handshake_log = logging.getLogger(f"{__name__}.handshake")
-_handshake_log.setLevel(logging.WARNING)
 
 ASGIApp = Callable[..., Any]
 Message = MutableMapping[str, Any]
+_ASGI = {"version": "3.0", "spec_version": "2.4"}
 
 
 class LiveProtocol(asyncio.Protocol):
-    """A WebSocket upgrade, from the request uvicorn hands over to the ``websocket.accept``.
+    """A WebSocket upgrade, from the request head to the ``websocket.accept``.
 
     uvicorn creates it with its config, server state and the lifespan state, gives it the
-    transport, then the request head (its documented ``ws`` protocol-class interface). The app
-    runs as ASGI with a ``websocket`` scope: ``websocket.accept`` hands the transport to the
-    :class:`LiveConnection` found in the scope extension ``liveblog.connection``; a refusal
-    (``websocket.close`` before accepting: 403; or a ``websocket.http.response``) is sent as an
-    HTTP response. The connection outlives the app call if the app adopted it
-    (:meth:`LiveConnection.adopt`), and is closed (1000) when the call returns otherwise.
-    Messages from the client are not passed to the app (the channel is server push): ``receive``
-    gives ``websocket.connect`` once and raises after that.
+    transport, then the request head as bytes (its documented ``ws`` protocol-class interface);
+    liveblog's guard creates it the same way and gives it the head already parsed
+    (:meth:`upgrade`). The app runs as ASGI with a ``websocket`` scope: ``websocket.accept``
+    hands the transport to the :class:`LiveConnection` found in the scope extension
+    ``liveblog.connection``; a refusal (``websocket.close`` before accepting: 403; or a
+    ``websocket.http.response``) is sent as an HTTP response. The connection outlives the app
+    call if the app adopted it (:meth:`LiveConnection.adopt`), and is closed (1000) when the call
+    returns otherwise. Messages from the client are not passed to the app (the channel is server
+    push): ``receive`` gives ``websocket.connect`` once and raises after that.
     """
 
     def __init__(self, config: uvicorn.Config, server_state: object, app_state: dict[str, Any], **more: Any):
@@ -73,11 +80,12 @@ class LiveProtocol(asyncio.Protocol):
         self._deflate = config.ws_per_message_deflate
         self._agreement: deflate.Agreement | None = None
         self._app_state = app_state
-        self._handshake = ServerProtocol(max_size=config.ws_max_size, logger=_handshake_log)
+        self._parser: HeadParser | None = None  # only for a head that comes as bytes
+        self._opening: Opening | None = None
         self._transport: asyncio.Transport | None = None
-        self._request: Request | None = None
         self._connection: LiveConnection | None = None
         self._task: asyncio.Task[None] | None = None
+        self._started = False  # the request head has been seen
         self._connected_sent = False
         self._accepted = False
         self._responded = False  # an HTTP response (a refusal) was sent instead
@@ -95,19 +103,19 @@ class LiveProtocol(asyncio.Protocol):
             # eager task factory the app has accepted (and taken the transport) by then.
             self._connection.data_received(data)
             return
-        if self._request is not None:
+        if self._started:
             return  # nothing but the request is expected before the response (RFC 6455 §4.1)
-        self._handshake.receive_data(data)
-        for event in self._handshake.events_received():
-            if isinstance(event, Request):
-                self._start(event)
-                return
-        if (error := self._handshake.handshake_exc) is not None and not self._responded:
-            cause = error if isinstance(error, SecurityError) else error.__cause__
-            if isinstance(cause, SecurityError):  # too many headers, or one too long
-                self._respond(431, "head_too_large", f"the WebSocket request's head is too large: {cause}")
-            else:
-                self._respond(http.HTTPStatus.BAD_REQUEST, "bad_request", "not a valid HTTP request")
+        if self._parser is None:
+            self._parser = HeadParser()
+        try:
+            request = self._parser.feed(data)
+        except httptools.HttpParserError:
+            self._started = True
+            self._respond(http.HTTPStatus.BAD_REQUEST, "bad_request", "not a valid HTTP request")
+            return
+        if request is not None:
+            self._parser = None
+            self.upgrade(request)
 
     def resume_writing(self) -> None:
         if self._accepted and self._connection is not None:
@@ -123,55 +131,60 @@ class LiveProtocol(asyncio.Protocol):
 
     # -- the handshake
 
-    def _start(self, request: Request) -> None:
-        self._request = request
-        response = self._handshake.accept(request)
-        if response.status_code != http.HTTPStatus.SWITCHING_PROTOCOLS:
-            reason = response.body.decode(errors="replace").strip() or response.reason_phrase
-            self._respond(response.status_code, "bad_handshake", reason, response.headers)
+    def upgrade(self, request: Upgrade) -> None:
+        """Answer ``request``, the whole head of a WebSocket upgrade (the transport is this
+        protocol's): refused at once if it is not a valid handshake, else the app is called."""
+        self._started = True
+        try:
+            opening = self._opening = handshake.check(request)
+        except handshake.Refusal as refusal:
+            if refusal.status == 431:
+                message = f"the WebSocket request's head is too large: {refusal.message}"
+                self._respond(431, "head_too_large", message)
+            else:
+                message = f"Failed to open a WebSocket connection: {refusal.message}."
+                self._respond(refusal.status, "bad_handshake", message, refusal.headers)
             return
-        # websockets' handshake negotiates no extensions (it is given none): permessage-deflate is
-        # agreed here, and its frames made by liveblog.wire, compressed once for every reader.
+        # permessage-deflate is agreed here, and its frames made by liveblog.wire, compressed
+        # once for every reader.
         if self._deflate:
-            self._agreement = deflate.negotiate(request.headers.get_all("Sec-WebSocket-Extensions"))
+            self._agreement = deflate.negotiate(opening.extensions)
         if self._agreement is None:
             self._connection = LiveConnection(self._max_size)
         else:
             self._connection = DeflatingConnection(self._max_size, self._agreement.window_bits)
-        scope = self._scope(request)
+        scope = self._scope(request, opening)
         # The scope is complete before the task exists: an eager task factory runs the app at once.
-        self._task = asyncio.get_running_loop().create_task(self._run(scope, response))
+        self._task = asyncio.get_running_loop().create_task(self._run(scope))
 
-    def _scope(self, request: Request) -> dict[str, Any]:
-        assert self._transport is not None
-        path, _, query = request.path.partition("?")
+    def _scope(self, request: Upgrade, opening: Opening) -> dict[str, Any]:
+        transport = self._transport
+        assert transport is not None
+        path, _, query = request.target.partition(b"?")
+        text = path.decode("latin-1")
         return {
             "type": "websocket",
-            "asgi": {"version": "3.0", "spec_version": "2.4"},
+            "asgi": _ASGI,
             "http_version": "1.1",
-            "scheme": "wss" if self._transport.get_extra_info("sslcontext") else "ws",
-            "server": _address(self._transport.get_extra_info("sockname")),
-            "client": _address(self._transport.get_extra_info("peername")),
+            "scheme": "wss" if transport.get_extra_info("sslcontext") else "ws",
+            "server": _address(transport.get_extra_info("sockname")),
+            "client": _address(transport.get_extra_info("peername")),
             "root_path": self._root_path,
-            "path": unquote(path),
-            "raw_path": path.encode("latin-1"),
-            "query_string": query.encode("latin-1"),
-            "headers": [
-                (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in request.headers.raw_items()
-            ],
-            "subprotocols": [
-                part.strip() for value in request.headers.get_all("Sec-WebSocket-Protocol") for part in value.split(",")
-            ],
+            "path": unquote(text) if "%" in text else text,
+            "raw_path": path,
+            "query_string": query,
+            "headers": request.headers,
+            "subprotocols": opening.subprotocols,
             "state": self._app_state.copy(),
             "extensions": {"websocket.http.response": {}, CONNECTION_EXTENSION: self._connection},
         }
 
-    async def _run(self, scope: dict[str, Any], response: Response) -> None:
+    async def _run(self, scope: dict[str, Any]) -> None:
         connection = self._connection
         assert connection is not None
 
         async def send(message: Message) -> None:
-            self._send(message, response)
+            self._send(message)
 
         try:
             await self._app(scope, self._receive, send)
@@ -198,7 +211,7 @@ class LiveProtocol(asyncio.Protocol):
         self._connected_sent = True
         return {"type": "websocket.connect"}
 
-    def _send(self, message: Message, response: Response) -> None:
+    def _send(self, message: Message) -> None:
         kind = message["type"]
         connection, transport = self._connection, self._transport
         assert connection is not None and transport is not None
@@ -206,15 +219,14 @@ class LiveProtocol(asyncio.Protocol):
             raise RuntimeError(f"{kind!r} after the handshake was refused")
         if kind == "websocket.accept" and not self._accepted:
             self._accepted = True
-            _drop(response.headers, "Server")
-            if message.get("subprotocol"):
-                _replace(response.headers, "Sec-WebSocket-Protocol", message["subprotocol"])
-            for name, value in message.get("headers", []):
-                response.headers[name.decode("latin-1")] = value.decode("latin-1")
+            assert self._opening is not None
+            headers: list[tuple[bytes, bytes]] = []
+            if subprotocol := message.get("subprotocol"):
+                headers.append((b"Sec-WebSocket-Protocol", subprotocol.encode("latin-1")))
+            headers += message.get("headers", [])
             if self._agreement is not None:
-                _replace(response.headers, "Sec-WebSocket-Extensions", self._agreement.response)
-            self._handshake.send_response(response)
-            self._write_handshake()
+                headers.append((b"Sec-WebSocket-Extensions", self._agreement.response.encode("latin-1")))
+            transport.write(handshake.switching(self._opening, headers))
             # From here on the transport belongs to the connection (and to the app, through it).
             connection.take_over(transport)
         elif kind == "websocket.send" and self._accepted:
@@ -236,50 +248,30 @@ class LiveProtocol(asyncio.Protocol):
             self._refusal_body.append(message.get("body", b""))
             if not message.get("more_body", False):
                 status, headers = self._refusal
-                self._send_response(
-                    Response(
-                        status,
-                        http.HTTPStatus(status).phrase,
-                        Headers((name.decode("latin-1"), value.decode("latin-1")) for name, value in headers),
-                        b"".join(self._refusal_body),
-                    )
-                )
+                self._send_response(status, headers, b"".join(self._refusal_body))
         else:
             raise RuntimeError(f"unexpected ASGI message {kind!r} in this state of the WebSocket handshake")
 
-    def _respond(self, status: int, code: str, message: str, headers: Headers | None = None) -> None:
+    def _respond(self, status: int, code: str, message: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
         """An HTTP response in the contract's error shape instead of the upgrade."""
-        extra = Headers(headers or {})
-        for name in ("Content-Length", "Server"):
-            _drop(extra, name)
-        _replace(extra, "Content-Type", "application/json")
-        self._send_response(Response(status, http.HTTPStatus(status).phrase, extra, error_body(code, message)))
+        extra = [(b"Date", handshake.http_date())]
+        extra += ((name.encode("latin-1"), value.encode("latin-1")) for name, value in headers)
+        extra.append((b"Content-Type", b"application/json"))
+        self._send_response(status, extra, error_body(code, message))
 
-    def _send_response(self, response: Response) -> None:
-        """An HTTP response instead of the upgrade, written as it is: the handshake object may
-        have given up on the request already (and queued an answer of its own, which is dropped)."""
+    def _send_response(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        """An HTTP response instead of the upgrade, and the connection closed."""
         self._responded = True
-        _replace(response.headers, "Content-Length", str(len(response.body)))
-        _replace(response.headers, "Connection", "close")
-        if self._transport is not None:
-            self._transport.write(response.serialize())
-            self._transport.close()
-
-    def _write_handshake(self) -> None:
-        assert self._transport is not None
-        for data in self._handshake.data_to_send():
-            if data:  # b"" means "half-close": the transport is closed by whoever ends the exchange
-                self._transport.write(data)
-
-
-def _drop(headers: Headers, name: str) -> None:
-    if name in headers:
-        del headers[name]
-
-
-def _replace(headers: Headers, name: str, value: str) -> None:
-    _drop(headers, name)
-    headers[name] = value
+        if self._transport is None:
+            return
+        parts = [b"HTTP/1.1 %d %s\r\n" % (status, http.HTTPStatus(status).phrase.encode("ascii"))]
+        for name, value in headers:
+            if name.lower() not in (b"content-length", b"connection", b"server"):
+                parts += (name, b": ", value, b"\r\n")
+        parts.append(b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body))
+        parts.append(body)
+        self._transport.write(b"".join(parts))
+        self._transport.close()
 
 
 def _address(value: object) -> tuple[str, int] | None:
@@ -312,19 +304,6 @@ class Server(uvicorn.Server):
         await self.connections.wait_closed()
 
 
-def leave_port(sock: socket.socket) -> None:
-    """Stop taking connections on ``sock`` at once, if it shares its port (``SO_REUSEPORT``) with
-    another process: the kernel then hands every new connection to the others. Done before the
-    readers are told to come back (1012), so that none comes back to a process that is leaving:
-    a connection queued here but not yet accepted would be reset when the socket closes."""
-    if not (hasattr(socket, "SO_REUSEPORT") and sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)):
-        return  # the port's only listener (or one socket shared by workers): uvicorn closes it
-    try:
-        sock.shutdown(socket.SHUT_RD)  # Linux: a listening socket stops listening, leaves the group
-    except OSError as exc:
-        log.warning("could not stop listening on %s before the shutdown: %s", sock.getsockname(), exc)
-
-
 def build(settings: Settings, redis_url: str, on_fatal: Callable[[], None] | None = None, **overrides: Any) -> Server:
     """The liveblog app for ``redis_url`` and the server for it (``overrides``: uvicorn settings)."""
     connections = Connections(settings.ws_ping_interval, settings.reconnect_spread_ms, settings.reconnect_floor_ms)
@@ -343,6 +322,7 @@ def uvicorn_config(app: ASGIApp, settings: Settings, **overrides: Any) -> uvicor
             settings.head_timeout,
             Doors(per_address(settings.max_connections_per_ip), settings.forwarded_allow_ips),
             settings.send_timeout,
+            websocket=LiveProtocol,
         ),
         loop="none",  # the caller's loop: uvloop for `liveblog serve`
         lifespan="on",
@@ -356,8 +336,12 @@ def uvicorn_config(app: ASGIApp, settings: Settings, **overrides: Any) -> uvicor
         log_level="warning",  # not a line per connection at 10k readers; liveblog logs what matters
     )
     options.update(overrides)
-    # The access log inside the proxy-headers middleware: it logs the client address the app sees.
-    served: ASGIApp = AccessLog(app) if settings.access_log else app
+    # The live route in front of Starlette's middleware and router (it needs none of them: a
+    # join storm paid for each), behind the access log, and that inside the proxy-headers
+    # middleware: it logs the client address the app sees.
+    served: ASGIApp = LiveRoute(app) if isinstance(app, Starlette) else app
+    if settings.access_log:
+        served = AccessLog(served)
     return uvicorn.Config(ProxyHeadersMiddleware(served, trusted_hosts=settings.forwarded_allow_ips), **options)
 
 

@@ -74,10 +74,18 @@ class SnapshotReads:
         self._store = store
         self._generation = generation
         self._reads: dict[tuple[str, int], _Read] = {}
-        self._kept: Lru[tuple[str, int], _Kept] = Lru(KEPT_BUDGET, lambda kept: len(kept.message.json))
-        self._catching: dict[tuple[str, str], asyncio.Future[None]] = {}
+        self._kept: Lru[tuple[str, int], _Kept] = Lru(KEPT_BUDGET, lambda kept: weight(kept.message))
+        self._catching: dict[tuple[str, str], asyncio.Future[tuple[int | None, CatchUp]]] = {}
         self._caught: Lru[tuple[str, str], _KeptCatchUp] = Lru(KEPT_BUDGET, _catch_up_size)
         self._clock = itertools.count()
+
+    def forget(self, blog_id: str) -> None:
+        """Keep nothing read of ``blog_id`` before now. A purge calls it: a kept snapshot or
+        catch-up holds the entry's text until the tailer hands out the tombstone, and after the
+        purge's answer nothing this process serves may have it. (Another process keeps its own
+        until its tailer hands the tombstone out: its lag, milliseconds.)"""
+        self._kept.drop(lambda key: key[0] != blog_id)
+        self._caught.drop(lambda key: key[0] != blog_id)
 
     def stamp(self) -> int:
         """A point in this process's order of events; take it once the reader has subscribed."""
@@ -143,7 +151,15 @@ class SnapshotReads:
             current = self._catching.get(key)
             if current is None:
                 return await self._lead_catch_up(key, cursor, limit)
-            await asyncio.wait([current])  # however it ends: then look again
+            await asyncio.wait([current])
+            if current.cancelled():
+                continue  # its reader left mid-read: lead the next one
+            failure = current.exception()
+            if failure is not None:
+                raise failure  # the cursor is gone, or Redis is: for every reader of this cursor
+            generation, caught = current.result()
+            if generation is not None and generation == self._generation(blog_id):
+                return caught
 
     async def _lead_catch_up(self, key: tuple[str, str], cursor: Cursor, limit: int) -> CatchUp:
         done = self._catching[key] = asyncio.get_running_loop().create_future()
@@ -153,17 +169,31 @@ class SnapshotReads:
             messages = [Message.event(cursor.epoch, event) for event in events]
             last = Cursor(cursor.epoch, events[-1].stream_id) if events else None
             caught = CatchUp(Message.batch(messages) if messages else None, last, len(events) < limit)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                done.cancel()
+            else:
+                done.set_exception(exc)
+                done.exception()  # retrieved here: the readers sharing it raise it themselves
+            raise
+        else:
+            done.set_result((generation, caught))
             if generation is not None:
                 self._caught.put(key, _KeptCatchUp(generation, caught))
             return caught
         finally:
             del self._catching[key]
-            done.set_result(None)
+
+
+def weight(message: Message) -> int:
+    """About what a kept message holds: its JSON, its WebSocket and SSE frames, the compressed
+    copies made on first use (smaller), and for a batch each event's own JSON and frames too."""
+    return len(message.json) * (4 if len(message.parts) == 1 else 7)
 
 
 def _catch_up_size(kept: _KeptCatchUp) -> int:
     message = kept.catch_up.message
-    return len(message.json) if message is not None else 0
+    return weight(message) if message is not None else 0
 
 
 def _raws(bodies: list[bytes]) -> list[models.Raw]:

@@ -29,10 +29,7 @@ async def _admin_store(request: Request) -> tuple[WebhookStore, str]:
 
 
 def _webhook_id(request: Request) -> str:
-    webhook_id: str = request.path_params["webhook"]
-    if not _WEBHOOK_ID.match(webhook_id):
-        raise ApiError(404, "not_found", "no such webhook")
-    return webhook_id
+    return edge.path_id(request, "webhook", _WEBHOOK_ID)
 
 
 async def create_webhook(request: Request) -> Response:

@@ -21,6 +21,7 @@ starting or reaping a worker.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import selectors
@@ -44,6 +45,12 @@ STOP_TIMEOUT = 15.0
 #: so that one failing on start cannot fork in a tight loop.
 RESTART_DELAY = 1.0
 BACKLOG = 2048
+
+#: Sent by the parent to a replaced worker: stop listening (it still serves its readers), then
+#: say so on the ready pipe (``left <pid>``); SIGTERM follows once all replaced workers have.
+LEAVE_PORT = signal.SIGUSR1
+#: How long replaced workers get to leave the port before they are stopped anyway.
+LEAVE_TIMEOUT = 5.0
 
 #: The worker's body: serve on the socket, call ``ready()`` once serving, return when stopped.
 WorkerBody = Callable[[socket.socket, Callable[[], None]], None]
@@ -98,6 +105,21 @@ def listen(host: str, port: int, share: bool = False) -> socket.socket:
     return sock
 
 
+def leave_port(sock: socket.socket) -> None:
+    """Stop taking connections on ``sock`` at once, if it shares its port (``SO_REUSEPORT``) with
+    another process: the kernel then hands every new connection to the others. Done before the
+    readers are told to come back (1012), so that none comes back to a process that is leaving:
+    a connection queued here but not yet accepted would be reset when the socket closes."""
+    if not (hasattr(socket, "SO_REUSEPORT") and sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)):
+        return  # the port's only listener (or one socket shared by workers): uvicorn closes it
+    try:
+        sock.shutdown(socket.SHUT_RD)  # Linux: a listening socket stops listening, leaves the group
+    except OSError as exc:
+        if exc.errno == errno.ENOTCONN:
+            return  # it left already (a replaced worker is told to before it is stopped)
+        log.warning("could not stop listening on %s before the shutdown: %s", sock.getsockname(), exc)
+
+
 def _worker_socket(parent: socket.socket) -> socket.socket:
     """Runs in a worker: its own socket on the parent's port (see :func:`listen`), bound only:
     uvicorn makes it listen once the worker's app has started, so that the kernel queues no
@@ -148,6 +170,8 @@ class Supervisor:
         self.ready_lines = b""  # what workers wrote on the ready pipe, up to a partial line
         self.fresh: set[int] = set()  # after SIGHUP: the new workers, until all of them serve
         self.retiring: set[int] = set()  # workers told to stop because new ones replace them
+        self.leaving: set[int] = set()  # replaced workers told to leave the port, not yet gone from it
+        self.leave_deadline: float | None = None  # when to stop them even if some have not said so
 
     def run(self, on_serving: Callable[[list[int]], None]) -> int:
         """Supervise until told to stop; ``on_serving(pids)`` is called once all workers first serve.
@@ -185,7 +209,9 @@ class Supervisor:
         return len(self.workers) == self.count and all(w.serving for w in self.workers.values())
 
     def _timeout(self) -> float | None:
-        deadlines = [self.stop_deadline] if self.stop_deadline is not None else self.restarts
+        deadlines = [self.stop_deadline] if self.stop_deadline is not None else list(self.restarts)
+        if self.leave_deadline is not None:
+            deadlines.append(self.leave_deadline)
         return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
 
     def _handle_signals(self) -> None:
@@ -207,9 +233,12 @@ class Supervisor:
         except BlockingIOError:
             return
         *lines, self.ready_lines = self.ready_lines.split(b"\n")
-        for pid in map(int, lines):
-            if (worker := self.workers.get(pid)) is not None:
+        for line in lines:
+            if line.startswith(b"left "):
+                self.leaving.discard(int(line[5:]))
+            elif (worker := self.workers.get(int(line))) is not None:
                 worker.serving = True
+        self._stop_left()
 
     def _replace(self) -> None:
         """SIGHUP: start as many new workers as are asked for; the old ones stop once all serve."""
@@ -225,11 +254,33 @@ class Supervisor:
         old = sorted(set(self.workers) - self.fresh - self.retiring)
         print(f"{len(self.fresh)} new workers serving, pids {' '.join(map(str, sorted(self.fresh)))}", flush=True)
         log.info("workers %s replaced by %s: stopping them", old, sorted(self.fresh))
+        # Two steps: every old worker leaves the port first, and only then are they stopped (their
+        # readers told 1012), so that no reader comes back to an old worker still listening and
+        # is told to go a second time.
         for pid in old:
-            _signal(pid, signal.SIGTERM)
+            _signal(pid, LEAVE_PORT)
         self.retiring.update(old)
+        self.leaving.update(old)
+        self.leave_deadline = time.monotonic() + LEAVE_TIMEOUT
         self.fresh = set()
         self.restarts.clear()  # a replacement due for an old worker that died: the new ones are all there
+        self._stop_left()
+
+    def _stop_left(self) -> None:
+        """Stop the replaced workers once all have left the port (or some never said so in time)."""
+        if self.leave_deadline is None:
+            return
+        self.leaving &= set(self.workers)
+        if self.leaving and time.monotonic() < self.leave_deadline:
+            return
+        if self.leaving:
+            log.warning(
+                "workers %s did not leave the port within %gs: stopping them", sorted(self.leaving), LEAVE_TIMEOUT
+            )
+        self.leaving = set()
+        self.leave_deadline = None
+        for pid in sorted(self.retiring & set(self.workers)):
+            _signal(pid, signal.SIGTERM)
 
     def _reap(self) -> None:
         """Collect the workers that exited (only those: the embedded Redis is reaped by its owner)."""
@@ -272,6 +323,7 @@ class Supervisor:
             self.restarts.append(time.monotonic() + (RESTART_DELAY if lived < RESTART_DELAY else 0.0))
 
     def _tick(self) -> None:
+        self._stop_left()
         now = time.monotonic()
         if self.stop_deadline is not None:
             if now >= self.stop_deadline and self.workers:
@@ -323,7 +375,14 @@ class Supervisor:
             def ready() -> None:
                 os.write(self.ready_w, b"%d\n" % os.getpid())
 
-            self.body(_worker_socket(self.sock), ready)
+            sock = _worker_socket(self.sock)
+
+            def leave(signum: int, frame: object) -> None:
+                leave_port(sock)
+                os.write(self.ready_w, b"left %d\n" % os.getpid())
+
+            signal.signal(LEAVE_PORT, leave)
+            self.body(sock, ready)
             code = 0
         except SystemExit as exit:
             if isinstance(exit.code, int) or exit.code is None:

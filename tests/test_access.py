@@ -58,6 +58,13 @@ async def test_every_request_and_live_connection_is_logged_once_with_its_fields_
             await lost.wait_closed()
         assert _access(served, kind="websocket", path="/api/v1/blogs/nowhere/live")["close_code"] == 4404
 
+        # A reader behind the trusted proxy: its own address, on the live route too.
+        forwarded = {"X-Forwarded-For": "203.0.113.9"}
+        async with websockets.connect(f"{served.ws_url}/api/v1/blogs/ukraine/live", additional_headers=forwarded) as ws:
+            assert (await receive(ws))["type"] == "snapshot"
+        behind = _access(served, kind="websocket", client="203.0.113.9")
+        assert (behind["path"], behind["status"], behind["close_code"]) == ("/api/v1/blogs/ukraine/live", 101, 1000)
+
         async with httpx.AsyncClient(base_url=served.url) as client:
             async with client.stream("GET", f"/api/v1/blogs/ukraine/events?token={SECRET}") as events:
                 async for chunk in events.aiter_text():

@@ -86,17 +86,20 @@ def test_serve_prints_the_consoles_address_beside_its_own(data_dir: Path, redis_
     assert f"Reporter console: {served.url}/console\n" in served.text
 
 
-@pytest.mark.parametrize("value", ["abc"])
-def test_bad_configuration_is_refused_with_a_message(data_dir: Path, value: str):
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("LIVEBLOG_MAX_BODY_BYTES", "abc"), ("LIVEBLOG_SEND_TIMEOUT", "0"), ("LIVEBLOG_HEAD_TIMEOUT", "-1")],
+)
+def test_bad_configuration_is_refused_with_a_message(data_dir: Path, name: str, value: str):
     result = subprocess.run(
         [sys.executable, "-m", "liveblog.cli", "serve", "--data-dir", str(data_dir)],
-        env={**os.environ, "LIVEBLOG_MAX_BODY_BYTES": value},
+        env={**os.environ, name: value},
         capture_output=True,
         text=True,
         timeout=20,
     )
     assert result.returncode != 0
-    assert "LIVEBLOG_MAX_BODY_BYTES" in result.stderr
+    assert name in result.stderr
 
 
 def test_tokens_and_request_bodies_never_reach_the_logs(data_dir: Path, redis_server):

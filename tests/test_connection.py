@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import fcntl
+import json
 import os
 import socket
 import struct
@@ -288,6 +289,41 @@ async def test_a_ping_that_came_during_a_backlog_is_answered_once_it_drains(serv
         await asyncio.wait_for(pong, 5)
     finally:
         await ws.close()
+
+
+@pytest.mark.parametrize("first", ["nothing", "an HTTP request"])
+async def test_an_upgrade_is_answered_as_rfc_6455_says_first_thing_or_after_an_http_request(service, first):
+    """The guard hands a connection's first request, parsed, to the live protocol; an upgrade
+    after a keep-alive HTTP request comes the other way, from uvicorn as bytes. Either way the
+    reader gets the 101 of RFC 6455's own example, and its snapshot."""
+    await service.create_blog()
+    host, port = service.ws_url.removeprefix("ws://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        if first == "an HTTP request":
+            writer.write(f"GET /api/v1/blogs/ukraine HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert head.startswith(b"HTTP/1.1 200"), head
+            length = next(
+                int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+            )
+            await reader.readexactly(length)
+        writer.write(
+            f"GET /api/v1/blogs/ukraine/live?limit=5 HTTP/1.1\r\nHost: {host}\r\nUpgrade: WebSocket\r\n"
+            "Connection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        status, *lines = head.decode().removesuffix("\r\n\r\n").split("\r\n")
+        fields = {name.lower(): value for name, value in (line.split(": ", 1) for line in lines)}
+        assert status == "HTTP/1.1 101 Switching Protocols"
+        assert fields["sec-websocket-accept"] == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="  # RFC 6455 §1.3
+        assert (fields["upgrade"].lower(), fields["connection"].lower()) == ("websocket", "upgrade")
+        assert fields["date"].endswith(" GMT")
+        opcode, payload = await asyncio.wait_for(read_frame(reader), 5)
+        assert (opcode, json.loads(payload)["type"]) == (Opcode.TEXT.value, "snapshot")
+    finally:
+        writer.close()
 
 
 @pytest.mark.parametrize(

@@ -15,9 +15,12 @@ from conftest import RECV_TIMEOUT, UNLIMITED, receive, running_service
 
 import liveblog.hub
 import liveblog.snapshots
+from liveblog.cursor import Cursor
 from liveblog.guard import SEND_BUFFER
 from liveblog.hub import Hub
 from liveblog.metrics import Metrics
+from liveblog.snapshots import SnapshotReads
+from liveblog.storage import CursorGone
 
 
 async def test_snapshot_has_latest_entries_newest_first_and_the_pinned_ones(service):
@@ -401,6 +404,30 @@ async def test_a_join_storm_on_a_quiet_blog_costs_no_snapshot_read(service, monk
     assert [m["entry"]["headline"] for m in live] == ["Entry 3"] * 41
 
 
+async def test_a_join_storm_on_a_cold_blog_reads_the_blog_once(service, monkeypatch):
+    """Breaking news on a blog nobody has read for a while: every reader that joins while the
+    blog's record is being read waits for that read instead of making its own."""
+    await service.create_blog()
+    await service.post(headline="Entry 0")
+    service.services.pages.forget("ukraine")  # cold: nothing of it in the page cache
+    store = service.services.store
+    reads = Gate(store.get_blog_json)  # held: every reader joins while the first read is in flight
+    monkeypatch.setattr(store, "get_blog_json", reads)
+    url = f"{service.ws_url}/api/v1/blogs/ukraine/live"
+    # A reader is past its 101 only once its join is waiting on the blog's record: the handshake
+    # and the join up to that read are one step of the server's loop.
+    readers = await asyncio.gather(*(websockets.connect(url) for _ in range(30)))
+    try:
+        held = reads.calls
+        reads.open.set()
+        snapshots = [await receive(ws) for ws in readers]
+    finally:
+        await asyncio.gather(*(ws.close() for ws in readers))
+    assert held == 1, "every joiner waits on the read under way"
+    assert reads.calls == 1
+    assert [[e["headline"] for e in s["entries"]] for s in snapshots] == [["Entry 0"]] * 30
+
+
 async def test_readers_back_from_the_same_cursor_share_one_catch_up_read(service, monkeypatch):
     """After a deploy everyone comes back with the cursor of the last event before it: one read
     of what they missed serves them all, each gets it once and in order, and a reader coming
@@ -571,6 +598,71 @@ async def test_a_reader_that_sends_pongs_of_its_own_and_never_reads_is_let_go(re
             while message["type"] != "event":
                 message = await receive(answering)
             assert message["entry"]["id"] == entry["id"]
+
+
+class HeldDispatch:
+    """Holds the tailer's hand-outs while closed: the moment between a write and its hand-out,
+    made as long as a test needs (a lagging tailer)."""
+
+    def __init__(self, dispatch):
+        self.dispatch = dispatch
+        self.open = asyncio.Event()
+        self.waiting = asyncio.Event()
+
+    async def __call__(self, *args):
+        if not self.open.is_set():
+            self.waiting.set()
+            await self.open.wait()
+        return await self.dispatch(*args)
+
+
+async def test_after_a_purge_no_kept_snapshot_or_catch_up_has_its_text(service, monkeypatch):
+    """A takedown's 204 means nothing this process serves has the text any more, even before
+    its tailer hands out the tombstone: not the snapshot kept for joiners, not a kept catch-up."""
+    await service.create_blog()
+    async with service.live() as first:
+        cursor = (await receive(first))["cursor"]
+    secret = await service.post(headline="SECRET-TEXT")
+    async with service.live() as watcher:  # the feed stays at one generation: snapshots are kept
+        assert "SECRET-TEXT" in json.dumps(await receive(watcher))
+        async with service.live(cursor=cursor) as back:  # a catch-up from before the post, kept
+            assert (await receive(back))["entry"]["id"] == secret["id"]
+        held = HeldDispatch(service.services.hub.dispatch)
+        monkeypatch.setattr(service.services.hub, "dispatch", held)
+        purged = await service.http.delete(
+            f"/api/v1/blogs/ukraine/entries/{secret['id']}?purge=true", headers=service.auth()
+        )
+        assert purged.status_code == 204
+        await asyncio.wait_for(held.waiting.wait(), RECV_TIMEOUT)  # the tombstone, not handed out
+        async with service.live() as late:
+            late_snapshot = await receive(late)
+        async with service.live(cursor=cursor) as late_back:
+            late_caught = await receive(late_back)
+        held.open.set()
+        assert (await receive(watcher))["event"] == "entry.deleted"
+    assert "SECRET-TEXT" not in json.dumps(late_snapshot)
+    assert "SECRET-TEXT" not in json.dumps(late_caught)
+
+
+async def test_readers_back_from_a_gone_cursor_share_the_one_answer(service, monkeypatch):
+    """Everyone coming back with a cursor of a log that was recreated (say) learns it from one
+    read, not from one read each in turn while the rest queue behind it."""
+    await service.create_blog()
+    async with service.live() as first:
+        cursor = (await receive(first))["cursor"]
+    gone = Cursor("gone", Cursor.parse(cursor).stream_id)
+    store = service.services.store
+    reads = Gate(store.since)
+    monkeypatch.setattr(store, "since", reads)
+    snapshots = SnapshotReads(store, lambda blog: 1)
+    back = [asyncio.create_task(snapshots.catch_up("ukraine", gone, 10)) for _ in range(20)]
+    await asyncio.wait_for(reads.entered.wait(), RECV_TIMEOUT)
+    for _ in range(3):
+        await asyncio.sleep(0)  # not a wait for time: one turn of the loop for each to queue
+    reads.open.set()
+    answers = await asyncio.gather(*back, return_exceptions=True)
+    assert all(isinstance(answer, CursorGone) for answer in answers)
+    assert reads.calls == 1
 
 
 async def test_a_tailer_that_is_behind_gathers_the_next_events_into_one_write_per_reader(service):

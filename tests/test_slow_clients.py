@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import select
 import socket
 from dataclasses import replace
 
@@ -209,3 +210,25 @@ async def test_a_stalled_sse_reader_is_let_go_though_it_never_reads_its_4408(red
             pass
         assert not tail.endswith(b"\r\n0\r\n\r\n"), "the response ended: it was not cut off"
         writer.close()
+
+
+async def test_a_client_still_sending_when_cut_off_reads_its_408(service):
+    """The 408 is not lost to a reset: a client whose bytes are still arriving when the server
+    gives up (a slow phone mid-upload) reads the answer, then the end of the connection."""
+    host, port = service.base_url.removeprefix("http://").split(":")
+
+    def client() -> bytes:
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: a")
+            select.select([sock], [], [], PATIENCE)  # the answer has arrived, unread
+            for _ in range(3):
+                # The client, not knowing yet, sends on. Closed outright, the server's kernel
+                # would answer with a reset and these would fail (a browser: "connection reset").
+                sock.sendall(b"aaaa")
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+            return answer
+
+    answer = await asyncio.to_thread(client)
+    assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
