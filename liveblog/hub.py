@@ -27,10 +27,11 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 from .cursor import Cursor, stream_id_key
+from .gathering import RULES, GatherRules
 from .metrics import Metrics
 from .presence import Presence
 from .storage import LogEvent, Storage
-from .tailer import BEHIND, GATHER, Tailer
+from .tailer import Tailer
 from .topology import Topology
 from .wire import CloseCode, Message
 
@@ -172,8 +173,7 @@ class Hub:
         block_ms: int = 250,
         verify_every: float = 5.0,
         viewers_every: float = 5.0,
-        behind: float = BEHIND,
-        gather: float = GATHER,
+        gathering: GatherRules = RULES,
     ):
         self._store = store
         self._topology = topology
@@ -181,7 +181,7 @@ class Hub:
         self._limit = reader_limit
         self.feeds: dict[str, Feed] = {}
         self._tailer = Tailer(
-            store, topology, metrics, self, block_ms=block_ms, verify_every=verify_every, behind=behind, gather=gather
+            store, topology, metrics, self, block_ms=block_ms, verify_every=verify_every, gathering=gathering
         )
         self._presence = Presence(store, metrics, self, every=viewers_every)
 

@@ -21,6 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import tasks
 from .cursor import stream_id_key
+from .gathering import Gathering, GatherRules
 from .metrics import Metrics
 from .storage import LogEvent, NotReplicated, Storage
 from .topology import LAYOUT_CHANGED, Topology
@@ -31,13 +32,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 #: Seconds between looks while replicas do not confirm what was read (on top of WAIT's timeout).
 HOLD_BACK = 0.02
-#: A read is *behind* when its oldest event had waited longer than this (not counting a
-#: :data:`GATHER` window this loop chose to wait) before the read returned: the loop is too busy
-#: to keep up.
-BEHIND = 0.05
-#: Seconds a loop that is behind waits before its next read, so that each reader gets several
-#: events in one write rather than one write per event (bench/RESULTS.md, "many blogs").
-GATHER = 0.2
 
 
 class Tailer:
@@ -52,8 +46,7 @@ class Tailer:
         *,
         block_ms: int,
         verify_every: float,
-        behind: float = BEHIND,
-        gather: float = GATHER,
+        gathering: GatherRules,
     ):
         self._store = store
         self._topology = topology
@@ -61,8 +54,7 @@ class Tailer:
         self._hub = hub
         self._block_ms = block_ms
         self._verify_every = verify_every
-        self._behind = behind
-        self._gather = gather
+        self._gathering = gathering
         self._changed: dict[str, asyncio.Event] = {node: asyncio.Event() for node in topology.nodes()}
         self._client_ids: dict[str, int] = {}
         self._tasks: asyncio.TaskGroup | None = None
@@ -108,13 +100,12 @@ class Tailer:
         Every ``verify_every`` seconds, and after every outage, it checks that each active log is
         still the one it was reading (see :meth:`_verify`).
 
-        Under overload it batches on purpose: when a read is behind (its oldest event waited more
-        than ``behind`` seconds, see :meth:`_is_behind`), the next read waits ``gather`` seconds
-        first, and what it finds goes to each reader in one write per blog. A write per reader
-        per event is most of a busy process's time, so this buys deliveries/s with latency that
-        an overloaded loop has already lost; a loop that keeps up never waits.
+        Under overload it batches on purpose: while its reads are behind (see
+        :mod:`liveblog.gathering`) it waits a short window before each read, and what it finds
+        goes to each reader in one write per blog. A loop that keeps up never waits.
         """
-        backoff, holding, gathered = 0.05, False, 0.0
+        backoff, holding = 0.05, False
+        gathering = Gathering(self._gathering)
         loop = asyncio.get_running_loop()
         verify_at = loop.time() + self._verify_every
         changed = self._changed[node]
@@ -130,7 +121,7 @@ class Tailer:
                     if node not in self._client_ids:
                         self._client_ids[node] = await reader.client_id()
                     batch = await reader.read(positions, self._block_ms)
-                    behind = self._is_behind(batch, gathered)
+                    window = gathering.after_read(loop.time(), _age(batch))
                     if loop.time() >= verify_at:
                         await self._verify(positions)
                         verify_at = loop.time() + self._verify_every
@@ -170,18 +161,9 @@ class Tailer:
                 holding = False
                 for blog_id, events in batch:
                     await self._hub.dispatch(blog_id, events)
-                gathered = self._gather if behind else 0.0
-                if gathered:
+                if window:
                     self._metrics.tailer_gathers.inc()
-                    await asyncio.sleep(gathered)
-
-    def _is_behind(self, batch: list[tuple[str, list[LogEvent]]], gathered: float) -> bool:
-        """Whether the oldest event of ``batch`` waited longer than ``behind`` seconds for this
-        read, less the ``gathered`` seconds the loop chose to wait before it (else one window
-        would start the next, for good). Its age is from the stream id, i.e. Redis's clock: a
-        skewed clock on another host only makes a loop wait a window more or less."""
-        oldest = min((stream_id_key(events[0].stream_id)[0] for _, events in batch if events), default=None)
-        return oldest is not None and time.time() - oldest / 1000 - gathered > self._behind
+                    await asyncio.sleep(window)
 
     async def _verify(self, blogs: Iterable[str]) -> None:
         """Restart the readers of any blog whose log was lost or recreated under us.
@@ -204,3 +186,11 @@ class Tailer:
                     continue
             if self._hub.feeds.get(blog_id) is feeds[blog_id]:  # not a feed started since
                 self._hub.reset(blog_id, current)
+
+
+def _age(batch: list[tuple[str, list[LogEvent]]]) -> float | None:
+    """Seconds the oldest event of ``batch`` has waited, None if it has none. By its stream id,
+    i.e. Redis's clock: a skewed clock on another host only makes a loop gather a little more or
+    less (:mod:`liveblog.gathering` judges the mean over a span, and lets go by itself)."""
+    oldest = min((stream_id_key(events[0].stream_id)[0] for _, events in batch if events), default=None)
+    return None if oldest is None else max(0.0, time.time() - oldest / 1000)

@@ -16,6 +16,7 @@ from conftest import RECV_TIMEOUT, UNLIMITED, receive, running_service
 import liveblog.hub
 import liveblog.snapshots
 from liveblog.cursor import Cursor
+from liveblog.gathering import GatherRules
 from liveblog.guard import SEND_BUFFER
 from liveblog.hub import Hub
 from liveblog.metrics import Metrics
@@ -666,13 +667,14 @@ async def test_readers_back_from_a_gone_cursor_share_the_one_answer(service, mon
 
 
 async def test_a_tailer_that_is_behind_gathers_the_next_events_into_one_write_per_reader(service):
-    """Under overload a read whose events already waited (here: any wait at all) makes the next
-    read wait a window, and what was posted meanwhile reaches the reader in one write, once and
-    in order."""
+    """Under overload a tail loop whose reads are behind (here: any read that finds an event)
+    waits a window before its next read, and what was posted meanwhile reaches the reader in one
+    write, once and in order."""
     await service.create_blog()
     services = service.services
     metrics = Metrics()
-    hub = Hub(services.store, services.topology, metrics, behind=0.0, gather=2.0)
+    rules = GatherRules(behind=0.0, span=0.0, window=2.0, hold=60.0)
+    hub = Hub(services.store, services.topology, metrics, gathering=rules)
     running = asyncio.create_task(hub.run())
     sink = Recorder()
     try:
@@ -692,6 +694,4 @@ async def test_a_tailer_that_is_behind_gathers_the_next_events_into_one_write_pe
         [first["id"]],
         [posted["id"] for posted in later],
     ]
-    # At least the window after "One"; the read after it may count as behind too (by the few ms
-    # between the window's start and "Two"), which a threshold of 0 s cannot tell apart.
     assert (metrics.registry.get_sample_value("liveblog_tailer_gathers_total") or 0) >= 1

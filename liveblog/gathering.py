@@ -1,0 +1,90 @@
+"""When a tail loop is behind, and how long it waits before its next read to gather events.
+
+Under overload a write per reader per event is most of a process's time (bench/RESULTS.md,
+"many blogs"). A loop that is behind can instead wait a short window before its next read, so
+that each reader gets several events in one write. That buys deliveries/s with latency, so it
+must happen only while the loop really is behind and stop as soon as it is not:
+
+- *Behind* is judged on reads that no window came before: over a span of at least ``span``
+  seconds of such reads, the oldest event that more than half of them found had waited ``behind``
+  seconds or more (a median: a few slow reads, a GC pause, a large join, do not make a span behind).
+  A read that finds nothing means the loop is idle, and starts the span again.
+- Once behind, the loop waits ``window`` before each read for ``hold`` seconds, then reads without
+  waiting again and judges afresh. The read that follows the last window is not judged (what they find is as old
+  as the window, and a gathered round's fan-out is the larger one), so gathering cannot feed
+  itself: it lasts while the ungathered reads in between say the loop is behind, and no longer.
+
+No I/O here: :class:`Gathering` is fed each read's time and age by the tail loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Age (seconds) of a read's oldest event from which that read is behind. An ungathered loop at
+#: 100 blogs x 100 readers near full CPU reads events ~35-45 ms old on average, past its
+#: saturation ~80-140 ms (bench/RESULTS.md, "Gathering under overload").
+BEHIND = 0.08
+#: Seconds of ungathered reads that are judged together.
+SPAN = 0.25
+#: Seconds a loop that is behind waits before each read.
+WINDOW = 0.1
+#: Seconds a loop gathers before it reads without waiting again, to see whether it still must.
+HOLD = 1.0
+
+
+@dataclass(frozen=True)
+class GatherRules:
+    """The numbers of the rules above; tests choose their own."""
+
+    behind: float = BEHIND
+    span: float = SPAN
+    window: float = WINDOW
+    hold: float = HOLD
+
+    def __post_init__(self) -> None:
+        if min(self.behind, self.span, self.window, self.hold) < 0:
+            raise ValueError(f"gathering rules must not be negative: {self}")
+
+
+#: The rules a process uses.
+RULES = GatherRules()
+
+
+class Gathering:
+    """One tail loop's state: call :meth:`after_read` after every read."""
+
+    def __init__(self, rules: GatherRules):
+        self._rules = rules
+        self._until = float("-inf")  # gathering while a read returns before this
+        self._windowed = False  # the last read came after a window
+        self._since = 0.0  # when the span being judged started
+        self._reads = 0  # reads in it
+        self._late = 0  # those of them that were behind
+
+    def after_read(self, now: float, age: float | None) -> float:
+        """Seconds to wait before the next read, for a read that returned at ``now`` (a
+        monotonic clock) and found events whose oldest had waited ``age`` seconds (None: it
+        found none)."""
+        rules = self._rules
+        if now < self._until:
+            self._windowed = True
+            return rules.window
+        if self._windowed or age is None:
+            # After a window its age is the window's; after an idle read the loop kept up.
+            self._windowed = False
+            self._reads = 0
+            return 0.0
+        if not self._reads:
+            self._since, self._late = now, 0
+        self._reads += 1
+        self._late += age >= rules.behind
+        if now - self._since < rules.span:
+            return 0.0
+        behind = 2 * self._late > self._reads
+        self._reads = 0
+        if not behind or not rules.window:
+            return 0.0
+        self._until = now + rules.hold
+        self._windowed = True
+        return rules.window
