@@ -5,14 +5,19 @@ Under overload a write per reader per event is most of a process's time (bench/R
 that each reader gets several events in one write. That buys deliveries/s with latency, so it
 must happen only while the loop really is behind and stop as soon as it is not:
 
+- A read's *lag* is how long its oldest event waited, less the time the loop spent away from
+  reading since its previous read returned (handing out, a window of its own): what is left is
+  how long the reads themselves took, i.e. how long a busy loop made their replies wait. A round's
+  own fan-out is not lag (one blog's event to 10k readers takes ~50 ms, and the loop keeps up),
+  nor is a window.
 - *Behind* is judged on reads that no window came before: over a span of at least ``span``
-  seconds of such reads, the oldest event that more than half of them found had waited ``behind``
-  seconds or more (a median: a few slow reads, a GC pause, a large join, do not make a span behind).
-  A read that finds nothing means the loop is idle, and starts the span again.
+  seconds of such reads, more than half of them lagged ``behind`` seconds or more (a median: a few
+  slow reads, a GC pause, a large join, do not make a span behind). A read that finds nothing
+  means the loop is idle, and starts the span again.
 - Once behind, the loop waits ``window`` before each read for ``hold`` seconds, then reads without
-  waiting again and judges afresh. The read that follows the last window is not judged (what they find is as old
-  as the window, and a gathered round's fan-out is the larger one), so gathering cannot feed
-  itself: it lasts while the ungathered reads in between say the loop is behind, and no longer.
+  waiting again and judges afresh (the read right after the last window is not judged), so
+  gathering cannot feed itself: it lasts while the ungathered reads in between say the loop is
+  behind, and no longer.
 
 No I/O here: :class:`Gathering` is fed each read's time and age by the tail loop.
 """
@@ -21,10 +26,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: Age (seconds) of a read's oldest event from which that read is behind. An ungathered loop at
-#: 100 blogs x 100 readers near full CPU reads events ~35-45 ms old on average, past its
-#: saturation ~80-140 ms (bench/RESULTS.md, "Gathering under overload").
-BEHIND = 0.08
+#: Lag (seconds) from which a read is behind. An ungathered loop at 100 blogs x 100 readers near
+#: full CPU has reads that lag ~15-20 ms, past its saturation ~60-80 ms (bench/RESULTS.md,
+#: "Gathering under overload").
+BEHIND = 0.04
 #: Seconds of ungathered reads that are judged together.
 SPAN = 0.25
 #: Seconds a loop that is behind waits before each read.
@@ -43,8 +48,8 @@ class GatherRules:
     hold: float = HOLD
 
     def __post_init__(self) -> None:
-        if min(self.behind, self.span, self.window, self.hold) < 0:
-            raise ValueError(f"gathering rules must not be negative: {self}")
+        if min(self.span, self.window, self.hold) < 0:
+            raise ValueError(f"gathering's span, window and hold must not be negative: {self}")
 
 
 #: The rules a process uses.
@@ -62,10 +67,10 @@ class Gathering:
         self._reads = 0  # reads in it
         self._late = 0  # those of them that were behind
 
-    def after_read(self, now: float, age: float | None) -> float:
+    def after_read(self, now: float, age: float | None, away: float) -> float:
         """Seconds to wait before the next read, for a read that returned at ``now`` (a
         monotonic clock) and found events whose oldest had waited ``age`` seconds (None: it
-        found none)."""
+        found none), issued ``away`` seconds after the loop's previous read returned."""
         rules = self._rules
         if now < self._until:
             self._windowed = True
@@ -78,7 +83,7 @@ class Gathering:
         if not self._reads:
             self._since, self._late = now, 0
         self._reads += 1
-        self._late += age >= rules.behind
+        self._late += age - away >= rules.behind
         if now - self._since < rules.span:
             return 0.0
         behind = 2 * self._late > self._reads

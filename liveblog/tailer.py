@@ -105,7 +105,7 @@ class Tailer:
         goes to each reader in one write per blog. A loop that keeps up never waits.
         """
         backoff, holding = 0.05, False
-        gathering = Gathering(self._gathering)
+        gathering, returned = Gathering(self._gathering), 0.0
         loop = asyncio.get_running_loop()
         verify_at = loop.time() + self._verify_every
         changed = self._changed[node]
@@ -120,8 +120,10 @@ class Tailer:
                 try:
                     if node not in self._client_ids:
                         self._client_ids[node] = await reader.client_id()
+                    issued = loop.time()
                     batch = await reader.read(positions, self._block_ms)
-                    window = gathering.after_read(loop.time(), _age(batch))
+                    away, returned = issued - (returned or issued), loop.time()  # away 0 before the first
+                    window = gathering.after_read(returned, _age(batch), away)
                     if loop.time() >= verify_at:
                         await self._verify(positions)
                         verify_at = loop.time() + self._verify_every
