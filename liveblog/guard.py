@@ -48,7 +48,8 @@ MAX_HEAD_BYTES = 16 * 1024
 #: The kernel's send buffer per connection (Linux doubles it). Left to itself it grows to
 #: several MiB for a reader that stopped reading, out of the reach of the live channel's and
 #: SSE's backlog limits, which count what waits in user space; capped, a stalled reader pins at
-#: most this (twice) plus ``LIVEBLOG_READER_BUFFER_BYTES``.
+#: most this (twice) plus ``LIVEBLOG_READER_BUFFER_BYTES``. Set on the listening socket
+#: (:func:`cap_send_buffer`), which Linux copies to every connection it accepts.
 SEND_BUFFER = 64 * 1024
 #: Seconds a request head may take to arrive (see the module's docstring); a subclass made by
 #: :func:`with_head_timeout` sets another.
@@ -104,9 +105,6 @@ class GuardedHttp(asyncio.Protocol):
             self._turned_away = True
             transport.close()  # its address has all the connections it may have
             return
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         self._start_clock()  # the first request's head is due from now
 
     def data_received(self, data: bytes) -> None:
@@ -275,6 +273,14 @@ class GuardedHttp(asyncio.Protocol):
         self._lingering = True
         self._stop_clock()
         self._timer = asyncio.get_running_loop().call_later(LINGER, transport.close)
+
+
+def cap_send_buffer(sock: socket.socket) -> None:
+    """Cap the kernel's send buffer of every connection ``sock`` (a listening socket, before it
+    accepts any) will accept at :data:`SEND_BUFFER`: Linux copies a listener's ``SO_SNDBUF`` to
+    the sockets it accepts, so a join storm pays no system call per connection for it (it was a
+    visible share of each accept: the transport's socket object, then the setsockopt)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
 
 
 def guarded(

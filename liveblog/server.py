@@ -42,7 +42,7 @@ from .config import Settings
 from .connection import CONNECTION_EXTENSION, Connections, DeflatingConnection, LiveConnection
 from .doors import Doors, per_address
 from .errors import error_body
-from .guard import guarded
+from .guard import cap_send_buffer, guarded
 from .handshake import HeadParser, Opening, Upgrade
 from .live import LiveRoute
 from .services import Services
@@ -359,6 +359,7 @@ def bind(host: str, port: int, reuse_port: bool = False) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        cap_send_buffer(sock)
         sock.bind((host, port))
         if not reuse_port:
             sock.listen(2048)
