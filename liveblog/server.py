@@ -33,7 +33,6 @@ from urllib.parse import unquote
 import httptools
 import uvicorn
 from starlette.applications import Starlette
-from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from . import deflate, handshake
 from .access import AccessLog
@@ -42,6 +41,7 @@ from .config import Settings
 from .connection import CONNECTION_EXTENSION, Connections, DeflatingConnection, LiveConnection
 from .doors import Doors, per_address
 from .errors import error_body
+from .forwarded import ProxyHeaders
 from .guard import cap_send_buffer, guarded
 from .handshake import HeadParser, Opening, Upgrade
 from .live import LiveRoute
@@ -342,7 +342,7 @@ def uvicorn_config(app: ASGIApp, settings: Settings, **overrides: Any) -> uvicor
     served: ASGIApp = LiveRoute(app) if isinstance(app, Starlette) else app
     if settings.access_log:
         served = AccessLog(served)
-    return uvicorn.Config(ProxyHeadersMiddleware(served, trusted_hosts=settings.forwarded_allow_ips), **options)
+    return uvicorn.Config(ProxyHeaders(served, trusted_hosts=settings.forwarded_allow_ips), **options)
 
 
 def bind(host: str, port: int, reuse_port: bool = False) -> socket.socket:

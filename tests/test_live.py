@@ -18,6 +18,7 @@ from liveblog.cursor import Cursor
 from liveblog.guard import SEND_BUFFER
 from liveblog.snapshots import SnapshotReads
 from liveblog.storage import CursorGone
+from liveblog.wire import CloseCode
 
 
 async def test_snapshot_has_latest_entries_newest_first_and_the_pinned_ones(service):
@@ -321,6 +322,19 @@ async def test_the_services_own_pages_may_show_a_blog_restricted_to_partner_orig
     await service.create_blog(embed_origins=["https://partner.example"])
     async with service.live(origin=service.base_url) as ws:
         assert (await receive(ws))["type"] == "snapshot"
+
+
+async def test_behind_a_tls_proxy_the_services_own_https_pages_may_show_a_restricted_blog(service):
+    """The trusted proxy (loopback here) says the reader came over https: the service's own page
+    is then ``https://<host>``, and a plain ``http`` one is another origin."""
+    await service.create_blog(embed_origins=["https://partner.example"])
+    own = service.base_url.replace("http://", "https://")
+    async with service.live(origin=own, additional_headers={"X-Forwarded-Proto": "https"}) as ws:
+        assert (await receive(ws))["type"] == "snapshot"
+    async with service.live(origin=service.base_url, additional_headers={"X-Forwarded-Proto": "https"}) as ws:
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await receive(ws)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == CloseCode.ORIGIN_NOT_ALLOWED
 
 
 async def test_a_reader_may_ask_for_a_bigger_snapshot_up_to_100(service):
