@@ -439,6 +439,54 @@ async def test_a_join_storm_on_a_cold_blog_reads_the_blog_once(service, monkeypa
     assert [[e["headline"] for e in s["entries"]] for s in snapshots] == [["Entry 0"]] * 30
 
 
+async def test_a_join_storm_over_many_cold_blogs_reads_their_positions_in_one_round_trip(service, monkeypatch):
+    """Breaking news on many blogs at once: the first reader of each starts its blog's feed, and
+    the feeds that start together read where their logs are with one Redis call, not one each."""
+    blogs = [f"blog-{n}" for n in range(20)]
+    for blog_id in blogs:
+        await service.create_blog(blog_id)
+        await service.post(blog_id, headline=f"On {blog_id}")
+    store = service.services.store
+    bodies = {blog_id: await store.get_blog_json(blog_id) for blog_id in blogs}
+    for blog_id in blogs:
+        service.services.pages.forget(blog_id)
+    opened, all_waiting = asyncio.Event(), asyncio.Event()
+    waiting = []
+
+    async def get_blog_json(blog_id: str) -> bytes:
+        # Every reader waits here on its blog's record, then all go on in the same step.
+        waiting.append(blog_id)
+        if len(waiting) == len(blogs):
+            all_waiting.set()
+        await opened.wait()
+        return bodies[blog_id]
+
+    reads: list[list[str]] = []
+    positions, position = store.positions, store.position
+
+    async def counted_positions(blog_ids):
+        reads.append(list(blog_ids))
+        return await positions(blog_ids)
+
+    async def counted_position(blog_id):
+        reads.append([blog_id])
+        return await position(blog_id)
+
+    monkeypatch.setattr(store, "get_blog_json", get_blog_json)
+    monkeypatch.setattr(store, "positions", counted_positions)
+    monkeypatch.setattr(store, "position", counted_position)
+    readers = await asyncio.gather(*(websockets.connect(f"{service.ws_url}/api/v1/blogs/{b}/live") for b in blogs))
+    try:
+        await asyncio.wait_for(all_waiting.wait(), RECV_TIMEOUT)
+        assert sorted(waiting) == sorted(blogs)
+        opened.set()
+        snapshots = [await receive(ws) for ws in readers]
+    finally:
+        await asyncio.gather(*(ws.close() for ws in readers))
+    assert [s["entries"][0]["headline"] for s in snapshots] == [f"On {b}" for b in blogs]
+    assert len(reads) == 1 and sorted(reads[0]) == sorted(blogs), reads
+
+
 async def test_readers_back_from_the_same_cursor_share_one_catch_up_read(service, monkeypatch):
     """After a deploy everyone comes back with the cursor of the last event before it: one read
     of what they missed serves them all, each gets it once and in order, and a reader coming
@@ -529,8 +577,8 @@ async def test_a_reader_leaving_mid_read_does_not_fail_those_sharing_its_snapsho
 async def test_a_reader_leaving_while_it_starts_a_feed_does_not_fail_the_others_joining(service, monkeypatch):
     await service.create_blog()
     hub, store = service.services.hub, service.services.store
-    gate = Gate(store.position)
-    monkeypatch.setattr(store, "position", gate)
+    gate = Gate(store.positions)  # where a starting feed reads its log's position
+    monkeypatch.setattr(store, "positions", gate)
     waits = Waits(liveblog.hub.wait_shared)
     monkeypatch.setattr(liveblog.hub, "wait_shared", waits)
     sink = Recorder()
