@@ -422,8 +422,8 @@ async def test_a_join_storm_on_a_cold_blog_reads_the_blog_once(service, monkeypa
     await service.post(headline="Entry 0")
     service.services.pages.forget("ukraine")  # cold: nothing of it in the page cache
     store = service.services.store
-    reads = Gate(store.get_blog_json)  # held: every reader joins while the first read is in flight
-    monkeypatch.setattr(store, "get_blog_json", reads)
+    reads = Gate(store.get_blogs_json)  # held: every reader joins while the first read is in flight
+    monkeypatch.setattr(store, "get_blogs_json", reads)
     url = f"{service.ws_url}/api/v1/blogs/ukraine/live"
     # A reader is past its 101 only once its join is waiting on the blog's record: the handshake
     # and the join up to that read are one step of the server's loop.
@@ -439,9 +439,11 @@ async def test_a_join_storm_on_a_cold_blog_reads_the_blog_once(service, monkeypa
     assert [[e["headline"] for e in s["entries"]] for s in snapshots] == [["Entry 0"]] * 30
 
 
-async def test_a_join_storm_over_many_cold_blogs_reads_their_positions_in_one_round_trip(service, monkeypatch):
+async def test_a_join_storm_over_many_cold_blogs_starts_their_feeds_with_one_round_trip(service, monkeypatch):
     """Breaking news on many blogs at once: the first reader of each starts its blog's feed, and
-    the feeds that start together read where their logs are with one Redis call, not one each."""
+    the feeds that start together read where their logs are with one Redis call, not one each,
+    and end the tailer's blocking read (to read their logs too) once, not once each."""
+    await service.create_blog("warm")
     blogs = [f"blog-{n}" for n in range(20)]
     for blog_id in blogs:
         await service.create_blog(blog_id)
@@ -453,13 +455,13 @@ async def test_a_join_storm_over_many_cold_blogs_reads_their_positions_in_one_ro
     opened, all_waiting = asyncio.Event(), asyncio.Event()
     waiting = []
 
-    async def get_blog_json(blog_id: str) -> bytes:
+    async def get_blogs_json(blog_ids: list[str]) -> dict[str, bytes | None]:
         # Every reader waits here on its blog's record, then all go on in the same step.
-        waiting.append(blog_id)
+        waiting.extend(blog_ids)
         if len(waiting) == len(blogs):
             all_waiting.set()
         await opened.wait()
-        return bodies[blog_id]
+        return {blog_id: bodies[blog_id] for blog_id in blog_ids}
 
     reads: list[list[str]] = []
     positions, position = store.positions, store.position
@@ -472,7 +474,21 @@ async def test_a_join_storm_over_many_cold_blogs_reads_their_positions_in_one_ro
         reads.append([blog_id])
         return await position(blog_id)
 
-    monkeypatch.setattr(store, "get_blog_json", get_blog_json)
+    topology = service.services.topology
+    unblocks = []
+    unblock = topology.unblock
+
+    async def counted_unblock(node: str, client_id: int) -> None:
+        unblocks.append(client_id)
+        await unblock(node, client_id)
+
+    # A blog already read here: the tailer is blocked reading its log when the storm comes.
+    warm = await websockets.connect(f"{service.ws_url}/api/v1/blogs/warm/live")
+    await receive(warm)
+    await service.post("warm", headline="Tailed")
+    assert (await receive(warm))["entry"]["headline"] == "Tailed"
+    monkeypatch.setattr(topology, "unblock", counted_unblock)
+    monkeypatch.setattr(store, "get_blogs_json", get_blogs_json)
     monkeypatch.setattr(store, "positions", counted_positions)
     monkeypatch.setattr(store, "position", counted_position)
     readers = await asyncio.gather(*(websockets.connect(f"{service.ws_url}/api/v1/blogs/{b}/live") for b in blogs))
@@ -482,9 +498,10 @@ async def test_a_join_storm_over_many_cold_blogs_reads_their_positions_in_one_ro
         opened.set()
         snapshots = [await receive(ws) for ws in readers]
     finally:
-        await asyncio.gather(*(ws.close() for ws in readers))
+        await asyncio.gather(*(ws.close() for ws in [warm, *readers]))
     assert [s["entries"][0]["headline"] for s in snapshots] == [f"On {b}" for b in blogs]
     assert len(reads) == 1 and sorted(reads[0]) == sorted(blogs), reads
+    assert len(unblocks) == 1, unblocks
 
 
 async def test_readers_back_from_the_same_cursor_share_one_catch_up_read(service, monkeypatch):
