@@ -258,11 +258,14 @@ def _ping_payload(pinged_at: float) -> bytes:
 class LiveConnection(Rules, asyncio.Protocol):
     """The transport's protocol from ``websocket.accept`` on; the reader's sink for the hub."""
 
-    __slots__ = ("_transport", "_timer", "_release", "_registry", "_on_lost")
+    __slots__ = ("_transport", "_held", "_head", "_timer", "_release", "_registry", "_on_lost")
 
     def __init__(self, max_size: int, compressed: bool = False):
         super().__init__(max_size, compressed)
         self._transport: asyncio.Transport | None = None
+        #: The transport while the handshake's response (``_head``) is not written yet.
+        self._held: asyncio.Transport | None = None
+        self._head = b""
         self._timer: asyncio.TimerHandle | None = None  # only while closing: the grace period
         self._release: Callable[[], None] | None = None
         self._registry: Connections | None = None
@@ -270,13 +273,35 @@ class LiveConnection(Rules, asyncio.Protocol):
 
     # -- ownership
 
-    def take_over(self, transport: asyncio.Transport) -> None:
-        """Become ``transport``'s protocol (the handshake response has been written to it)."""
-        self._transport = transport
+    def take_over(self, transport: asyncio.Transport, head: bytes = b"") -> None:
+        """Become ``transport``'s protocol, with ``head`` (the handshake's response) still to
+        write: it goes out with the first frame, in the same write, or at the end of this step
+        of the loop if no frame comes by then. A joining reader's snapshot is most often sent in
+        the step that accepted it: one write and one wake-up of the client for both, instead of
+        two (the 101's own write was a visible share of a join storm)."""
         transport.set_protocol(self)
         transport.set_write_buffer_limits(high=PONG_BACKLOG)  # resume_writing: time to send owed pongs
+        if head:
+            self._held, self._head = transport, head
+            asyncio.get_running_loop().call_soon(self._write_head)
+        else:
+            self._transport = transport
         if transport.is_closing():  # the client left during the handshake
             self.connection_lost(None)
+
+    def _write_head(self, first: bytes = b"") -> asyncio.Transport | None:
+        """Write the handshake's response if it is still due, followed by ``first``; the
+        transport, from now on in ``_transport`` (None: none any more)."""
+        transport = self._held
+        if transport is None:
+            return self._transport
+        self._held = None
+        if self.state is State.CLOSED:
+            return None  # the client left before it was answered
+        self._transport = transport
+        transport.write(self._head + first if first else self._head)
+        self._head = b""
+        return transport
 
     def adopt(self, release: Callable[[], None], registry: Connections) -> None:
         """Call ``release`` once, when the connection ends (at once if it already has), and be
@@ -309,12 +334,22 @@ class LiveConnection(Rules, asyncio.Protocol):
         # The hot path: once per reader per message. Attribute checks and C calls only.
         transport = self._transport
         if self.state is not State.OPEN or transport is None or transport.is_closing():
-            return 0
+            return self._send_first(message.ws_frame)
         transport.write(message.ws_frame)
         return transport.get_write_buffer_size()
 
+    def _send_first(self, frame: bytes) -> int:
+        """``send`` off its hot path: the first frame, behind the handshake's response, or none
+        (the connection is closing)."""
+        if self._held is None or self.state is not State.OPEN or self._held.is_closing():
+            return 0
+        transport = self._write_head(frame)
+        return transport.get_write_buffer_size() if transport is not None else 0
+
     def send_frame(self, data: bytes) -> None:
         """Write an already-framed message (an ASGI ``websocket.send`` from the handshake's app)."""
+        if self._held is not None:
+            self._write_head()
         if self.state is State.OPEN and self._transport is not None:
             self._transport.write(data)
 
@@ -334,6 +369,8 @@ class LiveConnection(Rules, asyncio.Protocol):
     # -- asyncio.Protocol
 
     def data_received(self, data: bytes) -> None:
+        if self._held is not None:
+            self._write_head()  # before any answer (a pong, a close)
         assert self._transport is not None
         self._do(*self.on_data(data, self._transport.get_write_buffer_size()))
 
@@ -360,6 +397,8 @@ class LiveConnection(Rules, asyncio.Protocol):
     # -- the adapter
 
     def _do(self, written: bytes, after: After) -> None:
+        if self._held is not None:
+            self._write_head()
         transport = self._transport
         if transport is None or self.state is State.CLOSED:
             return
@@ -386,7 +425,7 @@ class DeflatingConnection(LiveConnection):
     def send(self, message: Message) -> int:
         transport = self._transport
         if self.state is not State.OPEN or transport is None or transport.is_closing():
-            return 0
+            return self._send_first(message.deflated_frame(self.window_bits))
         transport.write(message.deflated_frame(self.window_bits))
         return transport.get_write_buffer_size()
 

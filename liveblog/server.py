@@ -226,9 +226,9 @@ class LiveProtocol(asyncio.Protocol):
             headers += message.get("headers", [])
             if self._agreement is not None:
                 headers.append((b"Sec-WebSocket-Extensions", self._agreement.response.encode("latin-1")))
-            transport.write(handshake.switching(self._opening, headers))
-            # From here on the transport belongs to the connection (and to the app, through it).
-            connection.take_over(transport)
+            # From here on the transport belongs to the connection (and to the app, through it),
+            # which writes the 101 with the first frame (see LiveConnection.take_over).
+            connection.take_over(transport, handshake.switching(self._opening, headers))
         elif kind == "websocket.send" and self._accepted:
             text, data = message.get("text"), message.get("bytes")
             if text is not None:
