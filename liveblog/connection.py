@@ -258,14 +258,16 @@ def _ping_payload(pinged_at: float) -> bytes:
 class LiveConnection(Rules, asyncio.Protocol):
     """The transport's protocol from ``websocket.accept`` on; the reader's sink for the hub."""
 
-    __slots__ = ("_transport", "_held", "_head", "_timer", "_release", "_registry", "_on_lost")
+    __slots__ = ("_transport", "_held", "_head", "_head_bytes", "_timer", "_release", "_registry", "_on_lost")
 
     def __init__(self, max_size: int, compressed: bool = False):
         super().__init__(max_size, compressed)
         self._transport: asyncio.Transport | None = None
-        #: The transport while the handshake's response (``_head``) is not written yet.
+        #: The transport while the handshake's response and the frames after it in the same
+        #: step of the loop (``_head``) are not written yet.
         self._held: asyncio.Transport | None = None
-        self._head = b""
+        self._head: list[bytes] = []
+        self._head_bytes = 0
         self._timer: asyncio.TimerHandle | None = None  # only while closing: the grace period
         self._release: Callable[[], None] | None = None
         self._registry: Connections | None = None
@@ -275,33 +277,31 @@ class LiveConnection(Rules, asyncio.Protocol):
 
     def take_over(self, transport: asyncio.Transport, head: bytes = b"") -> None:
         """Become ``transport``'s protocol, with ``head`` (the handshake's response) still to
-        write: it goes out with the first frame, in the same write, or at the end of this step
-        of the loop if no frame comes by then. A joining reader's snapshot is most often sent in
-        the step that accepted it: one write and one wake-up of the client for both, instead of
-        two (the 101's own write was a visible share of a join storm)."""
+        write: it goes out at the end of this step of the loop, in one write with every frame
+        sent to the reader until then. A joining reader's snapshot (and the blog's viewer count)
+        is most often sent in the step that accepted it: one write and one wake-up of the client
+        for all of it, instead of one each (those writes were a visible share of a join storm)."""
         transport.set_protocol(self)
         transport.set_write_buffer_limits(high=PONG_BACKLOG)  # resume_writing: time to send owed pongs
         if head:
-            self._held, self._head = transport, head
+            self._held, self._head, self._head_bytes = transport, [head], len(head)
             asyncio.get_running_loop().call_soon(self._write_head)
         else:
             self._transport = transport
         if transport.is_closing():  # the client left during the handshake
             self.connection_lost(None)
 
-    def _write_head(self, first: bytes = b"") -> asyncio.Transport | None:
-        """Write the handshake's response if it is still due, followed by ``first``; the
-        transport, from now on in ``_transport`` (None: none any more)."""
-        transport = self._held
+    def _write_head(self) -> None:
+        """Write the handshake's response and the frames sent since, if still due; from now on
+        the transport is in ``_transport``."""
+        transport, head = self._held, self._head
         if transport is None:
-            return self._transport
-        self._held = None
+            return
+        self._held, self._head = None, []
         if self.state is State.CLOSED:
-            return None  # the client left before it was answered
+            return  # the client left before it was answered
         self._transport = transport
-        transport.write(self._head + first if first else self._head)
-        self._head = b""
-        return transport
+        transport.write(head[0] if len(head) == 1 else b"".join(head))
 
     def adopt(self, release: Callable[[], None], registry: Connections) -> None:
         """Call ``release`` once, when the connection ends (at once if it already has), and be
@@ -339,12 +339,14 @@ class LiveConnection(Rules, asyncio.Protocol):
         return transport.get_write_buffer_size()
 
     def _send_first(self, frame: bytes) -> int:
-        """``send`` off its hot path: the first frame, behind the handshake's response, or none
-        (the connection is closing)."""
+        """``send`` off its hot path: a frame in the step that accepted the reader, written with
+        the handshake's response at the end of it (the bytes so far are the reader's backlog),
+        or none (the connection is closing)."""
         if self._held is None or self.state is not State.OPEN or self._held.is_closing():
             return 0
-        transport = self._write_head(frame)
-        return transport.get_write_buffer_size() if transport is not None else 0
+        self._head.append(frame)
+        self._head_bytes += len(frame)
+        return self._head_bytes
 
     def send_frame(self, data: bytes) -> None:
         """Write an already-framed message (an ASGI ``websocket.send`` from the handshake's app)."""
