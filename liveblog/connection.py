@@ -258,11 +258,16 @@ def _ping_payload(pinged_at: float) -> bytes:
 class LiveConnection(Rules, asyncio.Protocol):
     """The transport's protocol from ``websocket.accept`` on; the reader's sink for the hub."""
 
-    __slots__ = ("_transport", "_timer", "_release", "_registry", "_on_lost")
+    __slots__ = ("_transport", "_held", "_head", "_head_bytes", "_timer", "_release", "_registry", "_on_lost")
 
     def __init__(self, max_size: int, compressed: bool = False):
         super().__init__(max_size, compressed)
         self._transport: asyncio.Transport | None = None
+        #: The transport while the handshake's response and the frames after it in the same
+        #: step of the loop (``_head``) are not written yet.
+        self._held: asyncio.Transport | None = None
+        self._head: list[bytes] = []
+        self._head_bytes = 0
         self._timer: asyncio.TimerHandle | None = None  # only while closing: the grace period
         self._release: Callable[[], None] | None = None
         self._registry: Connections | None = None
@@ -270,13 +275,33 @@ class LiveConnection(Rules, asyncio.Protocol):
 
     # -- ownership
 
-    def take_over(self, transport: asyncio.Transport) -> None:
-        """Become ``transport``'s protocol (the handshake response has been written to it)."""
-        self._transport = transport
+    def take_over(self, transport: asyncio.Transport, head: bytes = b"") -> None:
+        """Become ``transport``'s protocol, with ``head`` (the handshake's response) still to
+        write: it goes out at the end of this step of the loop, in one write with every frame
+        sent to the reader until then. A joining reader's snapshot (and the blog's viewer count)
+        is most often sent in the step that accepted it: one write and one wake-up of the client
+        for all of it, instead of one each (those writes were a visible share of a join storm)."""
         transport.set_protocol(self)
         transport.set_write_buffer_limits(high=PONG_BACKLOG)  # resume_writing: time to send owed pongs
+        if head:
+            self._held, self._head, self._head_bytes = transport, [head], len(head)
+            asyncio.get_running_loop().call_soon(self._write_head)
+        else:
+            self._transport = transport
         if transport.is_closing():  # the client left during the handshake
             self.connection_lost(None)
+
+    def _write_head(self) -> None:
+        """Write the handshake's response and the frames sent since, if still due; from now on
+        the transport is in ``_transport``."""
+        transport, head = self._held, self._head
+        if transport is None:
+            return
+        self._held, self._head = None, []
+        if self.state is State.CLOSED:
+            return  # the client left before it was answered
+        self._transport = transport
+        transport.write(head[0] if len(head) == 1 else b"".join(head))
 
     def adopt(self, release: Callable[[], None], registry: Connections) -> None:
         """Call ``release`` once, when the connection ends (at once if it already has), and be
@@ -309,12 +334,24 @@ class LiveConnection(Rules, asyncio.Protocol):
         # The hot path: once per reader per message. Attribute checks and C calls only.
         transport = self._transport
         if self.state is not State.OPEN or transport is None or transport.is_closing():
-            return 0
+            return self._send_first(message.ws_frame)
         transport.write(message.ws_frame)
         return transport.get_write_buffer_size()
 
+    def _send_first(self, frame: bytes) -> int:
+        """``send`` off its hot path: a frame in the step that accepted the reader, written with
+        the handshake's response at the end of it (the bytes so far are the reader's backlog),
+        or none (the connection is closing)."""
+        if self._held is None or self.state is not State.OPEN or self._held.is_closing():
+            return 0
+        self._head.append(frame)
+        self._head_bytes += len(frame)
+        return self._head_bytes
+
     def send_frame(self, data: bytes) -> None:
         """Write an already-framed message (an ASGI ``websocket.send`` from the handshake's app)."""
+        if self._held is not None:
+            self._write_head()
         if self.state is State.OPEN and self._transport is not None:
             self._transport.write(data)
 
@@ -334,6 +371,8 @@ class LiveConnection(Rules, asyncio.Protocol):
     # -- asyncio.Protocol
 
     def data_received(self, data: bytes) -> None:
+        if self._held is not None:
+            self._write_head()  # before any answer (a pong, a close)
         assert self._transport is not None
         self._do(*self.on_data(data, self._transport.get_write_buffer_size()))
 
@@ -360,6 +399,8 @@ class LiveConnection(Rules, asyncio.Protocol):
     # -- the adapter
 
     def _do(self, written: bytes, after: After) -> None:
+        if self._held is not None:
+            self._write_head()
         transport = self._transport
         if transport is None or self.state is State.CLOSED:
             return
@@ -386,7 +427,7 @@ class DeflatingConnection(LiveConnection):
     def send(self, message: Message) -> int:
         transport = self._transport
         if self.state is not State.OPEN or transport is None or transport.is_closing():
-            return 0
+            return self._send_first(message.deflated_frame(self.window_bits))
         transport.write(message.deflated_frame(self.window_bits))
         return transport.get_write_buffer_size()
 

@@ -33,7 +33,6 @@ from urllib.parse import unquote
 import httptools
 import uvicorn
 from starlette.applications import Starlette
-from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from . import deflate, handshake
 from .access import AccessLog
@@ -42,7 +41,8 @@ from .config import Settings
 from .connection import CONNECTION_EXTENSION, Connections, DeflatingConnection, LiveConnection
 from .doors import Doors, per_address
 from .errors import error_body
-from .guard import guarded
+from .forwarded import ProxyHeaders
+from .guard import cap_send_buffer, guarded
 from .handshake import HeadParser, Opening, Upgrade
 from .live import LiveRoute
 from .services import Services
@@ -226,9 +226,9 @@ class LiveProtocol(asyncio.Protocol):
             headers += message.get("headers", [])
             if self._agreement is not None:
                 headers.append((b"Sec-WebSocket-Extensions", self._agreement.response.encode("latin-1")))
-            transport.write(handshake.switching(self._opening, headers))
-            # From here on the transport belongs to the connection (and to the app, through it).
-            connection.take_over(transport)
+            # From here on the transport belongs to the connection (and to the app, through it),
+            # which writes the 101 with the first frame (see LiveConnection.take_over).
+            connection.take_over(transport, handshake.switching(self._opening, headers))
         elif kind == "websocket.send" and self._accepted:
             text, data = message.get("text"), message.get("bytes")
             if text is not None:
@@ -342,7 +342,7 @@ def uvicorn_config(app: ASGIApp, settings: Settings, **overrides: Any) -> uvicor
     served: ASGIApp = LiveRoute(app) if isinstance(app, Starlette) else app
     if settings.access_log:
         served = AccessLog(served)
-    return uvicorn.Config(ProxyHeadersMiddleware(served, trusted_hosts=settings.forwarded_allow_ips), **options)
+    return uvicorn.Config(ProxyHeaders(served, trusted_hosts=settings.forwarded_allow_ips), **options)
 
 
 def bind(host: str, port: int, reuse_port: bool = False) -> socket.socket:
@@ -359,6 +359,7 @@ def bind(host: str, port: int, reuse_port: bool = False) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        cap_send_buffer(sock)
         sock.bind((host, port))
         if not reuse_port:
             sock.listen(2048)

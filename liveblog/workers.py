@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .embedded import die_with_parent
+from .guard import cap_send_buffer
 from .metrics import worker_exited
 
 log = logging.getLogger("liveblog.workers")
@@ -96,6 +97,7 @@ def listen(host: str, port: int, share: bool = False) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if REUSEPORT:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        cap_send_buffer(sock)
         sock.bind((host, port))
         if not REUSEPORT:
             sock.listen(BACKLOG)
@@ -129,6 +131,7 @@ def _worker_socket(parent: socket.socket) -> socket.socket:
     sock = socket.socket(parent.family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    cap_send_buffer(sock)
     sock.bind(parent.getsockname())
     parent.close()
     return sock
