@@ -81,8 +81,9 @@ class Settings:
     #: client offers them; 0: everything goes uncompressed.
     compression: int = 1
     #: A restart's (SIGTERM's) 1012 tells each live reader when to come back: delays spread
-    #: evenly over this many milliseconds, so that a deploy is not a reconnect storm.
-    reconnect_spread_ms: int = 3000
+    #: evenly over this many milliseconds, so that a deploy is not a reconnect storm. 2 s: 10k
+    #: readers were all back within 2.1 s of the first 1012 on one shared core (bench/RESULTS.md).
+    reconnect_spread_ms: int = 2000
     #: The shortest of those delays: they are spread over ``[floor, floor + spread)``. For a
     #: restart that leaves the port closed for a while (stop, then start), this many ms sends no
     #: reader back before the new process listens; a handover (``reuse_port``) needs none.

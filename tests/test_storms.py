@@ -22,6 +22,7 @@ import websockets
 from conftest import ADMIN_TOKEN, RECV_TIMEOUT, Prober, Served, receive
 
 from liveblog.client import AsyncClient, Retry, Viewers
+from liveblog.config import Settings
 from liveblog.embedded import EmbeddedRedis
 
 SPREAD_MS = 2000
@@ -232,7 +233,7 @@ async def test_a_stopping_process_tells_its_readers_first_then_gives_up_the_core
         assert os.getpriority(os.PRIO_PROCESS, pid) == 0
         first.process.send_signal(15)
         delays = [await told_to_come_back(ws) for ws in raw]
-        assert all(0 <= delay < 3000 for delay in delays), delays
+        assert all(0 <= delay < Settings().reconnect_spread_ms for delay in delays), delays
         # The idle connection is closed after the readers are told, as the rest of the shutdown
         # begins: by then the process has stepped back.
         assert await asyncio.to_thread(idle.recv, 1) == b""
