@@ -283,12 +283,21 @@ def _address(value: object) -> tuple[str, int] | None:
 class Server(uvicorn.Server):
     """uvicorn's server, telling live readers to come back elsewhere (1012) as soon as it stops,
     before it waits for requests in flight to finish: readers are the connections that never
-    finish by themselves. ``app`` is the liveblog app it serves."""
+    finish by themselves. ``app`` is the liveblog app it serves; ``on_readers_told`` is called
+    once every reader has been told, before the rest of the shutdown (what is left is no hurry:
+    closing those connections, requests in flight, the app's lifespan)."""
 
-    def __init__(self, config: uvicorn.Config, app: Starlette, connections: Connections):
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        app: Starlette,
+        connections: Connections,
+        on_readers_told: Callable[[], None] | None = None,
+    ):
         super().__init__(config)
         self.app = app
         self.connections = connections
+        self.on_readers_told = on_readers_told
 
     @property
     def services(self) -> Services:
@@ -300,15 +309,24 @@ class Server(uvicorn.Server):
         for sock in sockets or []:
             leave_port(sock)
         self.connections.begin_shutdown()
+        if self.on_readers_told is not None:
+            self.on_readers_told()
         await super().shutdown(sockets)
         await self.connections.wait_closed()
 
 
-def build(settings: Settings, redis_url: str, on_fatal: Callable[[], None] | None = None, **overrides: Any) -> Server:
-    """The liveblog app for ``redis_url`` and the server for it (``overrides``: uvicorn settings)."""
+def build(
+    settings: Settings,
+    redis_url: str,
+    on_fatal: Callable[[], None] | None = None,
+    on_readers_told: Callable[[], None] | None = None,
+    **overrides: Any,
+) -> Server:
+    """The liveblog app for ``redis_url`` and the server for it (``overrides``: uvicorn settings;
+    ``on_readers_told``: see :class:`Server`)."""
     connections = Connections(settings.ws_ping_interval, settings.reconnect_spread_ms, settings.reconnect_floor_ms)
     app = create_app(settings, redis_url, connections, on_fatal)
-    return Server(uvicorn_config(app, settings, **overrides), app, connections)
+    return Server(uvicorn_config(app, settings, **overrides), app, connections, on_readers_told)
 
 
 def uvicorn_config(app: ASGIApp, settings: Settings, **overrides: Any) -> uvicorn.Config:
@@ -326,6 +344,7 @@ def uvicorn_config(app: ASGIApp, settings: Settings, **overrides: Any) -> uvicor
         ),
         loop="none",  # the caller's loop: uvloop for `liveblog serve`
         lifespan="on",
+        backlog=settings.backlog,  # uvicorn's listen() on the socket it is given
         ws_max_size=settings.ws_max_message_bytes,
         ws_per_message_deflate=bool(settings.compression),
         h11_max_incomplete_event_size=16 * 1024,
@@ -345,8 +364,9 @@ def uvicorn_config(app: ASGIApp, settings: Settings, **overrides: Any) -> uvicor
     return uvicorn.Config(ProxyHeaders(served, trusted_hosts=settings.forwarded_allow_ips), **options)
 
 
-def bind(host: str, port: int, reuse_port: bool = False) -> socket.socket:
-    """A listening socket on ``host:port`` (port 0: any free one); its port is the server's.
+def bind(host: str, port: int, backlog: int, reuse_port: bool = False) -> socket.socket:
+    """A listening socket on ``host:port`` (port 0: any free one) queueing up to ``backlog``
+    connections; its port is the server's.
 
     ``reuse_port``: the socket joins the port's ``SO_REUSEPORT`` group (other processes of this
     user that asked for it too), and is only bound: uvicorn makes it listen once the app has
@@ -362,7 +382,7 @@ def bind(host: str, port: int, reuse_port: bool = False) -> socket.socket:
         cap_send_buffer(sock)
         sock.bind((host, port))
         if not reuse_port:
-            sock.listen(2048)
+            sock.listen(backlog)
         sock.setblocking(False)
     except BaseException:
         sock.close()

@@ -45,7 +45,6 @@ STOP_TIMEOUT = 15.0
 #: A worker that dies within this long of being started is replaced after this long, not at once,
 #: so that one failing on start cannot fork in a tight loop.
 RESTART_DELAY = 1.0
-BACKLOG = 2048
 
 #: Sent by the parent to a replaced worker: stop listening (it still serves its readers), then
 #: say so on the ready pipe (``left <pid>``); SIGTERM follows once all replaced workers have.
@@ -66,8 +65,10 @@ def max_workers() -> int:
 REUSEPORT = sys.platform == "linux"
 
 
-def listen(host: str, port: int, share: bool = False) -> socket.socket:
-    """The parent's socket on ``host:port`` (port 0: the kernel picks one, once, here).
+def listen(host: str, port: int, backlog: int, share: bool = False) -> socket.socket:
+    """The parent's socket on ``host:port`` (port 0: the kernel picks one, once, here), queueing
+    up to ``backlog`` connections where the workers share it (each worker's own socket listens
+    with uvicorn's ``backlog``, the same setting).
 
     On Linux every worker listens on a socket of its own on that port, with ``SO_REUSEPORT``, and
     this one only keeps the port reserved (bound, never listening: it is given no connections).
@@ -100,7 +101,7 @@ def listen(host: str, port: int, share: bool = False) -> socket.socket:
         cap_send_buffer(sock)
         sock.bind((host, port))
         if not REUSEPORT:
-            sock.listen(BACKLOG)
+            sock.listen(backlog)
     except OSError as exc:
         sock.close()
         raise SystemExit(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
