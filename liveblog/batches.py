@@ -15,6 +15,8 @@ import logging
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from typing import Generic, TypeVar
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+
 log = logging.getLogger(__name__)
 
 K = TypeVar("K", bound=Hashable)
@@ -26,8 +28,9 @@ class Batched(Generic[K, V]):
     each to its value), called once for all the keys asked for in one turn of the loop.
 
     The fetch runs as a task of its own, shielded: a caller that gives up (its reader left)
-    stops neither it nor the others' answers. A failed fetch fails every caller of its batch,
-    each raising its exception; nothing is kept after a batch is answered.
+    stops neither it nor the others' answers. A failed fetch (or one that leaves a key out)
+    fails every caller of its batch still waiting, each raising its exception; nothing is kept
+    after a batch is answered.
     """
 
     def __init__(self, fetch: Callable[[list[K]], Awaitable[Mapping[K, V]]]):
@@ -57,24 +60,22 @@ class Batched(Generic[K, V]):
     async def _answer(self, batch: dict[K, asyncio.Future[V]]) -> None:
         try:
             found = await self._fetch(list(batch))
+            for key, future in batch.items():
+                if not future.done():
+                    future.set_result(found[key])
         except BaseException as exc:
+            # Closing cancels the fetch, not its callers: they are told that storage went away,
+            # which each caller already handles (a reader gets 1012, a request 503).
+            failure = RedisConnectionError("shutting down") if isinstance(exc, asyncio.CancelledError) else exc
             for future in batch.values():
-                if future.done():
-                    continue
-                if isinstance(exc, asyncio.CancelledError):
-                    future.cancel()
-                else:
-                    future.set_exception(exc)
+                if not future.done():
+                    future.set_exception(failure)
                     future.exception()  # retrieved here: each caller raises it itself
             if not isinstance(exc, Exception):
                 raise
-            return
-        for key, future in batch.items():
-            if not future.done():
-                future.set_result(found[key])
 
     async def aclose(self) -> None:
-        """Cancel the fetches under way (their callers see the cancellation) and wait for them."""
+        """Cancel the fetches under way (their callers get a Redis ConnectionError) and wait for them."""
         for task in list(self._running):
             task.cancel()
         await asyncio.gather(*self._running, return_exceptions=True)

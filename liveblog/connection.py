@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 
 #: The ASGI scope extension through which a live route finds its reader's connection.
 CONNECTION_EXTENSION = "liveblog.connection"
+#: Bytes sent in the step that accepts a reader that wait for one write with the handshake's
+#: answer; past this they are written at once (the kernel takes about this much in one go).
+HEAD_HELD_BYTES = 64 * 1024
 #: After the server sends its close frame, how long the reader gets to read its backlog and answer.
 CLOSE_GRACE = 5.0
 #: Pings are not answered while this much is waiting to be sent to the reader.
@@ -356,7 +359,12 @@ class LiveConnection(Rules, asyncio.Protocol):
             return 0
         self._head.append(frame)
         self._head_bytes += len(frame)
-        return self._head_bytes
+        if self._head_bytes <= HEAD_HELD_BYTES:
+            return self._head_bytes
+        # A big first send (a long catch-up): out now, so that what the kernel takes at once does
+        # not count against the reader's backlog limit, as it would not once the reader is open.
+        self._write_head()
+        return self._transport.get_write_buffer_size() if self._transport is not None else 0
 
     def send_frame(self, data: bytes) -> None:
         """Write an already-framed message (an ASGI ``websocket.send`` from the handshake's app)."""

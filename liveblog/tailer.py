@@ -112,6 +112,8 @@ class Tailer:
                 try:
                     if node not in self._client_ids:
                         self._client_ids[node] = await reader.client_id()
+                        if changed.is_set():  # a wake while it was asked: it had no read to end
+                            continue
                     batch = await reader.read(positions, self._block_ms)
                     if loop.time() >= verify_at:
                         await self._verify(positions)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from liveblog.batches import Batched
 
@@ -64,12 +65,24 @@ async def test_a_caller_that_leaves_stops_neither_the_fetch_nor_the_others_answe
     assert fetches.calls == [["a", "b"]]
 
 
-async def test_closing_cancels_a_fetch_under_way_and_its_callers_see_it():
+async def test_closing_stops_a_fetch_under_way_and_its_callers_are_told_storage_went_away():
+    """Closing is not the callers' cancellation: a reader waiting on its blog gets the error
+    every caller handles (1012, 503), not a CancelledError that would leave it half-joined."""
     fetches = Fetches()
     fetches.open.clear()
     batched = Batched(fetches)
     waiting = asyncio.create_task(batched.get("a"))
     await fetches.entered.wait()
     await batched.aclose()
-    with pytest.raises(asyncio.CancelledError):
+    with pytest.raises(RedisConnectionError):
         await waiting
+    assert not waiting.cancelled()
+
+
+async def test_a_fetch_that_leaves_a_key_out_fails_its_callers_instead_of_leaving_them_waiting():
+    async def partial(keys: list[str]) -> dict[str, str]:
+        return {"a": "A"}
+
+    batched = Batched(partial)
+    results = await asyncio.gather(batched.get("a"), batched.get("b"), return_exceptions=True)
+    assert results[0] == "A" and isinstance(results[1], KeyError)

@@ -215,9 +215,11 @@ def test_the_port_queues_as_many_connections_as_the_operator_says(data_dir: Path
     # A deploy sends 10k readers back within a few seconds: past the listen queue the kernel
     # drops their SYNs, and each waits out a 1 s retransmit.
     env = {"LIVEBLOG_REDIS_URL": redis_server.url, "LIVEBLOG_ADMIN_TOKEN": "t" * 32}
-    served = Served(data_dir, env, ("--backlog", "1234", "--workers", workers))
+    served = Served(data_dir, env, ("--backlog", "100", "--workers", workers))
     try:
-        assert listen_backlogs(int(served.url.rsplit(":", 1)[1])) == {1234}
+        assert listen_backlogs(int(served.url.rsplit(":", 1)[1])) == {
+            100
+        }  # under 128, the least somaxconn a kernel caps it to
     finally:
         assert served.stop() == 0
 

@@ -466,12 +466,16 @@ async def test_a_join_storm_over_many_cold_blogs_starts_their_feeds_with_one_rou
     reads: list[list[str]] = []
     positions, position = store.positions, store.position
 
+    # Only reads of the storm's blogs count: the tailer's every-5-s check of the logs it already
+    # reads ("warm") may fall inside the storm on a slow machine.
     async def counted_positions(blog_ids):
-        reads.append(list(blog_ids))
+        if set(blog_ids) & set(blogs):
+            reads.append(list(blog_ids))
         return await positions(blog_ids)
 
     async def counted_position(blog_id):
-        reads.append([blog_id])
+        if blog_id in blogs:
+            reads.append([blog_id])
         return await position(blog_id)
 
     topology = service.services.topology
