@@ -40,7 +40,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from .deadlines import Deadlines
 from .doors import Doors
 from .errors import error_body
-from .handshake import Upgrade, Upgrades, is_websocket
+from .handshake import Upgrade, Upgrades, closing_response, is_websocket
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ class GuardedHttp(asyncio.Protocol):
             return
         if self._requests == 1 and self._in_head:  # else nothing was asked, or a response may be under way
             body = error_body("request_timeout", f"the request head did not arrive within {self.head_timeout:g} s")
-            self._answer_and_close(b"408 Request Timeout", body)
+            self._answer_and_close(408, body)
         else:
             self._transport.close()
 
@@ -255,19 +255,16 @@ class GuardedHttp(asyncio.Protocol):
         assert self._transport is not None
         if self._requests == 1:
             body = error_body("head_too_large", f"request line and headers are over {MAX_HEAD_BYTES} bytes")
-            self._answer_and_close(b"431 Request Header Fields Too Large", body)
+            self._answer_and_close(431, body)
         else:  # an earlier request's response may still be on its way: a 431 would land inside it
             self._transport.close()
 
-    def _answer_and_close(self, status: bytes, body: bytes) -> None:
+    def _answer_and_close(self, status: int, body: bytes) -> None:
         """Answer the connection's first request with ``status`` and close it the staged way:
         write side first, then, after the client's end or ``LINGER`` seconds, the rest."""
         transport = self._transport
         assert transport is not None
-        transport.write(
-            b"HTTP/1.1 %s\r\ncontent-type: application/json\r\n"
-            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (status, len(body), body)
-        )
+        transport.write(closing_response(status, [(b"Content-Type", b"application/json")], body))
         if not transport.can_write_eof():
             transport.close()
             return

@@ -254,8 +254,7 @@ class LiveProtocol(asyncio.Protocol):
 
     def _respond(self, status: int, code: str, message: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
         """An HTTP response in the contract's error shape instead of the upgrade."""
-        extra = [(b"Date", handshake.http_date())]
-        extra += ((name.encode("latin-1"), value.encode("latin-1")) for name, value in headers)
+        extra = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
         extra.append((b"Content-Type", b"application/json"))
         self._send_response(status, extra, error_body(code, message))
 
@@ -264,13 +263,7 @@ class LiveProtocol(asyncio.Protocol):
         self._responded = True
         if self._transport is None:
             return
-        parts = [b"HTTP/1.1 %d %s\r\n" % (status, http.HTTPStatus(status).phrase.encode("ascii"))]
-        for name, value in headers:
-            if name.lower() not in (b"content-length", b"connection", b"server"):
-                parts += (name, b": ", value, b"\r\n")
-        parts.append(b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body))
-        parts.append(body)
-        self._transport.write(b"".join(parts))
+        self._transport.write(handshake.closing_response(status, headers, body))
         self._transport.close()
 
 
