@@ -39,7 +39,7 @@ Cases (``--cases``, comma separated):
   duplicated over the whole case, and the live latency (p50/p99/max) of entries posted after a
   reader was back, i.e. of the readers already connected to the new process while the rest
   of the storm joins (catch-up replays are not latency). ``reconnect:<N>@<ms>`` sets
-  ``LIVEBLOG_RECONNECT_SPREAD_MS`` to ``<ms>`` (default 3000; ``@0`` is the no-spread baseline,
+  ``LIVEBLOG_RECONNECT_SPREAD_MS`` to ``<ms>`` (default: liveblog's, 2000; ``@0`` is the no-spread baseline,
   where every reader is told to come back at once). Also reported: the generator's attempts to
   come back that failed, and how many of them the port refused.
 - ``handover:<N>[@<ms>]``: the same deploy without a gap. Both processes run with
@@ -927,8 +927,10 @@ async def run_case(args: argparse.Namespace, kind: str, spec: str) -> dict:
         elif spec.startswith("join:"):
             readers, blogs = shape(spec.removeprefix("join:"))
         elif storm:
+            from liveblog.config import Settings
+
             count, _, spread = spec.partition(":")[2].partition("@")
-            readers, blogs, spread_ms = int(count), 1, int(spread or 3000)
+            readers, blogs, spread_ms = int(count), 1, int(spread or Settings().reconnect_spread_ms)
         else:
             readers, blogs = shape(spec)
         server = start_server(kind, Path(tmp), args.pin, readers, spread_ms, spec.startswith("handover:"))

@@ -14,6 +14,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
 
 from . import api, console, errors, i18n, memory, render, web, webhook_api
+from .batches import Batched
 from .caching import ShortCache
 from .config import Settings
 from .connection import Connections
@@ -84,6 +85,7 @@ def create_app(
             hub=hub,
             metrics=metrics,
             pages=ShortCache(),
+            blog_records=Batched(lambda blog_ids: store.get_blogs_json(blog_ids)),
             snapshots=SnapshotReads(store, hub.generation),
             readers=ConnectionLimiter(settings.max_readers, settings.max_readers_per_ip),
             connects=RateLimiter(connects, max(1, int(connects * 10))),
@@ -119,6 +121,7 @@ def create_app(
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            await app.state.services.blog_records.aclose()
             await close(client)
 
     # Pages, feeds and the widget come compressed once, when they are built (liveblog.web); this

@@ -16,6 +16,8 @@ from urllib.parse import unquote, urlsplit
 MAX_RECONNECT_SPREAD_MS = 60_000
 #: The longest head or send timeout (s): an hour is already "never" for a client.
 MAX_TIMEOUT = 3600.0
+#: The largest listen backlog ``listen()`` takes (the kernel caps it at ``net.core.somaxconn``).
+MAX_BACKLOG = 65535
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,8 +81,9 @@ class Settings:
     #: client offers them; 0: everything goes uncompressed.
     compression: int = 1
     #: A restart's (SIGTERM's) 1012 tells each live reader when to come back: delays spread
-    #: evenly over this many milliseconds, so that a deploy is not a reconnect storm.
-    reconnect_spread_ms: int = 3000
+    #: evenly over this many milliseconds, so that a deploy is not a reconnect storm. 2 s: 10k
+    #: readers were all back within 2.1 s of the first 1012 on one shared core (bench/RESULTS.md).
+    reconnect_spread_ms: int = 2000
     #: The shortest of those delays: they are spread over ``[floor, floor + spread)``. For a
     #: restart that leaves the port closed for a while (stop, then start), this many ms sends no
     #: reader back before the new process listens; a handover (``reuse_port``) needs none.
@@ -89,6 +92,10 @@ class Settings:
     #: running one (same user, same flag) before the old one is stopped: a deploy without a gap.
     #: 0: a second process on the port is refused, as a mistake would be.
     reuse_port: int = 0
+    #: Connections the kernel queues on the listening socket before they are accepted. A deploy
+    #: sends 10k readers back within the reconnect spread; past this many at once the kernel
+    #: drops their SYNs, and each dropped one waits out the client's 1 s retransmit.
+    backlog: int = 4096
     #: A browser session (the console's cookie) ends after this many idle seconds.
     session_idle_seconds: int = 8 * 3600
     #: Sign-ins per client address per minute (bursts of 10); more get 429.
@@ -159,6 +166,10 @@ class Settings:
             raise SystemExit(f"LIVEBLOG_RECONNECT_SPREAD_MS: between 0 and {MAX_RECONNECT_SPREAD_MS}")
         if not 0 <= settings.reconnect_floor_ms <= MAX_RECONNECT_SPREAD_MS:
             raise SystemExit(f"LIVEBLOG_RECONNECT_FLOOR_MS: between 0 and {MAX_RECONNECT_SPREAD_MS}")
+        if not 1 <= settings.backlog <= MAX_BACKLOG:
+            raise SystemExit(
+                f"LIVEBLOG_BACKLOG (--backlog): connections queued to be accepted, from 1 to {MAX_BACKLOG}"
+            )
         if settings.reuse_port not in (0, 1):
             raise SystemExit("LIVEBLOG_REUSE_PORT: 0 or 1")
         if settings.public_url:

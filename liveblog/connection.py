@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
 import random
 import struct
+import time
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
@@ -49,6 +51,9 @@ log = logging.getLogger(__name__)
 
 #: The ASGI scope extension through which a live route finds its reader's connection.
 CONNECTION_EXTENSION = "liveblog.connection"
+#: Bytes sent in the step that accepts a reader that wait for one write with the handshake's
+#: answer; past this they are written at once (the kernel takes about this much in one go).
+HEAD_HELD_BYTES = 64 * 1024
 #: After the server sends its close frame, how long the reader gets to read its backlog and answer.
 CLOSE_GRACE = 5.0
 #: Pings are not answered while this much is waiting to be sent to the reader.
@@ -197,7 +202,7 @@ class Rules:
             return _NOTHING
         written = b""
         if self.state is State.OPEN:
-            written = close_frame(CloseCode.SERVICE_RESTART, restart_reason(retry_ms))
+            written = restart_frame(retry_ms)
             self.close_code = CloseCode.SERVICE_RESTART
         self.state = State.CLOSING
         return written, After.HANG_UP
@@ -238,6 +243,14 @@ def restart_reason(retry_ms: int | None) -> str:
     return '{"retry_ms":%d,"reason":"%s"}' % (retry_ms, RESTART_REASON)
 
 
+@functools.lru_cache(maxsize=256)
+def restart_frame(retry_ms: int | None) -> bytes:
+    """A restart's 1012 close frame: made once for every reader told the same delay (a deploy
+    tells 10k readers in one go, about 3 per millisecond of the spread, in order of their delay,
+    so the frame just made is the next reader's too); bounded, as delays go up to a minute."""
+    return close_frame(CloseCode.SERVICE_RESTART, restart_reason(retry_ms))
+
+
 def reconnect_delays(count: int, spread_ms: int, floor_ms: int = 0) -> list[int]:
     """``count`` reconnect delays (ms) spread uniformly over ``[floor_ms, floor_ms + spread_ms)``,
     in random order: one per slot of ``spread_ms / count``, jittered inside it, so that a storm of
@@ -258,11 +271,16 @@ def _ping_payload(pinged_at: float) -> bytes:
 class LiveConnection(Rules, asyncio.Protocol):
     """The transport's protocol from ``websocket.accept`` on; the reader's sink for the hub."""
 
-    __slots__ = ("_transport", "_timer", "_release", "_registry", "_on_lost")
+    __slots__ = ("_transport", "_held", "_head", "_head_bytes", "_timer", "_release", "_registry", "_on_lost")
 
     def __init__(self, max_size: int, compressed: bool = False):
         super().__init__(max_size, compressed)
         self._transport: asyncio.Transport | None = None
+        #: The transport while the handshake's response and the frames after it in the same
+        #: step of the loop (``_head``) are not written yet.
+        self._held: asyncio.Transport | None = None
+        self._head: list[bytes] = []
+        self._head_bytes = 0
         self._timer: asyncio.TimerHandle | None = None  # only while closing: the grace period
         self._release: Callable[[], None] | None = None
         self._registry: Connections | None = None
@@ -270,13 +288,33 @@ class LiveConnection(Rules, asyncio.Protocol):
 
     # -- ownership
 
-    def take_over(self, transport: asyncio.Transport) -> None:
-        """Become ``transport``'s protocol (the handshake response has been written to it)."""
-        self._transport = transport
+    def take_over(self, transport: asyncio.Transport, head: bytes = b"") -> None:
+        """Become ``transport``'s protocol, with ``head`` (the handshake's response) still to
+        write: it goes out at the end of this step of the loop, in one write with every frame
+        sent to the reader until then. A joining reader's snapshot (and the blog's viewer count)
+        is most often sent in the step that accepted it: one write and one wake-up of the client
+        for all of it, instead of one each (those writes were a visible share of a join storm)."""
         transport.set_protocol(self)
         transport.set_write_buffer_limits(high=PONG_BACKLOG)  # resume_writing: time to send owed pongs
+        if head:
+            self._held, self._head, self._head_bytes = transport, [head], len(head)
+            asyncio.get_running_loop().call_soon(self._write_head)
+        else:
+            self._transport = transport
         if transport.is_closing():  # the client left during the handshake
             self.connection_lost(None)
+
+    def _write_head(self) -> None:
+        """Write the handshake's response and the frames sent since, if still due; from now on
+        the transport is in ``_transport``."""
+        transport, head = self._held, self._head
+        if transport is None:
+            return
+        self._held, self._head = None, []
+        if self.state is State.CLOSED:
+            return  # the client left before it was answered
+        self._transport = transport
+        transport.write(head[0] if len(head) == 1 else b"".join(head))
 
     def adopt(self, release: Callable[[], None], registry: Connections) -> None:
         """Call ``release`` once, when the connection ends (at once if it already has), and be
@@ -309,12 +347,29 @@ class LiveConnection(Rules, asyncio.Protocol):
         # The hot path: once per reader per message. Attribute checks and C calls only.
         transport = self._transport
         if self.state is not State.OPEN or transport is None or transport.is_closing():
-            return 0
+            return self._send_first(message.ws_frame)
         transport.write(message.ws_frame)
         return transport.get_write_buffer_size()
 
+    def _send_first(self, frame: bytes) -> int:
+        """``send`` off its hot path: a frame in the step that accepted the reader, written with
+        the handshake's response at the end of it (the bytes so far are the reader's backlog),
+        or none (the connection is closing)."""
+        if self._held is None or self.state is not State.OPEN or self._held.is_closing():
+            return 0
+        self._head.append(frame)
+        self._head_bytes += len(frame)
+        if self._head_bytes <= HEAD_HELD_BYTES:
+            return self._head_bytes
+        # A big first send (a long catch-up): out now, so that what the kernel takes at once does
+        # not count against the reader's backlog limit, as it would not once the reader is open.
+        self._write_head()
+        return self._transport.get_write_buffer_size() if self._transport is not None else 0
+
     def send_frame(self, data: bytes) -> None:
         """Write an already-framed message (an ASGI ``websocket.send`` from the handshake's app)."""
+        if self._held is not None:
+            self._write_head()
         if self.state is State.OPEN and self._transport is not None:
             self._transport.write(data)
 
@@ -334,6 +389,8 @@ class LiveConnection(Rules, asyncio.Protocol):
     # -- asyncio.Protocol
 
     def data_received(self, data: bytes) -> None:
+        if self._held is not None:
+            self._write_head()  # before any answer (a pong, a close)
         assert self._transport is not None
         self._do(*self.on_data(data, self._transport.get_write_buffer_size()))
 
@@ -360,6 +417,8 @@ class LiveConnection(Rules, asyncio.Protocol):
     # -- the adapter
 
     def _do(self, written: bytes, after: After) -> None:
+        if self._held is not None:
+            self._write_head()
         transport = self._transport
         if transport is None or self.state is State.CLOSED:
             return
@@ -386,7 +445,7 @@ class DeflatingConnection(LiveConnection):
     def send(self, message: Message) -> int:
         transport = self._transport
         if self.state is not State.OPEN or transport is None or transport.is_closing():
-            return 0
+            return self._send_first(message.deflated_frame(self.window_bits))
         transport.write(message.deflated_frame(self.window_bits))
         return transport.get_write_buffer_size()
 
@@ -401,10 +460,13 @@ class Connections:
     """The process's live connections: each WebSocket is pinged about once per ``interval``
     seconds and dropped when a ping is unanswered for ``interval`` seconds (noticed at the next
     visit: within two intervals); at shutdown every reader, WebSocket or SSE, is told to come back
-    elsewhere (1012) at once, before anything else stops, each with its own reconnect delay
-    (:func:`reconnect_delays` over ``reconnect_spread_ms``, none shorter than
+    elsewhere (1012) at once, before anything else stops, each at its own moment
+    (:func:`reconnect_delays` over ``reconnect_spread_ms``, none sooner than
     ``reconnect_floor_ms``), so that a deploy's readers come back at an even rate rather than all
-    in the same moment, and not before the port listens again.
+    in the same moment, and not before the port listens again. Those moments count from the start
+    of the shutdown, not from when each reader is told: telling 10k readers takes a few hundred
+    milliseconds of a core that the readers coming back need too, so each is told the delay left
+    until its moment (``clock``: seconds, monotonic), in the order they are due.
 
     One task pings all connections, not a timer per reader (five more objects each for the
     garbage collector to walk), spread over the interval in ``TICKS`` slices, because 10k pings at
@@ -414,8 +476,15 @@ class Connections:
 
     TICKS = 20
 
-    def __init__(self, interval: float, reconnect_spread_ms: int = 0, reconnect_floor_ms: int = 0):
+    def __init__(
+        self,
+        interval: float,
+        reconnect_spread_ms: int = 0,
+        reconnect_floor_ms: int = 0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self._interval = interval
+        self._clock = clock
         self._spread_ms = reconnect_spread_ms
         self._floor_ms = reconnect_floor_ms
         self._connections: dict[LiveConnection, None] = {}
@@ -465,8 +534,11 @@ class Connections:
         """Tell every reader, and every one that joins from now on, to come back elsewhere."""
         self._stopping = True
         readers: list[Closable] = [*self._connections, *self._streams]
-        for reader, delay in zip(readers, reconnect_delays(len(readers), self._spread_ms, self._floor_ms), strict=True):
-            reader.shutdown(delay)
+        due = reconnect_delays(len(readers), self._spread_ms, self._floor_ms)  # in random order
+        started = self._clock()
+        for index in sorted(range(len(readers)), key=due.__getitem__):
+            waited_ms = int((self._clock() - started) * 1000)
+            readers[index].shutdown(max(0, due[index] - waited_ms))
         self._check_empty()
 
     def _late_delay(self) -> int:

@@ -37,9 +37,10 @@ import httptools
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from .deadlines import Deadlines
 from .doors import Doors
 from .errors import error_body
-from .handshake import Upgrade, Upgrades, is_websocket
+from .handshake import Upgrade, Upgrades, closing_response, is_websocket
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +49,11 @@ MAX_HEAD_BYTES = 16 * 1024
 #: The kernel's send buffer per connection (Linux doubles it). Left to itself it grows to
 #: several MiB for a reader that stopped reading, out of the reach of the live channel's and
 #: SSE's backlog limits, which count what waits in user space; capped, a stalled reader pins at
-#: most this (twice) plus ``LIVEBLOG_READER_BUFFER_BYTES``.
+#: most this (twice) plus ``LIVEBLOG_READER_BUFFER_BYTES``. Set on the listening socket
+#: (:func:`cap_send_buffer`), which Linux copies to every connection it accepts.
 SEND_BUFFER = 64 * 1024
 #: Seconds a request head may take to arrive (see the module's docstring); a subclass made by
-#: :func:`with_head_timeout` sets another.
+#: :func:`guarded` sets another.
 HEAD_TIMEOUT = 10.0
 #: Seconds a response may wait on a client that reads nothing (see the module's docstring).
 SEND_TIMEOUT = 60.0
@@ -71,6 +73,8 @@ class GuardedHttp(asyncio.Protocol):
     of a response for ``send_timeout`` seconds."""
 
     head_timeout = HEAD_TIMEOUT
+    #: Every connection's head deadline, on one timer (:func:`guarded` gives each server its own).
+    heads = Deadlines(HEAD_TIMEOUT)
     send_timeout = SEND_TIMEOUT
     #: Who may connect (None: everyone); :func:`guarded` sets the server's.
     doors: Doors | None = None
@@ -91,7 +95,7 @@ class GuardedHttp(asyncio.Protocol):
         self._target = b""  # the head being parsed: what an upgrade is handed over with
         self._headers: list[tuple[bytes, bytes]] = []
         self._upgrade: Upgrade | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._linger: asyncio.TimerHandle | None = None
         self._send_timer: asyncio.TimerHandle | None = None
         self._turned_away = False  # refused at the door: uvicorn's protocol never saw it
         self._lingering = False  # answered and half-closed: what still arrives is dropped
@@ -104,9 +108,6 @@ class GuardedHttp(asyncio.Protocol):
             self._turned_away = True
             transport.close()  # its address has all the connections it may have
             return
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         self._start_clock()  # the first request's head is due from now
 
     def data_received(self, data: bytes) -> None:
@@ -166,6 +167,8 @@ class GuardedHttp(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_clock()
         self._stop_send_clock()
+        if self._linger is not None:
+            self._linger.cancel()
         if self._inner is not None:
             self._inner.connection_lost(exc)
 
@@ -212,21 +215,18 @@ class GuardedHttp(asyncio.Protocol):
     # -- the head's clock
 
     def _start_clock(self) -> None:
-        self._stop_clock()
-        self._timer = asyncio.get_running_loop().call_later(self.head_timeout, self._too_slow)
+        self.heads.start(self)
 
     def _stop_clock(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.heads.stop(self)
 
-    def _too_slow(self) -> None:
-        self._timer = None
+    def overdue(self) -> None:
+        """The head did not arrive in time (called by :attr:`heads`)."""
         if self._transport is None or self._transport.is_closing():
             return
         if self._requests == 1 and self._in_head:  # else nothing was asked, or a response may be under way
             body = error_body("request_timeout", f"the request head did not arrive within {self.head_timeout:g} s")
-            self._answer_and_close(b"408 Request Timeout", body)
+            self._answer_and_close(408, body)
         else:
             self._transport.close()
 
@@ -255,26 +255,31 @@ class GuardedHttp(asyncio.Protocol):
         assert self._transport is not None
         if self._requests == 1:
             body = error_body("head_too_large", f"request line and headers are over {MAX_HEAD_BYTES} bytes")
-            self._answer_and_close(b"431 Request Header Fields Too Large", body)
+            self._answer_and_close(431, body)
         else:  # an earlier request's response may still be on its way: a 431 would land inside it
             self._transport.close()
 
-    def _answer_and_close(self, status: bytes, body: bytes) -> None:
+    def _answer_and_close(self, status: int, body: bytes) -> None:
         """Answer the connection's first request with ``status`` and close it the staged way:
         write side first, then, after the client's end or ``LINGER`` seconds, the rest."""
         transport = self._transport
         assert transport is not None
-        transport.write(
-            b"HTTP/1.1 %s\r\ncontent-type: application/json\r\n"
-            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (status, len(body), body)
-        )
+        transport.write(closing_response(status, [(b"Content-Type", b"application/json")], body))
         if not transport.can_write_eof():
             transport.close()
             return
         transport.write_eof()
         self._lingering = True
         self._stop_clock()
-        self._timer = asyncio.get_running_loop().call_later(LINGER, transport.close)
+        self._linger = asyncio.get_running_loop().call_later(LINGER, transport.close)
+
+
+def cap_send_buffer(sock: socket.socket) -> None:
+    """Cap the kernel's send buffer of every connection ``sock`` (a listening socket, before it
+    accepts any) will accept at :data:`SEND_BUFFER`: Linux copies a listener's ``SO_SNDBUF`` to
+    the sockets it accepts, so a join storm pays no system call per connection for it (it was a
+    visible share of each accept: the transport's socket object, then the setsockopt)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
 
 
 def guarded(
@@ -284,5 +289,11 @@ def guarded(
     for a client to read some of a response, admitting connections through ``doors`` and handing
     WebSocket upgrades, parsed, to ``websocket`` (uvicorn's ``http`` setting takes a class, so
     the settings become one)."""
-    attributes = {"head_timeout": head_timeout, "send_timeout": send_timeout, "doors": doors, "websocket": websocket}
+    attributes = {
+        "head_timeout": head_timeout,
+        "heads": Deadlines(head_timeout),
+        "send_timeout": send_timeout,
+        "doors": doors,
+        "websocket": websocket,
+    }
     return type("GuardedHttp", (GuardedHttp,), attributes)

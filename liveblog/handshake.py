@@ -15,6 +15,7 @@ import base64
 import binascii
 import email.utils
 import hashlib
+import http
 import time
 from typing import Any, NamedTuple, Protocol
 
@@ -158,6 +159,20 @@ def switching(opening: Opening, headers: list[tuple[bytes, bytes]]) -> bytes:
     for name, value in headers:
         parts += (name, b": ", value, b"\r\n")
     parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def closing_response(status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
+    """An HTTP response after which the connection closes (a refused head or upgrade): the
+    status line, a ``Date``, ``headers`` (less any length, connection or server header of
+    theirs), then ``Content-Length``, ``Connection: close`` and ``body``."""
+    phrase = http.HTTPStatus(status).phrase.encode("ascii")
+    parts = [b"HTTP/1.1 %d %s\r\nDate: " % (status, phrase), http_date(), b"\r\n"]
+    for name, value in headers:
+        if name.lower() not in (b"content-length", b"connection", b"server", b"date"):
+            parts += (name, b": ", value, b"\r\n")
+    parts.append(b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body))
+    parts.append(body)
     return b"".join(parts)
 
 

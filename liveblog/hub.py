@@ -26,11 +26,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
+from .batches import Batched
 from .cursor import Cursor, stream_id_key
 from .gathering import RULES, GatherRules
 from .metrics import Metrics
 from .presence import Presence
-from .storage import LogEvent, Storage
+from .storage import LogEvent, NotFound, Storage
 from .tailer import Tailer
 from .topology import Topology
 from .wire import CloseCode, Message
@@ -184,6 +185,9 @@ class Hub:
             store, topology, metrics, self, block_ms=block_ms, verify_every=verify_every, gathering=gathering
         )
         self._presence = Presence(store, metrics, self, every=viewers_every)
+        #: Where each starting feed's log is: the feeds that start in one turn of the loop (a join
+        #: storm over many blogs) read theirs in one round trip (see :mod:`liveblog.batches`).
+        self._starts: Batched[str, Cursor | None] = Batched(lambda blog_ids: self._store.positions(blog_ids))
 
     def readers(self, blog_id: str) -> int:
         feed = self.feeds.get(blog_id)
@@ -206,9 +210,12 @@ class Hub:
     async def run(self) -> None:
         """Tail the logs and count viewers until cancelled; if either fails, both stop and the
         error propagates to whoever owns this task."""
-        async with asyncio.TaskGroup() as tasks:
-            self._tailer.start(tasks)
-            tasks.create_task(self._presence.run(), name="liveblog-viewers")
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                self._tailer.start(tasks)
+                tasks.create_task(self._presence.run(), name="liveblog-viewers")
+        finally:
+            await self._starts.aclose()
 
     async def subscribe(self, blog_id: str, sink: Sink) -> Subscription:
         """Register a reader of ``blog_id``; messages are held until ``go_live()``. Whoever
@@ -254,7 +261,9 @@ class Hub:
 
     async def _start(self, blog_id: str, feed: Feed) -> None:
         try:
-            cursor = await self._store.position(blog_id)
+            cursor = await self._starts.get(blog_id)
+            if cursor is None:
+                raise NotFound(f"blog {blog_id!r} does not exist")
         except asyncio.CancelledError:
             feed.started.cancel()  # our reader left; another joiner starts the feed (wait_shared)
             raise

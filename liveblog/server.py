@@ -33,7 +33,6 @@ from urllib.parse import unquote
 import httptools
 import uvicorn
 from starlette.applications import Starlette
-from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from . import deflate, handshake
 from .access import AccessLog
@@ -42,7 +41,8 @@ from .config import Settings
 from .connection import CONNECTION_EXTENSION, Connections, DeflatingConnection, LiveConnection
 from .doors import Doors, per_address
 from .errors import error_body
-from .guard import guarded
+from .forwarded import ProxyHeaders
+from .guard import cap_send_buffer, guarded
 from .handshake import HeadParser, Opening, Upgrade
 from .live import LiveRoute
 from .services import Services
@@ -226,9 +226,9 @@ class LiveProtocol(asyncio.Protocol):
             headers += message.get("headers", [])
             if self._agreement is not None:
                 headers.append((b"Sec-WebSocket-Extensions", self._agreement.response.encode("latin-1")))
-            transport.write(handshake.switching(self._opening, headers))
-            # From here on the transport belongs to the connection (and to the app, through it).
-            connection.take_over(transport)
+            # From here on the transport belongs to the connection (and to the app, through it),
+            # which writes the 101 with the first frame (see LiveConnection.take_over).
+            connection.take_over(transport, handshake.switching(self._opening, headers))
         elif kind == "websocket.send" and self._accepted:
             text, data = message.get("text"), message.get("bytes")
             if text is not None:
@@ -254,8 +254,7 @@ class LiveProtocol(asyncio.Protocol):
 
     def _respond(self, status: int, code: str, message: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
         """An HTTP response in the contract's error shape instead of the upgrade."""
-        extra = [(b"Date", handshake.http_date())]
-        extra += ((name.encode("latin-1"), value.encode("latin-1")) for name, value in headers)
+        extra = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
         extra.append((b"Content-Type", b"application/json"))
         self._send_response(status, extra, error_body(code, message))
 
@@ -264,13 +263,7 @@ class LiveProtocol(asyncio.Protocol):
         self._responded = True
         if self._transport is None:
             return
-        parts = [b"HTTP/1.1 %d %s\r\n" % (status, http.HTTPStatus(status).phrase.encode("ascii"))]
-        for name, value in headers:
-            if name.lower() not in (b"content-length", b"connection", b"server"):
-                parts += (name, b": ", value, b"\r\n")
-        parts.append(b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body))
-        parts.append(body)
-        self._transport.write(b"".join(parts))
+        self._transport.write(handshake.closing_response(status, headers, body))
         self._transport.close()
 
 
@@ -283,12 +276,21 @@ def _address(value: object) -> tuple[str, int] | None:
 class Server(uvicorn.Server):
     """uvicorn's server, telling live readers to come back elsewhere (1012) as soon as it stops,
     before it waits for requests in flight to finish: readers are the connections that never
-    finish by themselves. ``app`` is the liveblog app it serves."""
+    finish by themselves. ``app`` is the liveblog app it serves; ``on_readers_told`` is called
+    once every reader has been told, before the rest of the shutdown (what is left is no hurry:
+    closing those connections, requests in flight, the app's lifespan)."""
 
-    def __init__(self, config: uvicorn.Config, app: Starlette, connections: Connections):
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        app: Starlette,
+        connections: Connections,
+        on_readers_told: Callable[[], None] | None = None,
+    ):
         super().__init__(config)
         self.app = app
         self.connections = connections
+        self.on_readers_told = on_readers_told
 
     @property
     def services(self) -> Services:
@@ -300,15 +302,24 @@ class Server(uvicorn.Server):
         for sock in sockets or []:
             leave_port(sock)
         self.connections.begin_shutdown()
+        if self.on_readers_told is not None:
+            self.on_readers_told()
         await super().shutdown(sockets)
         await self.connections.wait_closed()
 
 
-def build(settings: Settings, redis_url: str, on_fatal: Callable[[], None] | None = None, **overrides: Any) -> Server:
-    """The liveblog app for ``redis_url`` and the server for it (``overrides``: uvicorn settings)."""
+def build(
+    settings: Settings,
+    redis_url: str,
+    on_fatal: Callable[[], None] | None = None,
+    on_readers_told: Callable[[], None] | None = None,
+    **overrides: Any,
+) -> Server:
+    """The liveblog app for ``redis_url`` and the server for it (``overrides``: uvicorn settings;
+    ``on_readers_told``: see :class:`Server`)."""
     connections = Connections(settings.ws_ping_interval, settings.reconnect_spread_ms, settings.reconnect_floor_ms)
     app = create_app(settings, redis_url, connections, on_fatal)
-    return Server(uvicorn_config(app, settings, **overrides), app, connections)
+    return Server(uvicorn_config(app, settings, **overrides), app, connections, on_readers_told)
 
 
 def uvicorn_config(app: ASGIApp, settings: Settings, **overrides: Any) -> uvicorn.Config:
@@ -326,6 +337,7 @@ def uvicorn_config(app: ASGIApp, settings: Settings, **overrides: Any) -> uvicor
         ),
         loop="none",  # the caller's loop: uvloop for `liveblog serve`
         lifespan="on",
+        backlog=settings.backlog,  # uvicorn's listen() on the socket it is given
         ws_max_size=settings.ws_max_message_bytes,
         ws_per_message_deflate=bool(settings.compression),
         h11_max_incomplete_event_size=16 * 1024,
@@ -342,11 +354,12 @@ def uvicorn_config(app: ASGIApp, settings: Settings, **overrides: Any) -> uvicor
     served: ASGIApp = LiveRoute(app) if isinstance(app, Starlette) else app
     if settings.access_log:
         served = AccessLog(served)
-    return uvicorn.Config(ProxyHeadersMiddleware(served, trusted_hosts=settings.forwarded_allow_ips), **options)
+    return uvicorn.Config(ProxyHeaders(served, trusted_hosts=settings.forwarded_allow_ips), **options)
 
 
-def bind(host: str, port: int, reuse_port: bool = False) -> socket.socket:
-    """A listening socket on ``host:port`` (port 0: any free one); its port is the server's.
+def bind(host: str, port: int, backlog: int, reuse_port: bool = False) -> socket.socket:
+    """A listening socket on ``host:port`` (port 0: any free one) queueing up to ``backlog``
+    connections; its port is the server's.
 
     ``reuse_port``: the socket joins the port's ``SO_REUSEPORT`` group (other processes of this
     user that asked for it too), and is only bound: uvicorn makes it listen once the app has
@@ -359,9 +372,10 @@ def bind(host: str, port: int, reuse_port: bool = False) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        cap_send_buffer(sock)
         sock.bind((host, port))
         if not reuse_port:
-            sock.listen(2048)
+            sock.listen(backlog)
         sock.setblocking(False)
     except BaseException:
         sock.close()

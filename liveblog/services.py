@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import HTTPConnection
 
+from .batches import Batched
 from .caching import ShortCache
 from .config import Settings
 from .connection import Connections
@@ -32,6 +33,9 @@ class Services:
     metrics: Metrics
     #: Rendered pages and blog records, for a second (see :mod:`liveblog.caching`).
     pages: ShortCache
+    #: Blog records read from the store, those asked for in one turn of the loop together
+    #: (None: no such blog; see :mod:`liveblog.batches`).
+    blog_records: Batched[str, bytes | None]
     #: Snapshot reads shared by readers joining at the same time.
     snapshots: SnapshotReads
     #: Open live connections per process and per client address.

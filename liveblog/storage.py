@@ -153,6 +153,10 @@ class Storage(Protocol):
     async def get_blog_json(self, blog_id: str) -> bytes:
         """The blog's stored JSON; :class:`NotFound`."""
 
+    async def get_blogs_json(self, blog_ids: Sequence[str]) -> dict[str, bytes | None]:
+        """Each blog's stored JSON (None: the blog does not exist), read together: on one Redis
+        in one round trip, whatever the number of blogs."""
+
     async def get_blog(self, blog_id: str) -> Blog:
         """The blog; :class:`NotFound`."""
 

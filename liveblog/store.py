@@ -17,10 +17,10 @@ script runner, and :meth:`Store._replicated` under it are the one place that doe
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import redis.asyncio as redis
 from redis.asyncio.client import Pipeline
@@ -167,6 +167,17 @@ class Store:
         if body is None:
             raise NotFound(f"blog {blog_id!r} does not exist")
         return body
+
+    async def get_blogs_json(self, blog_ids: Sequence[str]) -> dict[str, bytes | None]:
+        """Each blog's stored JSON (None: not found). On one Redis, one pipeline; a cluster's
+        blogs are in as many slots, read one after another."""
+        if not isinstance(self.redis, redis.Redis):
+            return await _one_by_one(self.get_blog_json, blog_ids)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for blog_id in blog_ids:
+                pipe.hget(keys.meta(blog_id), "blog")
+            replies = await pipe.execute()
+        return dict(zip(blog_ids, cast(list[bytes | None], replies), strict=True))
 
     async def get_blog(self, blog_id: str) -> Blog:
         return decode(Blog, await self.get_blog_json(blog_id))
@@ -466,13 +477,7 @@ class Store:
         """Where each blog's log is now (None: not found). On one Redis, one pipeline of the
         position script; a cluster's blogs are in as many slots, read one after another."""
         if not isinstance(self.redis, redis.Redis):
-            found: dict[str, Cursor | None] = {}
-            for blog_id in blog_ids:
-                try:
-                    found[blog_id] = await self.position(blog_id)
-                except NotFound:
-                    found[blog_id] = None
-            return found
+            return await _one_by_one(self.position, blog_ids)
         script = self._scripts["position"]
         async with self.redis.pipeline(transaction=False) as pipe:
             for blog_id in blog_ids:
@@ -534,6 +539,21 @@ class Store:
             return
         self._used[token_id] = at
         await self.redis.hset(keys.TOKENS_USED, token_id, at.isoformat())
+
+
+T = TypeVar("T")
+
+
+async def _one_by_one(read: Callable[[str], Awaitable[T]], blog_ids: Sequence[str]) -> dict[str, T | None]:
+    """``read`` of each blog in turn (None: not found): how a cluster, whose blogs are in as
+    many slots, answers what one Redis answers with one pipeline."""
+    found: dict[str, T | None] = {}
+    for blog_id in blog_ids:
+        try:
+            found[blog_id] = await read(blog_id)
+        except NotFound:
+            found[blog_id] = None
+    return found
 
 
 def _ms(moment: datetime) -> int:

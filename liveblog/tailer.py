@@ -66,9 +66,17 @@ class Tailer:
             tasks.create_task(self._tail(node), name=f"liveblog-tail-{node}")
 
     async def wake(self, node: str) -> None:
-        """Make a node's loop include a new blog now rather than after its block times out."""
+        """Make a node's loop include a new blog now rather than after its block times out.
+
+        Once per round of the loop: if a wake since the loop last read the positions has set
+        its flag, that wake's unblock ends the read, and the loop reads the positions again
+        after this blog's feed has started: it includes this one too. (A join storm over a
+        hundred blogs unblocked the read, and restarted it, once per blog.)"""
         self._follow(node)
-        self._changed[node].set()
+        changed = self._changed[node]
+        if changed.is_set():
+            return
+        changed.set()
         if (client_id := self._client_ids.get(node)) is not None:
             try:
                 await self._topology.unblock(node, client_id)
@@ -120,6 +128,8 @@ class Tailer:
                 try:
                     if node not in self._client_ids:
                         self._client_ids[node] = await reader.client_id()
+                        if changed.is_set():  # a wake while it was asked: it had no read to end
+                            continue
                     issued = loop.time()
                     batch = await reader.read(positions, self._block_ms)
                     away, returned = issued - (returned or issued), loop.time()  # away 0 before the first

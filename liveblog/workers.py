@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .embedded import die_with_parent
+from .guard import cap_send_buffer
 from .metrics import worker_exited
 
 log = logging.getLogger("liveblog.workers")
@@ -44,7 +45,6 @@ STOP_TIMEOUT = 15.0
 #: A worker that dies within this long of being started is replaced after this long, not at once,
 #: so that one failing on start cannot fork in a tight loop.
 RESTART_DELAY = 1.0
-BACKLOG = 2048
 
 #: Sent by the parent to a replaced worker: stop listening (it still serves its readers), then
 #: say so on the ready pipe (``left <pid>``); SIGTERM follows once all replaced workers have.
@@ -65,8 +65,10 @@ def max_workers() -> int:
 REUSEPORT = sys.platform == "linux"
 
 
-def listen(host: str, port: int, share: bool = False) -> socket.socket:
-    """The parent's socket on ``host:port`` (port 0: the kernel picks one, once, here).
+def listen(host: str, port: int, backlog: int, share: bool = False) -> socket.socket:
+    """The parent's socket on ``host:port`` (port 0: the kernel picks one, once, here), queueing
+    up to ``backlog`` connections where the workers share it (each worker's own socket listens
+    with uvicorn's ``backlog``, the same setting).
 
     On Linux every worker listens on a socket of its own on that port, with ``SO_REUSEPORT``, and
     this one only keeps the port reserved (bound, never listening: it is given no connections).
@@ -96,9 +98,10 @@ def listen(host: str, port: int, share: bool = False) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if REUSEPORT:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        cap_send_buffer(sock)
         sock.bind((host, port))
         if not REUSEPORT:
-            sock.listen(BACKLOG)
+            sock.listen(backlog)
     except OSError as exc:
         sock.close()
         raise SystemExit(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
@@ -129,6 +132,7 @@ def _worker_socket(parent: socket.socket) -> socket.socket:
     sock = socket.socket(parent.family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    cap_send_buffer(sock)
     sock.bind(parent.getsockname())
     parent.close()
     return sock

@@ -166,7 +166,7 @@ class running_service:
         fatal: list[str] = []
         settings = replace(self.settings, port=0)
         self.server = build(settings, self.redis_url, on_fatal=lambda: fatal.append("tailer died"), log_level="warning")
-        sock = bind(settings.host, 0)
+        sock = bind(settings.host, 0, settings.backlog)
         self.task = asyncio.create_task(self.server.serve(sockets=[sock]))
         while not self.server.started:
             if self.task.done():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -88,7 +89,13 @@ def test_serve_prints_the_consoles_address_beside_its_own(data_dir: Path, redis_
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("LIVEBLOG_MAX_BODY_BYTES", "abc"), ("LIVEBLOG_SEND_TIMEOUT", "0"), ("LIVEBLOG_HEAD_TIMEOUT", "-1")],
+    [
+        ("LIVEBLOG_MAX_BODY_BYTES", "abc"),
+        ("LIVEBLOG_SEND_TIMEOUT", "0"),
+        ("LIVEBLOG_HEAD_TIMEOUT", "-1"),
+        ("LIVEBLOG_BACKLOG", "0"),
+        ("LIVEBLOG_BACKLOG", "65536"),
+    ],
 )
 def test_bad_configuration_is_refused_with_a_message(data_dir: Path, name: str, value: str):
     result = subprocess.run(
@@ -185,6 +192,36 @@ def _serve_once(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
     )
+
+
+def test_a_backlog_out_of_range_on_the_command_line_is_refused_naming_the_setting(data_dir: Path):
+    result = _serve_once(data_dir, "--backlog", "-5")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "LIVEBLOG_BACKLOG (--backlog): connections queued to be accepted, from 1 to 65535"
+    assert not data_dir.exists(), "nothing started, nothing made"
+
+
+def listen_backlogs(port: int) -> set[int]:
+    """The listen queues' sizes on ``port`` (one socket per worker), as ``ss`` reports them
+    (Send-Q of a listening socket)."""
+    if shutil.which("ss") is None:
+        pytest.skip("needs ss (Debian's iproute2) to read a listening socket's backlog")
+    out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
+    return {int(line.split()[2]) for line in out.splitlines()}
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_the_port_queues_as_many_connections_as_the_operator_says(data_dir: Path, redis_server, workers: str):
+    # A deploy sends 10k readers back within a few seconds: past the listen queue the kernel
+    # drops their SYNs, and each waits out a 1 s retransmit.
+    env = {"LIVEBLOG_REDIS_URL": redis_server.url, "LIVEBLOG_ADMIN_TOKEN": "t" * 32}
+    served = Served(data_dir, env, ("--backlog", "100", "--workers", workers))
+    try:
+        assert listen_backlogs(int(served.url.rsplit(":", 1)[1])) == {
+            100
+        }  # under 128, the least somaxconn a kernel caps it to
+    finally:
+        assert served.stop() == 0
 
 
 def test_a_port_in_use_is_one_line_and_exit_1(data_dir: Path):

@@ -326,6 +326,38 @@ async def test_an_upgrade_is_answered_as_rfc_6455_says_first_thing_or_after_an_h
         writer.close()
 
 
+#: Where Linux's ``struct tcp_info`` keeps ``tcpi_data_segs_in``: segments that carried data.
+TCPI_DATA_SEGS_IN = 152
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_INFO"), reason="Linux's TCP_INFO counts the segments received")
+async def test_a_reader_joining_a_blog_read_here_gets_the_101_and_its_snapshot_in_one_packet(service, monkeypatch):
+    """Readers on phones pay per packet and per wake-up: when the snapshot is at hand (the blog
+    has readers here), the handshake's answer and the snapshot leave in one write."""
+    await service.create_blog()
+    await service.post(headline="Kept")
+    host, port = service.ws_url.removeprefix("ws://").split(":")
+    # The blog's record stays at hand however slow the machine (else re-read: a write of its own).
+    monkeypatch.setattr(service.services.pages, "ttl", 3600.0)
+    async with service.live() as first:
+        assert (await receive(first))["type"] == "snapshot"  # the feed runs; its snapshot is kept
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            writer.write(
+                f"GET /api/v1/blogs/ukraine/live HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+            )
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert head.startswith(b"HTTP/1.1 101 ")
+            opcode, payload = await asyncio.wait_for(read_frame(reader), 5)
+            assert json.loads(payload)["entries"][0]["headline"] == "Kept"
+            info = writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+            assert struct.unpack_from("I", info, TCPI_DATA_SEGS_IN)[0] == 1
+        finally:
+            writer.close()
+
+
 @pytest.mark.parametrize(
     "header, status",
     [

@@ -22,6 +22,7 @@ from liveblog.hub import Hub
 from liveblog.metrics import Metrics
 from liveblog.snapshots import SnapshotReads
 from liveblog.storage import CursorGone
+from liveblog.wire import CloseCode
 
 
 async def test_snapshot_has_latest_entries_newest_first_and_the_pinned_ones(service):
@@ -327,6 +328,19 @@ async def test_the_services_own_pages_may_show_a_blog_restricted_to_partner_orig
         assert (await receive(ws))["type"] == "snapshot"
 
 
+async def test_behind_a_tls_proxy_the_services_own_https_pages_may_show_a_restricted_blog(service):
+    """The trusted proxy (loopback here) says the reader came over https: the service's own page
+    is then ``https://<host>``, and a plain ``http`` one is another origin."""
+    await service.create_blog(embed_origins=["https://partner.example"])
+    own = service.base_url.replace("http://", "https://")
+    async with service.live(origin=own, additional_headers={"X-Forwarded-Proto": "https"}) as ws:
+        assert (await receive(ws))["type"] == "snapshot"
+    async with service.live(origin=service.base_url, additional_headers={"X-Forwarded-Proto": "https"}) as ws:
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await receive(ws)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == CloseCode.ORIGIN_NOT_ALLOWED
+
+
 async def test_a_reader_may_ask_for_a_bigger_snapshot_up_to_100(service):
     await service.create_blog()
     for i in range(30):
@@ -412,8 +426,8 @@ async def test_a_join_storm_on_a_cold_blog_reads_the_blog_once(service, monkeypa
     await service.post(headline="Entry 0")
     service.services.pages.forget("ukraine")  # cold: nothing of it in the page cache
     store = service.services.store
-    reads = Gate(store.get_blog_json)  # held: every reader joins while the first read is in flight
-    monkeypatch.setattr(store, "get_blog_json", reads)
+    reads = Gate(store.get_blogs_json)  # held: every reader joins while the first read is in flight
+    monkeypatch.setattr(store, "get_blogs_json", reads)
     url = f"{service.ws_url}/api/v1/blogs/ukraine/live"
     # A reader is past its 101 only once its join is waiting on the blog's record: the handshake
     # and the join up to that read are one step of the server's loop.
@@ -427,6 +441,75 @@ async def test_a_join_storm_on_a_cold_blog_reads_the_blog_once(service, monkeypa
     assert held == 1, "every joiner waits on the read under way"
     assert reads.calls == 1
     assert [[e["headline"] for e in s["entries"]] for s in snapshots] == [["Entry 0"]] * 30
+
+
+async def test_a_join_storm_over_many_cold_blogs_starts_their_feeds_with_one_round_trip(service, monkeypatch):
+    """Breaking news on many blogs at once: the first reader of each starts its blog's feed, and
+    the feeds that start together read where their logs are with one Redis call, not one each,
+    and end the tailer's blocking read (to read their logs too) once, not once each."""
+    await service.create_blog("warm")
+    blogs = [f"blog-{n}" for n in range(20)]
+    for blog_id in blogs:
+        await service.create_blog(blog_id)
+        await service.post(blog_id, headline=f"On {blog_id}")
+    store = service.services.store
+    bodies = {blog_id: await store.get_blog_json(blog_id) for blog_id in blogs}
+    for blog_id in blogs:
+        service.services.pages.forget(blog_id)
+    opened, all_waiting = asyncio.Event(), asyncio.Event()
+    waiting = []
+
+    async def get_blogs_json(blog_ids: list[str]) -> dict[str, bytes | None]:
+        # Every reader waits here on its blog's record, then all go on in the same step.
+        waiting.extend(blog_ids)
+        if len(waiting) == len(blogs):
+            all_waiting.set()
+        await opened.wait()
+        return {blog_id: bodies[blog_id] for blog_id in blog_ids}
+
+    reads: list[list[str]] = []
+    positions, position = store.positions, store.position
+
+    # Only reads of the storm's blogs count: the tailer's every-5-s check of the logs it already
+    # reads ("warm") may fall inside the storm on a slow machine.
+    async def counted_positions(blog_ids):
+        if set(blog_ids) & set(blogs):
+            reads.append(list(blog_ids))
+        return await positions(blog_ids)
+
+    async def counted_position(blog_id):
+        if blog_id in blogs:
+            reads.append([blog_id])
+        return await position(blog_id)
+
+    topology = service.services.topology
+    unblocks = []
+    unblock = topology.unblock
+
+    async def counted_unblock(node: str, client_id: int) -> None:
+        unblocks.append(client_id)
+        await unblock(node, client_id)
+
+    # A blog already read here: the tailer is blocked reading its log when the storm comes.
+    warm = await websockets.connect(f"{service.ws_url}/api/v1/blogs/warm/live")
+    await receive(warm)
+    await service.post("warm", headline="Tailed")
+    assert (await receive(warm))["entry"]["headline"] == "Tailed"
+    monkeypatch.setattr(topology, "unblock", counted_unblock)
+    monkeypatch.setattr(store, "get_blogs_json", get_blogs_json)
+    monkeypatch.setattr(store, "positions", counted_positions)
+    monkeypatch.setattr(store, "position", counted_position)
+    readers = await asyncio.gather(*(websockets.connect(f"{service.ws_url}/api/v1/blogs/{b}/live") for b in blogs))
+    try:
+        await asyncio.wait_for(all_waiting.wait(), RECV_TIMEOUT)
+        assert sorted(waiting) == sorted(blogs)
+        opened.set()
+        snapshots = [await receive(ws) for ws in readers]
+    finally:
+        await asyncio.gather(*(ws.close() for ws in [warm, *readers]))
+    assert [s["entries"][0]["headline"] for s in snapshots] == [f"On {b}" for b in blogs]
+    assert len(reads) == 1 and sorted(reads[0]) == sorted(blogs), reads
+    assert len(unblocks) == 1, unblocks
 
 
 async def test_readers_back_from_the_same_cursor_share_one_catch_up_read(service, monkeypatch):
@@ -519,8 +602,8 @@ async def test_a_reader_leaving_mid_read_does_not_fail_those_sharing_its_snapsho
 async def test_a_reader_leaving_while_it_starts_a_feed_does_not_fail_the_others_joining(service, monkeypatch):
     await service.create_blog()
     hub, store = service.services.hub, service.services.store
-    gate = Gate(store.position)
-    monkeypatch.setattr(store, "position", gate)
+    gate = Gate(store.positions)  # where a starting feed reads its log's position
+    monkeypatch.setattr(store, "positions", gate)
     waits = Waits(liveblog.hub.wait_shared)
     monkeypatch.setattr(liveblog.hub, "wait_shared", waits)
     sink = Recorder()

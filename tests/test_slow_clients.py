@@ -42,6 +42,20 @@ async def test_a_client_that_connects_and_says_nothing_is_closed(service):
     writer.close()
 
 
+async def test_silent_clients_connecting_one_after_another_are_each_closed_and_the_others_served(service):
+    """Every head's deadline is kept by one timer: each silent client is cut off in its turn,
+    however many fall due after the first, while clients in between are answered."""
+    silent = []
+    for _ in range(5):
+        silent.append(await _connect(service))
+        # A request answered in between: the next silent client's deadline falls a little later.
+        assert (await service.http.get("/healthz")).status_code == 200
+    for reader, writer in silent:
+        assert await asyncio.wait_for(reader.read(), PATIENCE) == b""
+        writer.close()
+    assert (await service.http.get("/healthz")).status_code == 200
+
+
 async def test_a_head_sent_a_byte_at_a_time_is_cut_off_with_408(service):
     reader, writer = await _connect(service)
     head = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 10_000

@@ -11,15 +11,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
+import socket
 from pathlib import Path
 
 import httpx
 import pytest
 import websockets
-from conftest import ADMIN_TOKEN, Prober, Served, receive
+from conftest import ADMIN_TOKEN, RECV_TIMEOUT, Prober, Served, receive
 
 from liveblog.client import AsyncClient, Retry, Viewers
+from liveblog.config import Settings
 from liveblog.embedded import EmbeddedRedis
 
 SPREAD_MS = 2000
@@ -187,3 +190,67 @@ async def test_a_deploy_with_reuse_port_never_closes_the_port_and_every_reader_r
     # The port never stopped listening: probed all along, before and after the old process went.
     assert 0 < probed_until_the_old_one_exited < prober.tried
     assert prober.refused == 0, f"{prober.refused} of {prober.tried} connections refused"
+
+
+def response(sock: socket.socket) -> bytes:
+    """One whole HTTP/1.1 response (a head, and the body its Content-Length says) read off ``sock``."""
+    data = b""
+
+    def more() -> bytes:
+        chunk = sock.recv(65536)
+        assert chunk, f"the connection closed after {data!r}"
+        return chunk
+
+    while b"\r\n\r\n" not in data:
+        data += more()
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?im)^content-length: *(\d+)", head)[1])  # type: ignore[index]
+    while len(body) < length:
+        body += more()
+    return head + b"\r\n\r\n" + body
+
+
+async def test_a_stopping_process_tells_its_readers_first_then_gives_up_the_core_and_finishes(
+    data_dir: Path, redis_server: EmbeddedRedis
+):
+    # In a deploy the old process and the new one often share a core. Once the old one has told
+    # its readers to come back, what it still does (closing their connections, the requests in
+    # flight) must not slow the new one down as it seats them: it lowers its CPU priority.
+    env = {"LIVEBLOG_REDIS_URL": redis_server.url, "LIVEBLOG_ADMIN_TOKEN": ADMIN_TOKEN}
+    first, port, _, raw = await a_blog_and_four_readers(data_dir, env)
+    for ws in raw:
+        assert (await receive(ws))["type"] == "snapshot"
+    idle = socket.create_connection(("127.0.0.1", int(port)), timeout=RECV_TIMEOUT)
+    idle.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    assert response(idle).startswith(b"HTTP/1.1 200")  # and kept alive, idle
+    body = json.dumps({"body": "<p>posted as the deploy began</p>"}).encode()
+    in_flight = socket.create_connection(("127.0.0.1", int(port)), timeout=RECV_TIMEOUT)
+    head = f"POST /api/v1/blogs/ukraine/entries HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n"
+    head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    in_flight.sendall(head.encode() + body[:10])
+    try:
+        pid = first.process.pid
+        before = os.getpriority(os.PRIO_PROCESS, pid)  # not 0 if the tests run under nice
+        # Asked again just before the signal, so that uvicorn's 5-s keep-alive cannot close it
+        # first on a slow machine (its close is the sign that the shutdown went on).
+        idle.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert response(idle).startswith(b"HTTP/1.1 200")
+        first.process.send_signal(15)
+        delays = [await told_to_come_back(ws) for ws in raw]
+        assert all(0 <= delay < Settings().reconnect_spread_ms for delay in delays), delays
+        # The idle connection is closed after the readers are told, as the rest of the shutdown
+        # begins: by then the process has stepped back.
+        assert await asyncio.to_thread(idle.recv, 1) == b""
+        assert os.getpriority(os.PRIO_PROCESS, pid) == min(before + 10, 19)
+        # and it still finishes what it was doing: the post in flight is made
+        in_flight.sendall(body[10:])
+        answer = await asyncio.to_thread(response, in_flight)
+        assert answer.startswith(b"HTTP/1.1 201"), answer[:200]
+        assert await asyncio.to_thread(first.wait) == 0
+    finally:
+        idle.close()
+        in_flight.close()
+        for ws in raw:
+            await ws.close()
+        if first.process.poll() is None:
+            await asyncio.to_thread(first.stop)

@@ -91,7 +91,7 @@ class PartnerSite:
     async def __aenter__(self) -> PartnerSite:
         app = Starlette(routes=[Route("/{name}", self._page)])
         self.server = uvicorn.Server(uvicorn.Config(app, loop="none", lifespan="off", log_level="warning"))
-        sock = bind("127.0.0.1", 0)
+        sock = bind("127.0.0.1", 0, backlog=128)
         self.task = asyncio.create_task(self.server.serve(sockets=[sock]))
         while not self.server.started:
             await asyncio.sleep(0.01)

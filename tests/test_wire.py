@@ -218,8 +218,13 @@ async def test_at_shutdown_every_reader_is_told_once_and_the_server_waits_until_
     assert [reader.told for reader in sockets + streams] == [1, 1, 1, 1]
 
 
+def frozen() -> float:
+    """A clock that does not move: telling the readers takes no time."""
+    return 0.0
+
+
 async def test_at_shutdown_each_reader_gets_its_own_reconnect_delay_within_the_spread():
-    connections = Connections(interval=5.0, reconnect_spread_ms=4000)
+    connections = Connections(interval=5.0, reconnect_spread_ms=4000, clock=frozen)
     sockets, streams = [Reader() for _ in range(30)], [Reader() for _ in range(10)]
     for reader in sockets:
         connections.watch(reader)
@@ -235,6 +240,33 @@ async def test_at_shutdown_each_reader_gets_its_own_reconnect_delay_within_the_s
     assert late.retry_ms is not None and 0 <= late.retry_ms < 4000
 
 
+async def test_readers_come_back_in_their_slots_however_long_telling_them_takes():
+    # A deploy tells 10k readers on a core they also need to come back: a few hundred ms. Each
+    # is told the time left until its moment, counted from the first 1012, so the last reader
+    # is not sent 4 s further on top of the time it took to reach it.
+    now = [0.0]
+
+    class Slow(Reader):
+        """A reader that takes 62.5 ms of the clock to be told (exact in binary: no rounding)."""
+
+        told_at = 0.0
+
+        def shutdown(self, retry_ms: int | None = None) -> None:
+            super().shutdown(retry_ms)
+            self.told_at = now[0]
+            now[0] += 0.0625
+
+    connections = Connections(interval=5.0, reconnect_spread_ms=4000, clock=lambda: now[0])
+    readers = [Slow() for _ in range(40)]
+    for reader in readers:
+        connections.watch(reader)
+    connections.begin_shutdown()
+    assert now[0] == 2.5, "telling them took 2.5 s"
+    back_ms = sorted(1000 * reader.told_at + reader.retry_ms for reader in readers)  # type: ignore[operator]
+    # one per 100 ms slot from the first 1012, the last before 4 s
+    assert [int(ms) // 100 for ms in back_ms] == list(range(40)), back_ms
+
+
 def test_reconnect_delays_fill_their_slots_and_come_in_random_order():
     delays = reconnect_delays(1000, 3000)
     assert sorted(delay // 3 for delay in delays) == list(range(1000))
@@ -245,7 +277,7 @@ def test_reconnect_delays_fill_their_slots_and_come_in_random_order():
 
 async def test_with_a_floor_no_reader_is_sent_back_before_it():
     # A restart with a gap: nobody listens for the first 2.5 s, so nobody is told to come sooner.
-    connections = Connections(interval=5.0, reconnect_spread_ms=1000, reconnect_floor_ms=2500)
+    connections = Connections(interval=5.0, reconnect_spread_ms=1000, reconnect_floor_ms=2500, clock=frozen)
     readers = [Reader() for _ in range(50)]
     for reader in readers:
         connections.watch(reader)
