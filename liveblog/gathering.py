@@ -14,10 +14,14 @@ must happen only while the loop really is behind and stop as soon as it is not:
   seconds of such reads, more than half of them lagged ``behind`` seconds or more (a median: a few
   slow reads, a GC pause, a large join, do not make a span behind). A read that finds nothing
   means the loop is idle, and starts the span again.
-- Once behind, the loop waits ``window`` before each read for ``hold`` seconds, then reads without
+- Once behind, the loop waits ``window`` before each read for a hold, then reads without
   waiting again and judges afresh (the read right after the last window is not judged), so
   gathering cannot feed itself: it lasts while the ungathered reads in between say the loop is
   behind, and no longer.
+- The first hold is short (``hold``), and each span judged behind right after one doubles the
+  next, up to ``max_hold``; a span that is not behind, or an idle read, makes it short again. A
+  burst of outside load costs a few windows; a loop that stays behind spends most of its time
+  gathered, not probing.
 
 No I/O here: :class:`Gathering` is fed each read's time and age by the tail loop.
 """
@@ -34,8 +38,10 @@ BEHIND = 0.04
 SPAN = 0.25
 #: Seconds a loop that is behind waits before each read.
 WINDOW = 0.1
-#: Seconds a loop gathers before it reads without waiting again, to see whether it still must.
-HOLD = 1.0
+#: Seconds a loop first gathers before it reads without waiting again, to see whether it still must.
+HOLD = 0.25
+#: The longest hold, reached by doubling while the loop stays behind.
+MAX_HOLD = 2.0
 
 
 @dataclass(frozen=True)
@@ -46,10 +52,13 @@ class GatherRules:
     span: float = SPAN
     window: float = WINDOW
     hold: float = HOLD
+    max_hold: float = MAX_HOLD
 
     def __post_init__(self) -> None:
         if min(self.span, self.window, self.hold) < 0:
             raise ValueError(f"gathering's span, window and hold must not be negative: {self}")
+        if self.max_hold < self.hold:
+            raise ValueError(f"gathering's max_hold must not be shorter than its hold: {self}")
 
 
 #: The rules a process uses.
@@ -66,6 +75,7 @@ class Gathering:
         self._since = 0.0  # when the span being judged started
         self._reads = 0  # reads in it
         self._late = 0  # those of them that were behind
+        self._hold = rules.hold  # the next hold
 
     def after_read(self, now: float, age: float | None, away: float) -> float:
         """Seconds to wait before the next read, for a read that returned at ``now`` (a
@@ -75,8 +85,11 @@ class Gathering:
         if now < self._until:
             self._windowed = True
             return rules.window
-        if self._windowed or age is None:
-            # After a window its age is the window's; after an idle read the loop kept up.
+        if age is None:  # an idle read: the loop kept up
+            self._windowed = False
+            self._reads, self._hold = 0, rules.hold
+            return 0.0
+        if self._windowed:  # its age is the window's
             self._windowed = False
             self._reads = 0
             return 0.0
@@ -89,7 +102,9 @@ class Gathering:
         behind = 2 * self._late > self._reads
         self._reads = 0
         if not behind or not rules.window:
+            self._hold = rules.hold
             return 0.0
-        self._until = now + rules.hold
+        self._until = now + self._hold
+        self._hold = min(2 * self._hold, rules.max_hold)
         self._windowed = True
         return rules.window

@@ -113,7 +113,7 @@ class Tailer:
         goes to each reader in one write per blog. A loop that keeps up never waits.
         """
         backoff, holding = 0.05, False
-        gathering, returned = Gathering(self._gathering), 0.0
+        gathering, returned, offset = Gathering(self._gathering), 0.0, 0.0
         loop = asyncio.get_running_loop()
         verify_at = loop.time() + self._verify_every
         changed = self._changed[node]
@@ -128,14 +128,16 @@ class Tailer:
                 try:
                     if node not in self._client_ids:
                         self._client_ids[node] = await reader.client_id()
+                        offset = await reader.clock_offset()
                         if changed.is_set():  # a wake while it was asked: it had no read to end
                             continue
                     issued = loop.time()
                     batch = await reader.read(positions, self._block_ms)
                     away, returned = issued - (returned or issued), loop.time()  # away 0 before the first
-                    window = gathering.after_read(returned, _age(batch), away)
+                    window = gathering.after_read(returned, _age(batch, offset), away)
                     if loop.time() >= verify_at:
                         await self._verify(positions)
+                        offset = await reader.clock_offset()  # a clock stepped since
                         verify_at = loop.time() + self._verify_every
                 except (RedisConnectionError, RedisTimeoutError) as exc:
                     self._metrics.redis_errors.labels("tailer").inc()
@@ -200,9 +202,9 @@ class Tailer:
                 self._hub.reset(blog_id, current)
 
 
-def _age(batch: list[tuple[str, list[LogEvent]]]) -> float | None:
+def _age(batch: list[tuple[str, list[LogEvent]]], offset: float) -> float | None:
     """Seconds the oldest event of ``batch`` has waited, None if it has none. By its stream id,
-    i.e. Redis's clock: a skewed clock on another host only makes a loop gather a little more or
-    less (:mod:`liveblog.gathering` judges the mean over a span, and lets go by itself)."""
+    i.e. the Redis node's clock, ``offset`` seconds ahead of ours: a node on another host whose
+    clock is behind would otherwise make every event look late, and the loop gather for good."""
     oldest = min((stream_id_key(events[0].stream_id)[0] for _, events in batch if events), default=None)
-    return None if oldest is None else max(0.0, time.time() - oldest / 1000)
+    return None if oldest is None else max(0.0, time.time() + offset - oldest / 1000)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from liveblog.gathering import Gathering, GatherRules
+from liveblog.storage import LogEvent
+from liveblog.tailer import _age
 
-RULES = GatherRules(behind=0.04, span=0.25, window=0.1, hold=1.0)
+RULES = GatherRules(behind=0.04, span=0.25, window=0.1, hold=1.0, max_hold=1.0)
 
 
 def replay(gathering: Gathering, reads: list[tuple[float, float | None]], away: float = 0.0) -> list[float]:
@@ -80,3 +84,62 @@ def test_gathering_lets_go_after_its_hold_when_ungathered_reads_keep_up():
 def test_rules_must_not_be_negative():
     with pytest.raises(ValueError, match="must not be negative"):
         GatherRules(window=-0.1)
+
+
+def gathered_for(gathering: Gathering, start: float, age: float) -> tuple[float, float]:
+    """Feed a span of ungathered reads of ``age`` from ``start``, then gathered reads every 0.1 s
+    while the loop waits a window before each; return (when the hold ended, how long it held, to
+    within the 0.1 s between reads)."""
+    now = start
+    while gathering.after_read(now, age, 0.0) == 0.0:  # behind within two spans
+        now += 0.05
+        assert now < start + 0.5
+    began = now
+    while gathering.after_read(now + 0.1, 0.2, 0.1) == RULES.window:
+        now += 0.1
+    now += 0.1
+    return now, now - began
+
+
+def test_a_burst_costs_a_short_hold_and_a_loop_that_stays_behind_holds_longer_each_time():
+    rules = GatherRules(behind=0.04, span=0.25, window=0.1, hold=0.3, max_hold=1.2)
+    gathering = Gathering(rules)
+    holds = []
+    now = 0.0
+    for _ in range(4):  # behind before every hold
+        now, held = gathered_for(gathering, now + 0.05, 0.15)
+        holds.append(held)
+    assert holds == pytest.approx([0.35, 0.65, 1.25, 1.25], abs=0.051)
+    # A span that keeps up, and the next burst costs a short hold again.
+    replay(gathering, ungathered(now + 0.05, 0.01, seconds=0.3))
+    _, held = gathered_for(gathering, now + 0.5, 0.15)
+    assert held == pytest.approx(0.35, abs=0.051)
+
+
+def test_an_idle_read_makes_the_next_hold_short_again():
+    rules = GatherRules(behind=0.04, span=0.25, window=0.1, hold=0.3, max_hold=1.2)
+    gathering = Gathering(rules)
+    now, _ = gathered_for(gathering, 0.0, 0.15)
+    now, _ = gathered_for(gathering, now + 0.05, 0.15)  # the second hold was 0.6 s
+    assert gathering.after_read(now + 0.05, None, 0.0) == 0.0
+    _, held = gathered_for(gathering, now + 0.1, 0.15)
+    assert held == pytest.approx(0.35, abs=0.051)
+
+
+def test_the_longest_hold_must_not_be_shorter_than_the_first():
+    with pytest.raises(ValueError, match="max_hold"):
+        GatherRules(hold=1.0, max_hold=0.5)
+
+
+def test_a_read_is_as_late_as_its_oldest_event_by_the_redis_nodes_clock():
+    """A node whose clock is 5 s behind ours stamps a just-written event 5 s in the past: by its
+    offset the event is new, not a loop 5 s behind (which would gather for good)."""
+    now_ms = int(time.time() * 1000)
+    batch = [
+        ("a", [LogEvent(f"{now_ms - 5000}-0", b"{}", "e"), LogEvent(f"{now_ms - 4000}-0", b"{}", "e")]),
+        ("b", []),
+        ("c", [LogEvent(f"{now_ms - 4500}-0", b"{}", "e")]),
+    ]
+    assert 4.9 < (_age(batch, 0.0) or 0) < 6, "the oldest event, by the node's stamps"
+    assert (_age(batch, -5.0) or 1) < 1, "the node's clock is 5 s behind ours"
+    assert _age([("b", [])], 0.0) is None

@@ -15,6 +15,7 @@ from conftest import RECV_TIMEOUT, UNLIMITED, receive, running_service
 
 import liveblog.hub
 import liveblog.snapshots
+import liveblog.tailer
 from liveblog.cursor import Cursor
 from liveblog.gathering import GatherRules
 from liveblog.guard import SEND_BUFFER
@@ -756,7 +757,7 @@ async def test_a_tailer_that_is_behind_gathers_the_next_events_into_one_write_pe
     await service.create_blog()
     services = service.services
     metrics = Metrics()
-    rules = GatherRules(behind=float("-inf"), span=0.0, window=2.0, hold=60.0)
+    rules = GatherRules(behind=float("-inf"), span=0.0, window=2.0, hold=60.0, max_hold=60.0)
     hub = Hub(services.store, services.topology, metrics, gathering=rules)
     running = asyncio.create_task(hub.run())
     sink = Recorder()
@@ -778,3 +779,18 @@ async def test_a_tailer_that_is_behind_gathers_the_next_events_into_one_write_pe
         [posted["id"] for posted in later],
     ]
     assert (metrics.registry.get_sample_value("liveblog_tailer_gathers_total") or 0) >= 1
+
+
+async def test_a_tailer_reads_a_redis_clock_it_can_judge_ages_by(service):
+    """Stream ids are the Redis node's milliseconds; the tailer judges how late a read is by them
+    against its own clock, less the node's offset. On one host the offset is about nothing, and
+    it never makes a just-posted event look older than it is."""
+    await service.create_blog()
+    async with service.services.topology.log_reader(next(iter(service.services.topology.nodes()))) as reader:
+        offset = await reader.clock_offset()
+        posted = await service.post(headline="Now")
+        ((_, events),) = await reader.read({"ukraine": "0-0"}, 0)
+    assert abs(offset) < 0.5
+    assert [json.loads(event.payload)["entry"]["id"] for event in events] == [posted["id"]]
+    age = liveblog.tailer._age([("ukraine", events)], offset)
+    assert age is not None and age < 0.5
