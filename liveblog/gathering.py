@@ -19,9 +19,10 @@ must happen only while the loop really is behind and stop as soon as it is not:
   gathering cannot feed itself: it lasts while the ungathered reads in between say the loop is
   behind, and no longer.
 - The first hold is short (``hold``), and each span judged behind right after one doubles the
-  next, up to ``max_hold``; a span that is not behind, or an idle read, makes it short again. A
-  burst of outside load costs a few windows; a loop that stays behind spends most of its time
-  gathered, not probing.
+  next, up to ``max_hold``; a span that is not behind makes it short again. A burst of outside
+  load costs a few windows; a loop that stays behind spends most of its time gathered, not
+  probing. A read that finds nothing ends a hold at once (the news stopped), and makes the next
+  one short.
 
 No I/O here: :class:`Gathering` is fed each read's time and age by the tail loop.
 """
@@ -82,13 +83,13 @@ class Gathering:
         monotonic clock) and found events whose oldest had waited ``age`` seconds (None: it
         found none), issued ``away`` seconds after the loop's previous read returned."""
         rules = self._rules
+        if age is None:  # an idle read, even in a hold: the loop kept up
+            self._until, self._windowed = float("-inf"), False
+            self._reads, self._hold = 0, rules.hold
+            return 0.0
         if now < self._until:
             self._windowed = True
             return rules.window
-        if age is None:  # an idle read: the loop kept up
-            self._windowed = False
-            self._reads, self._hold = 0, rules.hold
-            return 0.0
         if self._windowed:  # its age is the window's
             self._windowed = False
             self._reads = 0

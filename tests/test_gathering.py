@@ -143,3 +143,13 @@ def test_a_read_is_as_late_as_its_oldest_event_by_the_redis_nodes_clock():
     assert 4.9 < (_age(batch, 0.0) or 0) < 6, "the oldest event, by the node's stamps"
     assert (_age(batch, -5.0) or 1) < 1, "the node's clock is 5 s behind ours"
     assert _age([("b", [])], 0.0) is None
+
+
+def test_a_read_that_finds_nothing_ends_a_hold_at_once():
+    """The news stopped: a loop that gathered has nothing left to gather, and the next post goes
+    out without a window."""
+    gathering = Gathering(RULES)
+    replay(gathering, ungathered(0.0, 0.15, seconds=0.25))
+    assert gathering.after_read(0.4, 0.2, 0.1) == RULES.window, "in the hold"
+    assert gathering.after_read(0.5, None, 0.1) == 0.0
+    assert gathering.after_read(0.55, 0.01, 0.0) == 0.0, "the hold is over"
