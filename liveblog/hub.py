@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from .batches import Batched
 from .cursor import Cursor, stream_id_key
+from .gathering import RULES, GatherRules
 from .metrics import Metrics
 from .presence import Presence
 from .storage import LogEvent, NotFound, Storage
@@ -173,13 +174,16 @@ class Hub:
         block_ms: int = 250,
         verify_every: float = 5.0,
         viewers_every: float = 5.0,
+        gathering: GatherRules = RULES,
     ):
         self._store = store
         self._topology = topology
         self._metrics = metrics
         self._limit = reader_limit
         self.feeds: dict[str, Feed] = {}
-        self._tailer = Tailer(store, topology, metrics, self, block_ms=block_ms, verify_every=verify_every)
+        self._tailer = Tailer(
+            store, topology, metrics, self, block_ms=block_ms, verify_every=verify_every, gathering=gathering
+        )
         self._presence = Presence(store, metrics, self, every=viewers_every)
         #: Where each starting feed's log is: the feeds that start in one turn of the loop (a join
         #: storm over many blogs) read theirs in one round trip (see :mod:`liveblog.batches`).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import redis.asyncio as redis
@@ -53,6 +54,17 @@ class LogReader:
             # writes to the closed transport, and uvloop raises RuntimeError. It is a lost
             # connection, which the tailer rides out like any other.
             raise RedisConnectionError(f"connection lost while connecting: {exc}") from exc
+
+    async def clock_offset(self) -> float:
+        """Seconds this node's clock is ahead of ours: its stream ids are that clock's milliseconds.
+
+        Measured against our clock when the command left, not the round trip's middle: what
+        delays the round trip is mostly a busy loop seeing the reply late, and that must not
+        make events look older than they are (it errs by the one-way latency, towards younger).
+        """
+        sent = time.time()
+        seconds, micros = await self._client.time()
+        return seconds + micros / 1_000_000 - sent
 
     async def _replicated(self) -> None:
         # WAIT counts what its connection wrote, and this one wrote nothing: the fence is a write

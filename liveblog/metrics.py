@@ -102,6 +102,11 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livemax",
         )
+        self.tailer_gathers = Counter(
+            "liveblog_tailer_gathers",
+            "Times a tailer loop was behind and waited to gather more events before its next read",
+            registry=self.registry,
+        )
         self.scheduled_published = Counter(
             "liveblog_scheduled_published", "Scheduled entries this process published", registry=self.registry
         )

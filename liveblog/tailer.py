@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -20,8 +21,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import tasks
 from .cursor import stream_id_key
+from .gathering import Gathering, GatherRules
 from .metrics import Metrics
-from .storage import NotReplicated, Storage
+from .storage import LogEvent, NotReplicated, Storage
 from .topology import LAYOUT_CHANGED, Topology
 
 if TYPE_CHECKING:
@@ -36,7 +38,15 @@ class Tailer:
     """Reads the active logs for ``hub``; :meth:`start` its loops in a task group that owns them."""
 
     def __init__(
-        self, store: Storage, topology: Topology, metrics: Metrics, hub: Hub, *, block_ms: int, verify_every: float
+        self,
+        store: Storage,
+        topology: Topology,
+        metrics: Metrics,
+        hub: Hub,
+        *,
+        block_ms: int,
+        verify_every: float,
+        gathering: GatherRules,
     ):
         self._store = store
         self._topology = topology
@@ -44,6 +54,7 @@ class Tailer:
         self._hub = hub
         self._block_ms = block_ms
         self._verify_every = verify_every
+        self._gathering = gathering
         self._changed: dict[str, asyncio.Event] = {node: asyncio.Event() for node in topology.nodes()}
         self._client_ids: dict[str, int] = {}
         self._tasks: asyncio.TaskGroup | None = None
@@ -96,8 +107,13 @@ class Tailer:
 
         Every ``verify_every`` seconds, and after every outage, it checks that each active log is
         still the one it was reading (see :meth:`_verify`).
+
+        Under overload it batches on purpose: while its reads are behind (see
+        :mod:`liveblog.gathering`) it waits a short window before each read, and what it finds
+        goes to each reader in one write per blog. A loop that keeps up never waits.
         """
         backoff, holding = 0.05, False
+        gathering, returned, offset = Gathering(self._gathering), 0.0, 0.0
         loop = asyncio.get_running_loop()
         verify_at = loop.time() + self._verify_every
         changed = self._changed[node]
@@ -112,11 +128,16 @@ class Tailer:
                 try:
                     if node not in self._client_ids:
                         self._client_ids[node] = await reader.client_id()
+                        offset = await reader.clock_offset()
                         if changed.is_set():  # a wake while it was asked: it had no read to end
                             continue
+                    issued = loop.time()
                     batch = await reader.read(positions, self._block_ms)
+                    away, returned = issued - (returned or issued), loop.time()  # away 0 before the first
+                    window = gathering.after_read(returned, _age(batch, offset), away)
                     if loop.time() >= verify_at:
                         await self._verify(positions)
+                        offset = await reader.clock_offset()  # a clock stepped since
                         verify_at = loop.time() + self._verify_every
                 except (RedisConnectionError, RedisTimeoutError) as exc:
                     self._metrics.redis_errors.labels("tailer").inc()
@@ -154,6 +175,9 @@ class Tailer:
                 holding = False
                 for blog_id, events in batch:
                     await self._hub.dispatch(blog_id, events)
+                if window:
+                    self._metrics.tailer_gathers.inc()
+                    await asyncio.sleep(window)
 
     async def _verify(self, blogs: Iterable[str]) -> None:
         """Restart the readers of any blog whose log was lost or recreated under us.
@@ -176,3 +200,11 @@ class Tailer:
                     continue
             if self._hub.feeds.get(blog_id) is feeds[blog_id]:  # not a feed started since
                 self._hub.reset(blog_id, current)
+
+
+def _age(batch: list[tuple[str, list[LogEvent]]], offset: float) -> float | None:
+    """Seconds the oldest event of ``batch`` has waited, None if it has none. By its stream id,
+    i.e. the Redis node's clock, ``offset`` seconds ahead of ours: a node on another host whose
+    clock is behind would otherwise make every event look late, and the loop gather for good."""
+    oldest = min((stream_id_key(events[0].stream_id)[0] for _, events in batch if events), default=None)
+    return None if oldest is None else max(0.0, time.time() + offset - oldest / 1000)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import socket
@@ -14,8 +15,12 @@ from conftest import RECV_TIMEOUT, UNLIMITED, receive, running_service
 
 import liveblog.hub
 import liveblog.snapshots
+import liveblog.tailer
 from liveblog.cursor import Cursor
+from liveblog.gathering import GatherRules
 from liveblog.guard import SEND_BUFFER
+from liveblog.hub import Hub
+from liveblog.metrics import Metrics
 from liveblog.snapshots import SnapshotReads
 from liveblog.storage import CursorGone
 from liveblog.wire import CloseCode
@@ -743,3 +748,49 @@ async def test_readers_back_from_a_gone_cursor_share_the_one_answer(service, mon
     answers = await asyncio.gather(*back, return_exceptions=True)
     assert all(isinstance(answer, CursorGone) for answer in answers)
     assert reads.calls == 1
+
+
+async def test_a_tailer_that_is_behind_gathers_the_next_events_into_one_write_per_reader(service):
+    """Under overload a tail loop whose reads are behind (here: every read that finds an event)
+    waits a window before its next read, and what was posted meanwhile reaches the reader in one
+    write, once and in order."""
+    await service.create_blog()
+    services = service.services
+    metrics = Metrics()
+    rules = GatherRules(behind=float("-inf"), span=0.0, window=2.0, hold=60.0, max_hold=60.0)
+    hub = Hub(services.store, services.topology, metrics, gathering=rules)
+    running = asyncio.create_task(hub.run())
+    sink = Recorder()
+    try:
+        async with asyncio.timeout(10):
+            subscription = await hub.subscribe("ukraine", sink)
+            subscription.go_live()
+            first = await service.post(headline="One")
+            await sink.received.wait()
+            sink.received.clear()
+            later = [await service.post(headline=headline) for headline in ("Two", "Three", "Four")]
+            await sink.received.wait()
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+    assert [[json.loads(part.json)["entry"]["id"] for part in message.parts] for message in sink.messages] == [
+        [first["id"]],
+        [posted["id"] for posted in later],
+    ]
+    assert (metrics.registry.get_sample_value("liveblog_tailer_gathers_total") or 0) >= 1
+
+
+async def test_a_tailer_reads_a_redis_clock_it_can_judge_ages_by(service):
+    """Stream ids are the Redis node's milliseconds; the tailer judges how late a read is by them
+    against its own clock, less the node's offset. On one host the offset is about nothing, and
+    it never makes a just-posted event look older than it is."""
+    await service.create_blog()
+    async with service.services.topology.log_reader(next(iter(service.services.topology.nodes()))) as reader:
+        offset = await reader.clock_offset()
+        posted = await service.post(headline="Now")
+        ((_, events),) = await reader.read({"ukraine": "0-0"}, 0)
+    assert abs(offset) < 0.5
+    assert [json.loads(event.payload)["entry"]["id"] for event in events] == [posted["id"]]
+    age = liveblog.tailer._age([("ukraine", events)], offset)
+    assert age is not None and age < 0.5
