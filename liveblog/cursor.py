@@ -8,6 +8,7 @@ silently skipping what was lost. Clients only store cursors and send them back.
 from __future__ import annotations
 
 import re
+import time
 from typing import NamedTuple
 
 _STREAM_ID = re.compile(r"^([0-9]{1,20})-([0-9]{1,20})\Z")
@@ -41,3 +42,9 @@ def stream_id_key(stream_id: str) -> tuple[int, int]:
     """Sort key of a Redis stream id (``"ms-seq"``), for comparing positions without Redis."""
     ms, _, seq = stream_id.partition("-")
     return int(ms), int(seq)
+
+
+def waited(stream_id: str, offset: float = 0.0) -> float:
+    """Seconds since Redis stamped ``stream_id`` (its ms part is the node's clock), by our clock,
+    for a node whose clock is ``offset`` seconds ahead of ours; never negative."""
+    return max(0.0, time.time() + offset - stream_id_key(stream_id)[0] / 1000)

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 from .batches import Batched
-from .cursor import Cursor, stream_id_key
+from .cursor import Cursor, stream_id_key, waited
 from .gathering import RULES, GatherRules
 from .metrics import Metrics
 from .presence import Presence
@@ -291,8 +291,9 @@ class Hub:
         """A message outside the log (a viewer count) to every reader of ``feed``."""
         await hand_out(list(feed.subscriptions), Subscription.push_ephemeral, message)
 
-    async def dispatch(self, blog_id: str, events: Iterable[LogEvent]) -> None:
-        """New events of ``blog_id``'s log, in order: to every reader of the blog, once."""
+    async def dispatch(self, blog_id: str, events: Iterable[LogEvent], *, clock_offset: float = 0.0) -> None:
+        """New events of ``blog_id``'s log, in order: to every reader of the blog, once.
+        ``clock_offset``: seconds the log's Redis clock is ahead of ours (for the lag gauge)."""
         feed = self.feeds.get(blog_id)
         if feed is None or feed.position is None:
             return  # the last reader left while we were reading
@@ -322,7 +323,7 @@ class Hub:
         # tail loops may briefly read the same blog.
         if feed.position is None or stream_id_key(feed.position.stream_id) < stream_id_key(cursor.stream_id):
             feed.position = cursor
-        self._metrics.tailer_lag.set(max(0.0, time.time() - stream_id_key(cursor.stream_id)[0] / 1000))
+        self._metrics.tailer_lag.set(waited(cursor.stream_id, clock_offset))
 
 
 async def wait_shared(future: asyncio.Future[Any]) -> bool:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import redis.asyncio as redis
@@ -38,6 +40,8 @@ class LogReader:
         self._cluster = cluster
         self._min_replicas = min_replicas
         self._wait_ms = wait_ms
+        #: Seconds the last read waited for replicas to confirm it: not a busy loop's lag.
+        self.replicated_in = 0.0
 
     async def __aenter__(self) -> LogReader:
         return self
@@ -47,24 +51,22 @@ class LogReader:
 
     async def client_id(self) -> int:
         """This connection's id, for CLIENT UNBLOCK from another connection."""
-        try:
+        with _lost_while_connecting():
             return int(await self._client.client_id())
-        except RuntimeError as exc:
-            # redis-py 6.0 on uvloop: a connection whose socket died while it was being set up
-            # writes to the closed transport, and uvloop raises RuntimeError. It is a lost
-            # connection, which the tailer rides out like any other.
-            raise RedisConnectionError(f"connection lost while connecting: {exc}") from exc
 
-    async def clock_offset(self) -> float:
-        """Seconds this node's clock is ahead of ours: its stream ids are that clock's milliseconds.
+    async def clock_offset(self) -> tuple[float, float]:
+        """(Seconds this node's clock is ahead of ours, the round trip that measured it.) Its
+        stream ids are that clock's milliseconds.
 
         Measured against our clock when the command left, not the round trip's middle: what
-        delays the round trip is mostly a busy loop seeing the reply late, and that must not
-        make events look older than they are (it errs by the one-way latency, towards younger).
+        delays a round trip is mostly a busy loop seeing the reply late, or a retry, and that
+        must not count. It still errs towards older by the one-way latency; a caller should
+        drop a sample whose round trip was long. ``ResponseError`` if the node refuses ``TIME``.
         """
         sent = time.time()
-        seconds, micros = await self._client.time()
-        return seconds + micros / 1_000_000 - sent
+        with _lost_while_connecting():
+            seconds, micros = await self._client.time()
+        return seconds + micros / 1_000_000 - sent, time.time() - sent
 
     async def _replicated(self) -> None:
         # WAIT counts what its connection wrote, and this one wrote nothing: the fence is a write
@@ -98,8 +100,11 @@ class LogReader:
                 replies = await pipe.execute()
             if not any(replies):
                 await asyncio.sleep(CLUSTER_POLL)
+        self.replicated_in = 0.0
         if self._min_replicas and any(replies):
+            started = time.monotonic()
             await self._replicated()
+            self.replicated_in = time.monotonic() - started
         return [
             (
                 keys.blog_of(_s(stream)),
@@ -108,3 +113,14 @@ class LogReader:
             for reply in replies
             for stream, events in reply or []
         ]
+
+
+@contextlib.contextmanager
+def _lost_while_connecting() -> Iterator[None]:
+    # redis-py 6.0 on uvloop: a connection whose socket died while it was being set up writes to
+    # the closed transport, and uvloop raises RuntimeError. It is a lost connection, which the
+    # tailer rides out like any other.
+    try:
+        yield
+    except RuntimeError as exc:
+        raise RedisConnectionError(f"connection lost while connecting: {exc}") from exc

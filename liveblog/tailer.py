@@ -12,16 +12,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import tasks
-from .cursor import stream_id_key
+from .cursor import stream_id_key, waited
 from .gathering import Gathering, GatherRules
+from .logreader import LogReader
 from .metrics import Metrics
 from .storage import LogEvent, NotReplicated, Storage
 from .topology import LAYOUT_CHANGED, Topology
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 #: Seconds between looks while replicas do not confirm what was read (on top of WAIT's timeout).
 HOLD_BACK = 0.02
+#: A clock sample whose round trip took longer is dropped (a retry, a busy loop): it would make
+#: every event look that much older until the next one.
+CLOCK_ROUND_TRIP = 0.005
 
 
 class Tailer:
@@ -113,7 +117,7 @@ class Tailer:
         goes to each reader in one write per blog. A loop that keeps up never waits.
         """
         backoff, holding = 0.05, False
-        gathering, returned, offset = Gathering(self._gathering), 0.0, 0.0
+        gathering, returned, offset = Gathering(self._gathering), 0.0, None
         loop = asyncio.get_running_loop()
         verify_at = loop.time() + self._verify_every
         changed = self._changed[node]
@@ -128,16 +132,18 @@ class Tailer:
                 try:
                     if node not in self._client_ids:
                         self._client_ids[node] = await reader.client_id()
-                        offset = await reader.clock_offset()
+                        offset = await _clock_offset(reader, None)
                         if changed.is_set():  # a wake while it was asked: it had no read to end
                             continue
                     issued = loop.time()
                     batch = await reader.read(positions, self._block_ms)
-                    away, returned = issued - (returned or issued), loop.time()  # away 0 before the first
-                    window = gathering.after_read(returned, _age(batch, offset), away)
+                    # Away: handing out, a window; and waiting for replicas is not lag either.
+                    away = issued - (returned or issued) + reader.replicated_in  # 0 before the first
+                    returned = loop.time()
+                    window = gathering.after_read(returned, _age(batch, offset or 0.0), away)
                     if loop.time() >= verify_at:
                         await self._verify(positions)
-                        offset = await reader.clock_offset()  # a clock stepped since
+                        offset = await _clock_offset(reader, offset)  # a clock stepped since
                         verify_at = loop.time() + self._verify_every
                 except (RedisConnectionError, RedisTimeoutError) as exc:
                     self._metrics.redis_errors.labels("tailer").inc()
@@ -174,7 +180,7 @@ class Tailer:
                     log.warning("tailer of %s hands out new events again: replicas have them", node)
                 holding = False
                 for blog_id, events in batch:
-                    await self._hub.dispatch(blog_id, events)
+                    await self._hub.dispatch(blog_id, events, clock_offset=offset or 0.0)
                 if window:
                     self._metrics.tailer_gathers.inc()
                     await asyncio.sleep(window)
@@ -206,5 +212,18 @@ def _age(batch: list[tuple[str, list[LogEvent]]], offset: float) -> float | None
     """Seconds the oldest event of ``batch`` has waited, None if it has none. By its stream id,
     i.e. the Redis node's clock, ``offset`` seconds ahead of ours: a node on another host whose
     clock is behind would otherwise make every event look late, and the loop gather for good."""
-    oldest = min((stream_id_key(events[0].stream_id)[0] for _, events in batch if events), default=None)
-    return None if oldest is None else max(0.0, time.time() + offset - oldest / 1000)
+    oldest = min((events[0].stream_id for _, events in batch if events), key=stream_id_key, default=None)
+    return None if oldest is None else waited(oldest, offset)
+
+
+async def _clock_offset(reader: LogReader, current: float | None) -> float | None:
+    """The node's clock offset from a fresh sample, or ``current`` if the sample's round trip was
+    long (the first sample is kept whatever it took). None while the node refuses ``TIME`` (an
+    ACL, a proxy): ages are then by our own clock."""
+    try:
+        sample, round_trip = await reader.clock_offset()
+    except ResponseError as exc:
+        if current is None:
+            log.warning("Redis refused TIME (%s): the tailer judges how late events are by its own clock", exc)
+        return current
+    return sample if current is None or round_trip <= CLOCK_ROUND_TRIP else current

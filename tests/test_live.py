@@ -10,6 +10,7 @@ import socket
 from dataclasses import replace
 
 import pytest
+import redis.asyncio as redis
 import websockets
 from conftest import RECV_TIMEOUT, UNLIMITED, receive, running_service
 
@@ -20,6 +21,7 @@ from liveblog.cursor import Cursor
 from liveblog.gathering import GatherRules
 from liveblog.guard import SEND_BUFFER
 from liveblog.hub import Hub
+from liveblog.logreader import LogReader
 from liveblog.metrics import Metrics
 from liveblog.snapshots import SnapshotReads
 from liveblog.storage import CursorGone
@@ -694,11 +696,11 @@ class HeldDispatch:
         self.open = asyncio.Event()
         self.waiting = asyncio.Event()
 
-    async def __call__(self, *args):
+    async def __call__(self, *args, **kwargs):
         if not self.open.is_set():
             self.waiting.set()
             await self.open.wait()
-        return await self.dispatch(*args)
+        return await self.dispatch(*args, **kwargs)
 
 
 async def test_after_a_purge_no_kept_snapshot_or_catch_up_has_its_text(service, monkeypatch):
@@ -783,14 +785,29 @@ async def test_a_tailer_that_is_behind_gathers_the_next_events_into_one_write_pe
 
 async def test_a_tailer_reads_a_redis_clock_it_can_judge_ages_by(service):
     """Stream ids are the Redis node's milliseconds; the tailer judges how late a read is by them
-    against its own clock, less the node's offset. On one host the offset is about nothing, and
-    it never makes a just-posted event look older than it is."""
+    against its own clock, less the node's offset. On one host the offset is about nothing, and a
+    just-posted event is about as old as the time since it was posted."""
     await service.create_blog()
     async with service.services.topology.log_reader(next(iter(service.services.topology.nodes()))) as reader:
-        offset = await reader.clock_offset()
+        offset, round_trip = await reader.clock_offset()
         posted = await service.post(headline="Now")
         ((_, events),) = await reader.read({"ukraine": "0-0"}, 0)
-    assert abs(offset) < 0.5
+    assert abs(offset) < 0.5 and 0 <= round_trip < 0.5
     assert [json.loads(event.payload)["entry"]["id"] for event in events] == [posted["id"]]
     age = liveblog.tailer._age([("ukraine", events)], offset)
     assert age is not None and age < 0.5
+
+
+async def test_a_redis_that_refuses_time_leaves_the_tailer_judging_by_its_own_clock(redis_server, caplog):
+    """An ACL or a proxy that refuses TIME must not stop the tailer: it logs why, once, and
+    judges ages by its own clock (offset None), keeping whatever offset it already had."""
+    admin = redis.Redis.from_url(redis_server.url)
+    await admin.acl_setuser("no-time", enabled=True, nopass=True, keys="*", commands=["+@all", "-time"])
+    try:
+        async with LogReader(redis.Redis.from_url(redis_server.url, username="no-time")) as reader:
+            assert await liveblog.tailer._clock_offset(reader, None) is None
+            assert await liveblog.tailer._clock_offset(reader, 0.25) == 0.25
+        assert caplog.text.count("Redis refused TIME") == 1
+    finally:
+        await admin.acl_deluser("no-time")
+        await admin.aclose()

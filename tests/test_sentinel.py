@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import redis as sync_redis
+import redis.asyncio as async_redis
 import yaml
 from conftest import ADMIN_TOKEN, UNLIMITED, Served, free_port, receive, running_service
 
@@ -28,6 +29,7 @@ from liveblog.client import AsyncClient, BlogCreate, EntryCreate, EntryEvent, Re
 from liveblog.config import Settings
 from liveblog.config import sentinel_url as config_sentinel_url
 from liveblog.embedded import EmbeddedRedis, die_with_parent, redis_server_binary
+from liveblog.logreader import LogReader
 
 SERVICE = "liveblog-primary"
 #: How long the setup may take to settle (replication, sentinels finding each other, a failover):
@@ -272,6 +274,26 @@ async def test_write_no_replica_confirms_is_503_and_its_retry_returns_the_same_e
             listed = (await service.http.get("/api/v1/blogs/ukraine/entries")).json()["entries"]
             assert [item["id"] for item in listed] == [entry["id"]]
         replica.stop()
+
+
+async def test_waiting_for_replicas_is_not_counted_as_the_tailers_lag(tmp_path: Path) -> None:
+    """A read that waits for a replica's WAIT says how long: the tailer leaves that out of a
+    read's lag, or a far replica would make every read look behind and the loop gather for good."""
+    primary_port, replica_port = free_port(), free_port()
+    with EmbeddedRedis(tmp_path / "primary", port=primary_port) as primary:
+        replica = replica_of(tmp_path / "replica", replica_port, primary_port).start()
+        try:
+            await asyncio.to_thread(wait_until, lambda: linked(replica_port), "the replica is in sync")
+            writer = sync_redis.Redis.from_url(primary.url)
+            writer.xadd(keys.log("b"), {"e": b'{"event":"x"}', "epoch": "e1"})
+            async with LogReader(async_redis.Redis.from_url(primary.url), min_replicas=1, wait_ms=500) as reader:
+                ((_, events),) = await reader.read({"b": "0-0"}, 0)
+                assert len(events) == 1 and reader.replicated_in > 0
+                assert await reader.read({"b": events[0].stream_id}, 1) == []
+                assert reader.replicated_in == 0.0, "nothing read, nothing waited for"
+            writer.close()
+        finally:
+            replica.stop()
 
 
 def test_a_malformed_sentinel_url_is_refused_in_one_line(tmp_path: Path) -> None:
