@@ -18,6 +18,8 @@ MAX_RECONNECT_SPREAD_MS = 60_000
 MAX_TIMEOUT = 3600.0
 #: The largest listen backlog ``listen()`` takes (the kernel caps it at ``net.core.somaxconn``).
 MAX_BACKLOG = 65535
+#: The most entries a live snapshot holds (a reader's ``?limit=`` too).
+MAX_SNAPSHOT = 100
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -151,27 +153,15 @@ class Settings:
                 sentinel_url(settings.redis_url)
             except ValueError as exc:
                 raise SystemExit(f"LIVEBLOG_REDIS_URL: {exc}") from None
-        if not 0 <= settings.redis_min_replicas <= MAX_REPLICAS:
-            raise SystemExit(f"LIVEBLOG_REDIS_MIN_REPLICAS must be between 0 and {MAX_REPLICAS}")
+        for name, bound in BOUNDS.items():
+            value = getattr(settings, name)
+            if not bound.holds(value):
+                flag = f" (--{name.replace('_', '-')})" if name in FLAGS else ""
+                raise SystemExit(f"LIVEBLOG_{name.upper()}{flag} must be {bound}, not {value!r}")
         if settings.redis_min_replicas and settings.redis_url.startswith("redis+cluster://"):
             raise SystemExit("LIVEBLOG_REDIS_MIN_REPLICAS works with one Redis or Sentinel, not with Redis Cluster")
-        if not 1 <= settings.redis_wait_ms <= MAX_WAIT_MS:
-            # Above this the client's socket timeout (5 s) would cut the WAIT off.
-            raise SystemExit(f"LIVEBLOG_REDIS_WAIT_MS must be between 1 and {MAX_WAIT_MS}")
-        for name in ("head_timeout", "send_timeout"):
-            # 0 or less would cut every client off at once, with no word at start.
-            if not 0 < getattr(settings, name) <= MAX_TIMEOUT:
-                raise SystemExit(f"LIVEBLOG_{name.upper()}: seconds, above 0 and at most {MAX_TIMEOUT:g}")
-        if not 0 <= settings.reconnect_spread_ms <= MAX_RECONNECT_SPREAD_MS:
-            raise SystemExit(f"LIVEBLOG_RECONNECT_SPREAD_MS: between 0 and {MAX_RECONNECT_SPREAD_MS}")
-        if not 0 <= settings.reconnect_floor_ms <= MAX_RECONNECT_SPREAD_MS:
-            raise SystemExit(f"LIVEBLOG_RECONNECT_FLOOR_MS: between 0 and {MAX_RECONNECT_SPREAD_MS}")
-        if not 1 <= settings.backlog <= MAX_BACKLOG:
-            raise SystemExit(
-                f"LIVEBLOG_BACKLOG (--backlog): connections queued to be accepted, from 1 to {MAX_BACKLOG}"
-            )
-        if settings.reuse_port not in (0, 1):
-            raise SystemExit("LIVEBLOG_REUSE_PORT: 0 or 1")
+        if settings.webhook_retry_base_ms > settings.webhook_retry_max_ms:
+            raise SystemExit("LIVEBLOG_WEBHOOK_RETRY_BASE_MS must not be above LIVEBLOG_WEBHOOK_RETRY_MAX_MS")
         if settings.public_url:
             try:
                 check_public_url(settings.public_url)
@@ -185,6 +175,79 @@ SENTINEL_PORT = 26379
 MAX_REPLICAS = 16
 MAX_WAIT_MS = 4000
 _SENTINEL_FORM = "redis+sentinel://[user:password@]host[:port][,host2[:port2]…]/service[/db]"
+
+
+class Bound(NamedTuple):
+    """The values a numeric setting may take: from ``low`` to ``high``, both included, or above
+    ``low`` when ``above`` (a rate or a timeout of 0 would stop the service, not limit it)."""
+
+    low: float
+    high: float
+    above: bool = False
+
+    def holds(self, value: float) -> bool:
+        # Written so that NaN, which fails every comparison, is refused too.
+        return (self.low < value if self.above else self.low <= value) and value <= self.high
+
+    def __str__(self) -> str:
+        return f"above {self.low:g} and at most {self.high:g}" if self.above else f"from {self.low:g} to {self.high:g}"
+
+
+_DAY = 86_400
+_MIB = 1 << 20
+
+#: Every numeric setting's range, checked at start so that a typo at 3 a.m. is one line naming
+#: the variable, not a service that refuses every reader (``MAX_READERS=-5``), spins
+#: (``VIEWERS_INTERVAL=0``) or never pings (``WS_PING_INTERVAL=nan``). ``workers`` is not here:
+#: its ceiling depends on the CPUs, and the CLI checks it.
+BOUNDS: dict[str, Bound] = {
+    "port": Bound(0, 65535),
+    "redis_min_replicas": Bound(0, MAX_REPLICAS),
+    # Above this the client's socket timeout (5 s) would cut the WAIT off.
+    "redis_wait_ms": Bound(1, MAX_WAIT_MS),
+    # An entry's body alone may be 20,000 characters of up to 4 bytes each.
+    "max_body_bytes": Bound(1024, 16 * _MIB),
+    # 0 or less would cut every client off at once.
+    "head_timeout": Bound(0, MAX_TIMEOUT, above=True),
+    "send_timeout": Bound(0, MAX_TIMEOUT, above=True),
+    "reader_buffer_bytes": Bound(4096, 1024 * _MIB),
+    "snapshot_size": Bound(1, MAX_SNAPSHOT),
+    "log_maxlen": Bound(100, 10_000_000),
+    "audit_maxlen": Bound(100, 100_000_000),
+    "versions_kept": Bound(1, 10_000),
+    # A client's retries of one post must all fall within it.
+    "idempotency_ttl": Bound(60, 30 * _DAY),
+    "ws_max_message_bytes": Bound(256, _MIB),
+    "max_readers": Bound(1, 1_000_000),
+    "max_readers_per_ip": Bound(1, 1_000_000),
+    "max_connections_per_ip": Bound(1, 1_000_000),
+    "connects_per_ip_per_second": Bound(0, 1e9, above=True),
+    "writes_per_token_per_second": Bound(0, 1e9, above=True),
+    "viewers_interval": Bound(0.1, _DAY),
+    "access_log": Bound(0, 1),
+    # 0: no pings (readers behind a proxy that cuts idle connections then lose theirs).
+    "ws_ping_interval": Bound(0, MAX_TIMEOUT),
+    "compression": Bound(0, 1),
+    "reconnect_spread_ms": Bound(0, MAX_RECONNECT_SPREAD_MS),
+    "reconnect_floor_ms": Bound(0, MAX_RECONNECT_SPREAD_MS),
+    "reuse_port": Bound(0, 1),
+    "backlog": Bound(1, MAX_BACKLOG),
+    "session_idle_seconds": Bound(60, 30 * _DAY),
+    "signins_per_ip_per_minute": Bound(0, 1e6, above=True),
+    "max_staff_readers": Bound(1, 100_000),
+    "staff_poll_interval": Bound(0.01, 60),
+    "schedule_interval": Bound(0.01, 60),
+    "webhook_retry_base_ms": Bound(10, 3_600_000),
+    "webhook_retry_max_ms": Bound(10, 7 * _DAY * 1000),
+    "webhook_retry_for": Bound(1, 30 * _DAY),
+    "webhook_claim_idle_ms": Bound(100, _DAY * 1000),
+    "webhook_poll_interval": Bound(0.01, 60),
+    "webhook_connect_timeout": Bound(0, 60, above=True),
+    "webhook_timeout": Bound(0, 300, above=True),
+}
+
+#: The settings ``liveblog serve`` also takes as flags (``--name``), named in its errors.
+FLAGS = frozenset({"host", "port", "data_dir", "redis_url", "log_format", "workers", "reuse_port", "backlog"})
 
 
 class SentinelUrl(NamedTuple):

@@ -10,6 +10,7 @@ import re
 
 from starlette.requests import HTTPConnection
 
+from .config import MAX_SNAPSHOT
 from .cursor import BadCursor, Cursor, stream_id_key
 from .errors import ApiError
 from .hub import Subscription
@@ -21,7 +22,6 @@ from .wire import CloseCode, Message
 
 _SLUG = re.compile(SLUG_PATTERN)
 CATCH_UP_BATCH = 500
-MAX_SNAPSHOT = 100
 
 
 def client_address(connection: HTTPConnection) -> str:

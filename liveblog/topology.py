@@ -50,7 +50,7 @@ async def connect(url: str) -> redis.Redis | redis.RedisCluster:
     if url.startswith(SENTINEL_SCHEME):
         where = sentinel_url(url)
         timeouts = {"socket_connect_timeout": _CONNECT_TIMEOUT, "socket_timeout": _TIMEOUT}
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(
             where.sentinels,
             sentinel_kwargs=timeouts,
             db=where.db,
@@ -58,7 +58,8 @@ async def connect(url: str) -> redis.Redis | redis.RedisCluster:
             password=where.password,
             retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
             health_check_interval=30,
-            **timeouts,
+            socket_connect_timeout=_CONNECT_TIMEOUT,
+            socket_timeout=_TIMEOUT,
         )
         client: redis.Redis = sentinel.master_for(
             where.service, connection_pool_class=_SentinelPool, max_connections=POOL_SIZE, timeout=POOL_WAIT

@@ -95,6 +95,8 @@ def test_serve_prints_the_consoles_address_beside_its_own(data_dir: Path, redis_
         ("LIVEBLOG_HEAD_TIMEOUT", "-1"),
         ("LIVEBLOG_BACKLOG", "0"),
         ("LIVEBLOG_BACKLOG", "65536"),
+        ("LIVEBLOG_MAX_READERS", "-5"),
+        ("LIVEBLOG_WS_PING_INTERVAL", "nan"),
     ],
 )
 def test_bad_configuration_is_refused_with_a_message(data_dir: Path, name: str, value: str):
@@ -197,7 +199,7 @@ def _serve_once(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_a_backlog_out_of_range_on_the_command_line_is_refused_naming_the_setting(data_dir: Path):
     result = _serve_once(data_dir, "--backlog", "-5")
     assert result.returncode == 1
-    assert result.stderr.strip() == "LIVEBLOG_BACKLOG (--backlog): connections queued to be accepted, from 1 to 65535"
+    assert result.stderr.strip() == "LIVEBLOG_BACKLOG (--backlog) must be from 1 to 65535, not -5"
     assert not data_dir.exists(), "nothing started, nothing made"
 
 
